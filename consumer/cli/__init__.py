@@ -1,0 +1,35 @@
+"""The ``metatrail`` command line. ``main`` turns every expected error into one line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from consumer.cli import db  # noqa: F401  (registers commands)
+from consumer.cli.app import app
+from schemas.errors import MetatrailError
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI. Exit codes: 0 ok, 1 a metatrail error, 2 a usage error."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = app(args=argv, prog_name="metatrail", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument...
+        print(f"metatrail: error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except typer.Abort:
+        print("metatrail: aborted", file=sys.stderr)
+        return 130
+    except MetatrailError as exc:
+        print(f"metatrail: error: {exc}", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def entrypoint() -> None:
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The relational lineage store: rows, engine, session scope and migrations."""

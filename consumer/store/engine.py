@@ -1,0 +1,142 @@
+"""Engines and the one session scope every database write goes through.
+
+The session scope commits or rolls back, and translates driver errors into
+``TransientStoreError`` (retrying the same transaction may succeed: dropped connection,
+deadlock, lock timeout, serialization failure, server shutting down, SQLite busy) or
+``StoreError`` (it will not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from schemas.errors import ConfigError, StoreError, TransientStoreError
+
+#: PostgreSQL SQLSTATE classes/codes worth a retry.
+_PG_TRANSIENT_PREFIXES = ("08", "40", "53", "57P")
+#: MySQL/MariaDB error numbers worth a retry: deadlock, lock wait timeout, server gone
+#: away, lost connection, can't connect, server shutdown, query interrupted.
+_MYSQL_TRANSIENT = {1205, 1213, 2002, 2003, 2006, 2013, 2055, 1053, 1927, 4031, 1317}
+
+
+def open_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for a store URL, tuned per dialect.
+
+    SQLite files get their parent folder created, WAL journaling and a busy timeout, and
+    write transactions take the write lock at BEGIN (``BEGIN IMMEDIATE``) so two writers
+    never deadlock upgrading a read lock. Raises ``ConfigError`` on a URL SQLAlchemy
+    cannot parse or whose driver is not installed.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError, ValueError...
+        raise ConfigError(f"METATRAIL_STORE_URL: cannot parse {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            return _sqlite_engine(url, parsed.database, **kwargs)
+        options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 3600}
+        if backend in ("mysql", "mariadb"):
+            options["isolation_level"] = "READ COMMITTED"
+        options.update(kwargs)
+        return create_engine(url, **options)
+    except ImportError as exc:
+        raise ConfigError(
+            f"METATRAIL_STORE_URL: the driver for {backend!r} is not installed ({exc}); "
+            "install metatrail[postgres] or metatrail[mysql]"
+        ) from exc
+    except SQLAlchemyError as exc:
+        raise ConfigError(f"METATRAIL_STORE_URL: {exc}") from exc
+
+
+def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
+    in_memory = not database or database == ":memory:" or database.startswith("file::memory")
+    if not in_memory:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("poolclass", NullPool)
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("metatrail_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the transaction that raised ``exc`` may succeed."""
+    if isinstance(exc, TransientStoreError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_PG_TRANSIENT_PREFIXES)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _MYSQL_TRANSIENT
+    if isinstance(exc, OperationalError):
+        text = str(orig).lower()
+        return any(s in text for s in ("locked", "busy", "closed", "lost", "gone away", "terminat"))
+    return False
+
+
+@contextmanager
+def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error.
+
+    Raises ``TransientStoreError`` for errors a retry may cure, ``StoreError`` for other
+    database errors; other exceptions pass through unchanged (after the rollback).
+    """
+    bind = engine.execution_options(metatrail_write=write) if engine.dialect.name == "sqlite" else engine
+    session = Session(bind=bind, expire_on_commit=False, autoflush=False)
+    try:
+        yield session
+        session.commit()
+    except SQLAlchemyError as exc:
+        _rollback_quietly(session)
+        if is_transient(exc):
+            raise TransientStoreError(f"transient database error: {_short(exc)}") from exc
+        if isinstance(exc, IntegrityError):
+            raise StoreError(f"integrity error: {_short(exc)}") from exc
+        raise StoreError(f"database error: {_short(exc)}") from exc
+    except BaseException:
+        _rollback_quietly(session)
+        raise
+    finally:
+        session.close()
+
+
+def _rollback_quietly(session: Session) -> None:
+    try:
+        session.rollback()
+    except SQLAlchemyError:
+        pass  # the connection is gone; the pool discards it
+
+
+def _short(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__

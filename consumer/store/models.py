@@ -1,0 +1,319 @@
+"""SQLAlchemy rows of the lineage store (MLMD-equivalent in meaning).
+
+These rows never leave ``consumer``: the apply code writes them and the query code turns
+them into domain objects. Every node has a client-assigned UUID primary key. Merging is
+order-insensitive: each mergeable field group carries the (occurred_at, event_id) stamp of
+the event that last set it, and a later-stamped event wins (last writer wins).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from consumer.store.types import ID_LEN, JSONText, LongBinary, LongText, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Characters of a string property kept in the indexed ``string_key`` column.
+STRING_KEY_LEN = 191
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _id(primary_key: bool = False, nullable: bool = False) -> Mapped[Any]:
+    return mapped_column(String(ID_LEN), primary_key=primary_key, nullable=nullable)
+
+
+class _Stamped:
+    """The LWW stamp of the event that last set the node's descriptive fields."""
+
+    stamp_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stamp_event: Mapped[str | None] = mapped_column(String(ID_LEN))
+
+
+class TypeRow(Base):
+    """An artifact, execution or context type and the property kinds seen or declared."""
+
+    __tablename__ = "mt_types"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    properties: Mapped[dict[str, str]] = mapped_column(JSONText(), default=dict)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class ContextRow(_Stamped, Base):
+    """A pipeline, run, experiment or other grouping."""
+
+    __tablename__ = "mt_contexts"
+    id: Mapped[str] = _id(primary_key=True)
+    type: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(255))
+    is_placeholder: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(None, "type", "name"),
+        Index(None, "name"),
+        Index(None, "type", "created_at"),
+    )
+
+
+class ParentContextRow(Base):
+    __tablename__ = "mt_parent_contexts"
+    context_id: Mapped[str] = _id(primary_key=True)
+    parent_id: Mapped[str] = _id(primary_key=True)
+    __table_args__ = (Index(None, "parent_id"),)
+
+
+class ArtifactRow(_Stamped, Base):
+    """A file, table, model or any other thing an execution reads or writes."""
+
+    __tablename__ = "mt_artifacts"
+    id: Mapped[str] = _id(primary_key=True)
+    type: Mapped[str | None] = mapped_column(String(128))
+    uri: Mapped[str | None] = mapped_column(String(2048))
+    digest: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(24), default="UNKNOWN")
+    state_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state_event: Mapped[str | None] = mapped_column(String(ID_LEN))
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    is_placeholder: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(None, "type", "state", "created_at"),
+        Index(None, "created_at"),
+        Index(None, "name", "version"),
+        Index(None, "uri", mysql_length=255),
+        Index(None, "digest"),
+    )
+
+
+class ExecutionRow(_Stamped, Base):
+    """One run of a component / tracked function."""
+
+    __tablename__ = "mt_executions"
+    id: Mapped[str] = _id(primary_key=True)
+    type: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="UNKNOWN")
+    state_rank: Mapped[int] = mapped_column(SmallInteger, default=0)
+    state_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state_event: Mapped[str | None] = mapped_column(String(ID_LEN))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fingerprint: Mapped[str | None] = mapped_column(String(128))
+    trigger_id: Mapped[str | None] = mapped_column(String(ID_LEN))
+    cached_from: Mapped[str | None] = mapped_column(String(ID_LEN))
+    code_version: Mapped[dict[str, Any] | None] = mapped_column(JSONText())
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSONText())
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(LongText())
+    error_traceback: Mapped[str | None] = mapped_column(LongText())
+    is_placeholder: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(None, "type", "state", "created_at"),
+        Index(None, "created_at"),
+        Index(None, "fingerprint", "state"),
+        Index(None, "trigger_id"),
+    )
+
+
+class EdgeRow(Base):
+    """An MLMD event: an INPUT (artifact -> execution) or OUTPUT (execution -> artifact)
+    edge with the role the artifact plays. Edges are a set: the key is the whole edge."""
+
+    __tablename__ = "mt_edges"
+    execution_id: Mapped[str] = _id(primary_key=True)
+    direction: Mapped[str] = mapped_column(String(6), primary_key=True)
+    artifact_id: Mapped[str] = _id(primary_key=True)
+    role: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "artifact_id", "direction", "execution_id"),)
+
+
+class AttributionRow(Base):
+    """Artifact belongs to context."""
+
+    __tablename__ = "mt_attributions"
+    context_id: Mapped[str] = _id(primary_key=True)
+    artifact_id: Mapped[str] = _id(primary_key=True)
+    __table_args__ = (Index(None, "artifact_id"),)
+
+
+class AssociationRow(Base):
+    """Execution belongs to context."""
+
+    __tablename__ = "mt_associations"
+    context_id: Mapped[str] = _id(primary_key=True)
+    execution_id: Mapped[str] = _id(primary_key=True)
+    __table_args__ = (Index(None, "execution_id"),)
+
+
+class _PropertyColumns:
+    """A typed property value spread over typed, indexable columns.
+
+    ``double_value`` holds ints and floats alike so numeric comparisons use one index;
+    ``string_key`` holds the first ``STRING_KEY_LEN`` characters of a string so equality
+    and range filters use an index on every backend, ``string_value`` the whole string.
+    """
+
+    node_id: Mapped[str] = _id(primary_key=True)
+    is_custom: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value_type: Mapped[str] = mapped_column(String(8))
+    int_value: Mapped[int | None] = mapped_column(BigInteger)
+    double_value: Mapped[float | None] = mapped_column(Double())
+    string_key: Mapped[str | None] = mapped_column(String(STRING_KEY_LEN))
+    string_value: Mapped[str | None] = mapped_column(LongText())
+    bool_value: Mapped[bool | None] = mapped_column(Boolean)
+    json_value: Mapped[Any] = mapped_column(JSONText(), nullable=True)
+    stamp_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stamp_event: Mapped[str] = mapped_column(String(ID_LEN))
+
+
+def _property_indexes() -> tuple[Index, ...]:
+    return (
+        Index(None, "name", "is_custom", "double_value"),
+        Index(None, "name", "is_custom", "string_key"),
+        Index(None, "name", "is_custom", "bool_value"),
+    )
+
+
+class ArtifactPropertyRow(_PropertyColumns, Base):
+    __tablename__ = "mt_artifact_properties"
+    __table_args__ = _property_indexes()
+
+
+class ExecutionPropertyRow(_PropertyColumns, Base):
+    """Execution properties are its parameters; custom properties anything else."""
+
+    __tablename__ = "mt_execution_properties"
+    __table_args__ = _property_indexes()
+
+
+class ContextPropertyRow(_PropertyColumns, Base):
+    __tablename__ = "mt_context_properties"
+    __table_args__ = _property_indexes()
+
+
+class MetricRow(Base):
+    """One metric sample of an execution or of a context. Keyed by the event that carried
+    it and its position there, so a redelivered event cannot add a sample twice."""
+
+    __tablename__ = "mt_metrics"
+    event_id: Mapped[str] = _id(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    execution_id: Mapped[str | None] = _id(nullable=True)
+    context_id: Mapped[str | None] = _id(nullable=True)
+    key: Mapped[str] = mapped_column(String(255))
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Double())
+    #: 'nan', 'inf' or '-inf' when the value is not finite (MySQL cannot store those).
+    nonfinite: Mapped[str | None] = mapped_column(String(4))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(None, "execution_id", "key", "step"),
+        Index(None, "context_id", "key", "step"),
+        Index(None, "key", "timestamp"),
+    )
+
+
+class AppliedEventRow(Base):
+    """Every applied event id, written in the same transaction as its effects (rule 2)."""
+
+    __tablename__ = "mt_applied_events"
+    event_id: Mapped[str] = _id(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "applied_at"),)
+
+
+class DeadLetterRow(Base):
+    """Input that could not be applied, with why and where it came from (rule 5)."""
+
+    __tablename__ = "mt_dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: Where the input came from, unique so a redelivered poison message is stored once:
+    #: 'kafka:<topic>:<partition>:<offset>', 'file:<path>:<line>', 'event:<event_id>'.
+    source_key: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(LongText())
+    payload: Mapped[bytes] = mapped_column(LongBinary())
+    payload_bytes: Mapped[int] = mapped_column(BigInteger)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_id: Mapped[str | None] = _id(nullable=True)
+    kind: Mapped[str | None] = mapped_column(String(64))
+    topic: Mapped[str | None] = mapped_column(String(255))
+    partition: Mapped[int | None] = mapped_column(Integer)
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    replay_result: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("source_key"), Index(None, "created_at"))
+
+
+class StepRow(_Stamped, Base):
+    """A registered pipeline step (the consumer never imports user code)."""
+
+    __tablename__ = "mt_steps"
+    id: Mapped[str] = _id(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    pipeline: Mapped[str | None] = mapped_column(String(255))
+    module: Mapped[str] = mapped_column(String(255))
+    qualname: Mapped[str] = mapped_column(String(255))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONText())
+    outputs: Mapped[list[str]] = mapped_column(JSONText())
+    policy: Mapped[str] = mapped_column(String(16))
+    code_version: Mapped[dict[str, Any] | None] = mapped_column(JSONText())
+    max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TriggerOutboxRow(Base):
+    """A step that must run on these inputs. The key is the deterministic trigger id, so a
+    second request for the same work is a no-op (rule 7); the relay sets ``sent_at``."""
+
+    __tablename__ = "mt_trigger_outbox"
+    trigger_id: Mapped[str] = _id(primary_key=True)
+    step_id: Mapped[str] = _id()
+    step_name: Mapped[str] = mapped_column(String(255))
+    inputs: Mapped[dict[str, str]] = mapped_column(JSONText())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "sent_at", "created_at"), Index(None, "step_id", "created_at"))

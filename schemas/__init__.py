@@ -1,0 +1,92 @@
+"""The event contract shared by the producer SDK and the consumer service.
+
+Events (versioned pydantic models), typed property values, client-side ids, the settings
+both sides read, and the ``MetatrailError`` tree. Depends on nothing else of metatrail.
+"""
+
+from __future__ import annotations
+
+from schemas.errors import (
+    ConfigError,
+    EventValidationError,
+    FilterError,
+    MetatrailError,
+    NotFoundError,
+    StoreError,
+    TransientStoreError,
+    TransientTransportError,
+    TransportError,
+)
+from schemas.events import (
+    EVENT_KINDS,
+    ArtifactRecorded,
+    ArtifactRef,
+    ArtifactStateChanged,
+    CodeVersion,
+    ContextUpserted,
+    Environment,
+    ErrorInfo,
+    Event,
+    ExecutionCached,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionStarted,
+    MetricPoint,
+    MetricsLogged,
+    ProducerInfo,
+    StepInput,
+    StepRegistered,
+    TriggerRequested,
+    TypeRegistered,
+)
+from schemas.ids import context_id, derived_id, new_id, step_id, trigger_id
+from schemas.parse import MAX_EVENT_BYTES, dump_event, parse_event
+from schemas.settings import Settings, load_settings
+from schemas.values import Properties, PropertyValue, typed
+from schemas.version import SCHEMA_VERSION
+
+__all__ = [
+    "EVENT_KINDS",
+    "MAX_EVENT_BYTES",
+    "SCHEMA_VERSION",
+    "ArtifactRecorded",
+    "ArtifactRef",
+    "ArtifactStateChanged",
+    "CodeVersion",
+    "ConfigError",
+    "ContextUpserted",
+    "Environment",
+    "ErrorInfo",
+    "Event",
+    "EventValidationError",
+    "ExecutionCached",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "ExecutionStarted",
+    "FilterError",
+    "MetatrailError",
+    "MetricPoint",
+    "MetricsLogged",
+    "NotFoundError",
+    "ProducerInfo",
+    "Properties",
+    "PropertyValue",
+    "Settings",
+    "StepInput",
+    "StepRegistered",
+    "StoreError",
+    "TransientStoreError",
+    "TransientTransportError",
+    "TransportError",
+    "TriggerRequested",
+    "TypeRegistered",
+    "context_id",
+    "derived_id",
+    "dump_event",
+    "load_settings",
+    "new_id",
+    "parse_event",
+    "step_id",
+    "trigger_id",
+    "typed",
+]

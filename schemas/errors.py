@@ -1,0 +1,64 @@
+"""The metatrail exception tree.
+
+Every error metatrail raises on purpose is a ``MetatrailError``; third-party errors are
+translated at the boundary with ``raise ... from exc`` so callers catch one family::
+
+    MetatrailError
+    ├── ConfigError            a setting has a bad value (names the variable)
+    ├── EventValidationError   an event does not match the contract (names the field)
+    ├── StoreError             the metadata store failed
+    │   └── TransientStoreError    retrying the same work may succeed (dropped connection,
+    │                              deadlock, serialization failure, server restart)
+    ├── TransportError         delivering events failed
+    │   └── TransientTransportError  retrying may succeed (broker unreachable, timeout)
+    ├── FilterError            a query filter does not parse (names position and expectation)
+    └── NotFoundError          a node asked for by id does not exist
+"""
+
+from __future__ import annotations
+
+
+class MetatrailError(Exception):
+    """Base of every error metatrail raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigError(MetatrailError):
+    """A setting has a bad value; the message names the variable."""
+
+
+class EventValidationError(MetatrailError):
+    """An event does not match the contract; the message names what was wrong."""
+
+
+class StoreError(MetatrailError):
+    """The metadata store failed."""
+
+
+class TransientStoreError(StoreError):
+    """A store failure that retrying the same transaction may cure."""
+
+    retriable = True
+
+
+class TransportError(MetatrailError):
+    """Delivering events to the transport failed."""
+
+
+class TransientTransportError(TransportError):
+    """A delivery failure that retrying may cure (broker down, timeout)."""
+
+    retriable = True
+
+
+class FilterError(MetatrailError):
+    """A filter expression is malformed; the message names the position and expectation."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class NotFoundError(MetatrailError):
+    """A node asked for by id does not exist in the store."""

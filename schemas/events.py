@@ -1,0 +1,292 @@
+"""The event contract, version 1.
+
+Every event is a self-describing, immutable fact with a client-assigned ``event_id``. Node
+ids (artifacts, executions, contexts, steps, triggers) are assigned by the producer too
+(UUIDv7, or UUIDv5 when the id must be derived deterministically), so nothing ever waits
+for the store. The consumer applies these facts idempotently and in any order; a field
+left ``None`` in a later event means "not said here", never "erase".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timezone
+from typing import Annotated, Literal, TypeAlias, Union
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.ids import new_id
+from schemas.values import Properties, PropertyType
+from schemas.version import SCHEMA_VERSION, sdk_version
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+TypeName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")]
+Role = Annotated[str, Field(max_length=128)]
+
+ArtifactState: TypeAlias = Literal[
+    "UNKNOWN", "PENDING", "LIVE", "MARKED_FOR_DELETION", "DELETED", "ABANDONED", "REFERENCE"
+]
+TriggerPolicy: TypeAlias = Literal["each", "latest", "all_new"]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+
+
+class ProducerInfo(_Model):
+    """Who wrote the event: enough to find the process whose spool holds its siblings."""
+
+    host: Annotated[str, Field(max_length=255)]
+    pid: int
+    sdk_version: Annotated[str, Field(max_length=64)]
+
+    @classmethod
+    def current(cls) -> ProducerInfo:
+        """This process (cached per pid, so a forked child reports its own pid)."""
+        pid = os.getpid()
+        cached = _PRODUCER_INFO.get(pid)
+        if cached is None:
+            cached = cls(host=socket.gethostname(), pid=pid, sdk_version=sdk_version())
+            _PRODUCER_INFO.clear()
+            _PRODUCER_INFO[pid] = cached
+        return cached
+
+
+_PRODUCER_INFO: dict[int, ProducerInfo] = {}
+
+
+class ArtifactRef(_Model):
+    """An INPUT or OUTPUT edge's far end: an artifact id and the role it plays."""
+
+    artifact_id: UUID
+    role: Role = ""
+
+
+class CodeVersion(_Model):
+    """What code ran: the function's source hash and the repository state around it."""
+
+    source_hash: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    module: str | None = None
+    qualname: str | None = None
+
+
+class Environment(_Model):
+    """Where it ran: interpreter, platform, host and versions of key packages."""
+
+    python: str | None = None
+    platform: str | None = None
+    host: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorInfo(_Model):
+    """Why an execution failed."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class MetricPoint(_Model):
+    """One metric sample. ``value`` may be NaN or +/-Infinity (sent as strings in JSON)."""
+
+    key: Annotated[str, Field(min_length=1, max_length=255)]
+    value: float
+    step: int | None = None
+    timestamp: AwareDatetime
+
+    _utc_ts = field_validator("timestamp")(_utc)
+
+
+class StepInput(_Model):
+    """A declared input of a step: an artifact type, optionally narrowed by a filter."""
+
+    type: TypeName
+    filter: str | None = None
+
+
+class _Envelope(_Model):
+    """Fields every event carries."""
+
+    event_id: UUID = Field(default_factory=new_id)
+    schema_version: str = SCHEMA_VERSION
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    producer: ProducerInfo = Field(default_factory=lambda: ProducerInfo.current())
+    #: Root run context of the work that emitted the event; the Kafka partition key, so one
+    #: run's events stay ordered in one partition. ``None`` outside any run.
+    run_id: UUID | None = None
+
+    _utc_occurred = field_validator("occurred_at")(_utc)
+
+
+class TypeRegistered(_Envelope):
+    """Declares an artifact, execution or context type and its property kinds."""
+
+    kind: Literal["type.registered"] = "type.registered"
+    type_kind: Literal["artifact", "execution", "context"]
+    name: TypeName
+    properties: dict[str, PropertyType] = Field(default_factory=dict)
+    description: str | None = None
+
+
+class ContextUpserted(_Envelope):
+    """A pipeline, run, experiment or other grouping, with its parents."""
+
+    kind: Literal["context.upserted"] = "context.upserted"
+    context_id: UUID
+    type: TypeName
+    name: Name
+    parent_ids: list[UUID] = Field(default_factory=list)
+    properties: Properties = Field(default_factory=dict)
+    custom_properties: Properties = Field(default_factory=dict)
+
+
+class ArtifactRecorded(_Envelope):
+    """An artifact exists (or is about to): its uri, content digest and properties."""
+
+    kind: Literal["artifact.recorded"] = "artifact.recorded"
+    artifact_id: UUID
+    type: TypeName
+    uri: Annotated[str, Field(max_length=4096)]
+    digest: Annotated[str, Field(max_length=128)] | None = None
+    state: ArtifactState = "LIVE"
+    name: Name | None = None
+    version: Annotated[str, Field(max_length=128)] | None = None
+    properties: Properties = Field(default_factory=dict)
+    custom_properties: Properties = Field(default_factory=dict)
+    context_ids: list[UUID] = Field(default_factory=list)
+
+
+class ArtifactStateChanged(_Envelope):
+    """An artifact is retired (DELETED, ABANDONED, ...) or revived, with the reason."""
+
+    kind: Literal["artifact.state_changed"] = "artifact.state_changed"
+    artifact_id: UUID
+    state: ArtifactState
+    reason: str | None = None
+
+
+class _ExecutionEvent(_Envelope):
+    """What any execution event may say about its execution; ``None`` means "not said"."""
+
+    execution_id: UUID
+    type: TypeName | None = None
+    name: Name | None = None
+    context_ids: list[UUID] = Field(default_factory=list)
+    parameters: Properties = Field(default_factory=dict)
+    custom_properties: Properties = Field(default_factory=dict)
+    code_version: CodeVersion | None = None
+    environment: Environment | None = None
+    fingerprint: Annotated[str, Field(max_length=128)] | None = None
+    trigger_id: UUID | None = None
+    inputs: list[ArtifactRef] = Field(default_factory=list)
+    outputs: list[ArtifactRef] = Field(default_factory=list)
+
+
+class ExecutionStarted(_ExecutionEvent):
+    kind: Literal["execution.started"] = "execution.started"
+    type: TypeName
+
+
+class ExecutionCompleted(_ExecutionEvent):
+    kind: Literal["execution.completed"] = "execution.completed"
+
+
+class ExecutionFailed(_ExecutionEvent):
+    kind: Literal["execution.failed"] = "execution.failed"
+    error: ErrorInfo
+
+
+class ExecutionCached(_ExecutionEvent):
+    """The call did not run: an earlier COMPLETE execution's outputs were reused."""
+
+    kind: Literal["execution.cached"] = "execution.cached"
+    cached_from: UUID | None = None
+
+
+class MetricsLogged(_Envelope):
+    """A batch of metric samples of one execution, or of one context (a run)."""
+
+    kind: Literal["metrics.logged"] = "metrics.logged"
+    execution_id: UUID | None = None
+    context_id: UUID | None = None
+    points: Annotated[list[MetricPoint], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _has_owner(self) -> MetricsLogged:
+        if self.execution_id is None and self.context_id is None:
+            raise ValueError("metrics.logged needs an execution_id or a context_id")
+        return self
+
+
+class StepRegistered(_Envelope):
+    """A worker declares a pipeline step: what it consumes and when it must run."""
+
+    kind: Literal["step.registered"] = "step.registered"
+    step_id: UUID
+    name: Name
+    pipeline: Name | None = None
+    module: str
+    qualname: str
+    inputs: dict[str, StepInput]
+    outputs: list[TypeName] = Field(default_factory=list)
+    policy: TriggerPolicy = "each"
+    code_version: CodeVersion | None = None
+    max_retries: int = Field(default=0, ge=0, le=100)
+
+
+class TriggerRequested(_Envelope):
+    """A step must run on these inputs. ``trigger_id`` is derived from (step, input ids)."""
+
+    kind: Literal["trigger.requested"] = "trigger.requested"
+    trigger_id: UUID
+    step_id: UUID
+    step_name: Name
+    inputs: dict[str, UUID]
+    attempt: int = Field(default=0, ge=0)
+
+
+Event = Annotated[
+    Union[
+        TypeRegistered,
+        ContextUpserted,
+        ArtifactRecorded,
+        ArtifactStateChanged,
+        ExecutionStarted,
+        ExecutionCompleted,
+        ExecutionFailed,
+        ExecutionCached,
+        MetricsLogged,
+        StepRegistered,
+        TriggerRequested,
+    ],
+    Field(discriminator="kind"),
+]
+
+#: kind -> model, for every kind of this schema version.
+EVENT_MODELS: dict[str, type[_Envelope]] = {
+    m.model_fields["kind"].default: m
+    for m in (
+        TypeRegistered,
+        ContextUpserted,
+        ArtifactRecorded,
+        ArtifactStateChanged,
+        ExecutionStarted,
+        ExecutionCompleted,
+        ExecutionFailed,
+        ExecutionCached,
+        MetricsLogged,
+        StepRegistered,
+        TriggerRequested,
+    )
+}
+EVENT_KINDS: frozenset[str] = frozenset(EVENT_MODELS)
+EXECUTION_EVENT_TYPES = (ExecutionStarted, ExecutionCompleted, ExecutionFailed, ExecutionCached)
