@@ -18,7 +18,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.ids import new_id
-from schemas.values import Properties, PropertyType
+from schemas.values import Properties, PropertyName, PropertyType
 from schemas.version import SCHEMA_VERSION, sdk_version
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
@@ -90,7 +90,7 @@ class Environment(_Model):
 class ErrorInfo(_Model):
     """Why an execution failed."""
 
-    type: str
+    type: Annotated[str, Field(max_length=255)]
     message: str
     traceback: str | None = None
 
@@ -133,7 +133,7 @@ class TypeRegistered(_Envelope):
     kind: Literal["type.registered"] = "type.registered"
     type_kind: Literal["artifact", "execution", "context"]
     name: TypeName
-    properties: dict[str, PropertyType] = Field(default_factory=dict)
+    properties: dict[PropertyName, PropertyType] = Field(default_factory=dict)
     description: str | None = None
 
 
@@ -155,7 +155,7 @@ class ArtifactRecorded(_Envelope):
     kind: Literal["artifact.recorded"] = "artifact.recorded"
     artifact_id: UUID
     type: TypeName
-    uri: Annotated[str, Field(max_length=4096)]
+    uri: Annotated[str, Field(max_length=2048)]
     digest: Annotated[str, Field(max_length=128)] | None = None
     state: ArtifactState = "LIVE"
     name: Name | None = None
@@ -234,9 +234,9 @@ class StepRegistered(_Envelope):
     step_id: UUID
     name: Name
     pipeline: Name | None = None
-    module: str
-    qualname: str
-    inputs: dict[str, StepInput]
+    module: Annotated[str, Field(max_length=255)]
+    qualname: Annotated[str, Field(max_length=255)]
+    inputs: dict[Annotated[str, Field(min_length=1, max_length=128)], StepInput]
     outputs: list[TypeName] = Field(default_factory=list)
     policy: TriggerPolicy = "each"
     code_version: CodeVersion | None = None
@@ -250,7 +250,7 @@ class TriggerRequested(_Envelope):
     trigger_id: UUID
     step_id: UUID
     step_name: Name
-    inputs: dict[str, UUID]
+    inputs: dict[Annotated[str, Field(min_length=1, max_length=128)], UUID]
     attempt: int = Field(default=0, ge=0)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PropertyType: TypeAlias = Literal["int", "float", "string", "bool", "json"]
 
@@ -82,8 +82,10 @@ class PropertyValue(BaseModel):
         return not (self.type == "float" and not math.isfinite(self.value))
 
 
+#: A property name: what the store's name column holds.
+PropertyName = Annotated[str, Field(min_length=1, max_length=128)]
 #: A node's properties: name -> typed value.
-Properties: TypeAlias = dict[str, PropertyValue]
+Properties: TypeAlias = dict[PropertyName, PropertyValue]
 
 
 def typed(values: dict[str, Any] | None) -> Properties:

@@ -48,10 +48,11 @@ def _id(primary_key: bool = False, nullable: bool = False) -> Mapped[Any]:
 
 
 class _Stamped:
-    """The LWW stamp of the event that last set the node's descriptive fields."""
+    """Per-field last-writer-wins stamps: field -> "<occurred_at ISO>Z|<event_id>" of the
+    event that set it (the state field prefixes its lattice rank). An event that does not
+    mention a field never touches it, so the merge is order-insensitive field by field."""
 
-    stamp_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    stamp_event: Mapped[str | None] = mapped_column(String(ID_LEN))
+    field_stamps: Mapped[dict[str, str]] = mapped_column(JSONText(), default=dict)
 
 
 class TypeRow(Base):
@@ -100,8 +101,6 @@ class ArtifactRow(_Stamped, Base):
     name: Mapped[str | None] = mapped_column(String(255))
     version: Mapped[str | None] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(24), default="UNKNOWN")
-    state_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    state_event: Mapped[str | None] = mapped_column(String(ID_LEN))
     state_reason: Mapped[str | None] = mapped_column(Text)
     is_placeholder: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -125,8 +124,6 @@ class ExecutionRow(_Stamped, Base):
     name: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), default="UNKNOWN")
     state_rank: Mapped[int] = mapped_column(SmallInteger, default=0)
-    state_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    state_event: Mapped[str | None] = mapped_column(String(ID_LEN))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     fingerprint: Mapped[str | None] = mapped_column(String(128))
@@ -317,3 +314,26 @@ class TriggerOutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index(None, "sent_at", "created_at"), Index(None, "step_id", "created_at"))
+
+
+class StepPendingRow(Base):
+    """The newest input set a ``latest``-policy step waits to run on. A newer input set
+    replaces it (coalescing a burst into one run); the relay turns it into an outbox row
+    once the step has no trigger in flight."""
+
+    __tablename__ = "mt_step_pending"
+    step_id: Mapped[str] = _id(primary_key=True)
+    trigger_id: Mapped[str] = _id()
+    inputs: Mapped[dict[str, str]] = mapped_column(JSONText())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TriggerClaimRow(Base):
+    """A worker's claim on one attempt of a trigger: the key makes a second claim (another
+    worker, a redelivery, a republished trigger) a no-op, so the step runs once."""
+
+    __tablename__ = "mt_trigger_claims"
+    trigger_id: Mapped[str] = _id(primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    worker: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
