@@ -1,0 +1,18 @@
+"""Apply events to the lineage store: idempotent, order-insensitive, dead letters for bad
+input (design rules 2, 3 and 5). The one write path of every event source: the Kafka
+consumer, the embedded transport, ``metatrail ingest`` and dead-letter replay."""
+
+from consumer.apply.applier import apply_events, apply_in_session
+from consumer.apply.records import apply_records
+from consumer.apply.report import ApplyReport, DeadLetter, RawRecord
+from consumer.apply.retry import retry_transient
+
+__all__ = [
+    "ApplyReport",
+    "DeadLetter",
+    "RawRecord",
+    "apply_events",
+    "apply_in_session",
+    "apply_records",
+    "retry_transient",
+]

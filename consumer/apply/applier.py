@@ -1,0 +1,219 @@
+"""Apply a batch of events to the store in one transaction, idempotently and in any order.
+
+Design rules 2 and 3: each applied ``event_id`` is recorded in the same transaction as
+its effects, so redelivery changes nothing; the batch is first reduced in memory
+(``plan``), then merged into the stored rows, which are locked for the merge on backends
+with row locks. A unique-key race with a concurrent applier surfaces as
+``TransientStoreError``: retrying the whole batch then finds the other's work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
+from consumer.apply.plan import Plan, build_plan, widen, pick_description
+from consumer.apply.report import ApplyReport
+from consumer.apply.writer import (
+    existing_keys,
+    insert_ignore,
+    insert_keep_min,
+    insert_rows,
+    load_by_composite,
+    load_rows,
+    load_rows_by,
+    update_rows,
+)
+from consumer.store.engine import session_scope
+from consumer.store.models import (
+    AppliedEventRow,
+    ArtifactPropertyRow,
+    ArtifactRow,
+    AssociationRow,
+    AttributionRow,
+    ContextPropertyRow,
+    ContextRow,
+    EdgeRow,
+    ExecutionPropertyRow,
+    ExecutionRow,
+    MetricRow,
+    ParentContextRow,
+    StepRow,
+    TypeRow,
+)
+from schemas.errors import TransientStoreError
+from schemas.events import Event
+
+log = logging.getLogger("metatrail.apply")
+
+_NODE_TABLES = {
+    "context": (ContextRow.__table__, ContextPropertyRow.__table__),
+    "artifact": (ArtifactRow.__table__, ArtifactPropertyRow.__table__),
+    "execution": (ExecutionRow.__table__, ExecutionPropertyRow.__table__),
+}
+_PROPERTY_KEYS = ("node_id", "is_custom", "name")
+
+
+def apply_events(engine: Engine, events: Sequence[Event]) -> ApplyReport:
+    """Apply validated events in one transaction.
+
+    Idempotent and order-insensitive. Raises ``TransientStoreError`` when a retry of the
+    whole call may succeed, ``StoreError`` otherwise; on either nothing was written.
+    """
+    with session_scope(engine) as session:
+        return apply_in_session(session, events)
+
+
+def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
+    """Apply events inside the caller's transaction (the caller commits)."""
+    report = ApplyReport()
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(str(event.event_id), event)
+    done = existing_keys(session, AppliedEventRow.__table__, "event_id", unique)
+    fresh = [e for key, e in unique.items() if key not in done]
+    report.duplicates = len(events) - len(fresh)
+    report.applied = len(fresh)
+    if not fresh:
+        return report
+    plan = build_plan(fresh)
+    try:
+        _write_plan(session, plan, report)
+        now = datetime.now(timezone.utc)
+        insert_rows(
+            session,
+            AppliedEventRow.__table__,
+            [
+                {"event_id": str(e.event_id), "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now}
+                for e in fresh
+            ],
+        )
+    except IntegrityError as exc:
+        raise TransientStoreError(f"a concurrent apply touched the same rows: {exc.orig}") from exc
+    # trigger evaluation
+    return report
+
+
+def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
+    for kind in ("context", "artifact", "execution"):
+        _write_nodes(session, kind, plan, report)
+    for kind in ("context", "artifact", "execution"):
+        _write_properties(session, kind, plan)
+    _write_types(session, plan)
+    _write_steps(session, plan, report)
+    insert_ignore(
+        session, ParentContextRow.__table__, [{"context_id": c, "parent_id": p} for c, p in sorted(plan.parents)]
+    )
+    insert_ignore(
+        session,
+        AttributionRow.__table__,
+        [{"context_id": c, "artifact_id": a} for c, a in sorted(plan.attributions)],
+    )
+    insert_ignore(
+        session,
+        AssociationRow.__table__,
+        [{"context_id": c, "execution_id": x} for c, x in sorted(plan.associations)],
+    )
+    insert_keep_min(
+        session,
+        EdgeRow.__table__,
+        [
+            {"execution_id": x, "direction": d, "artifact_id": a, "role": r, "created_at": t}
+            for (x, d, a, r), t in sorted(plan.edges.items())
+        ],
+        "created_at",
+    )
+    insert_rows(session, MetricRow.__table__, plan.metrics)
+
+
+def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -> None:
+    drafts = {"context": plan.contexts, "artifact": plan.artifacts, "execution": plan.executions}[kind]
+    if not drafts:
+        return
+    table = _NODE_TABLES[kind][0]
+    stored = load_rows(session, table, "id", drafts)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for node_id in sorted(drafts):
+        before = stored.get(node_id)
+        after = merge_node(before if before is not None else new_node(kind, node_id), drafts[node_id])
+        if before is None:
+            inserts.append(after)
+        elif after != before:
+            updates.append(after)
+        if kind == "artifact" and after["state"] == "LIVE" and (before is None or before["state"] != "LIVE"):
+            report.live_artifact_ids.append(node_id)
+    insert_rows(session, table, inserts)
+    update_rows(session, table, ["id"], updates)
+
+
+def _write_properties(session: Session, kind: str, plan: Plan) -> None:
+    drafts = plan.properties[kind]
+    if not drafts:
+        return
+    table = _NODE_TABLES[kind][1]
+    stored = {
+        (r["node_id"], bool(r["is_custom"]), r["name"]): r
+        for r in load_rows_by(session, table, "node_id", {k[0] for k in drafts})
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for key in sorted(drafts):
+        prop = drafts[key]
+        row = stored.get(key)
+        if row is None:
+            inserts.append(property_row(key, prop))
+        elif property_wins(prop, row):
+            updates.append(property_row(key, prop))
+    insert_rows(session, table, inserts)
+    update_rows(session, table, _PROPERTY_KEYS, updates)
+
+
+def _write_types(session: Session, plan: Plan) -> None:
+    if not plan.types:
+        return
+    table = TypeRow.__table__
+    stored = load_by_composite(session, table, ("kind", "name"), plan.types)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for (kind, name), (props, description) in sorted(plan.types.items()):
+        row = stored.get((kind, name))
+        if row is None:
+            inserts.append({"kind": kind, "name": name, "properties": props, "description": description})
+            continue
+        merged = {
+            "kind": kind,
+            "name": name,
+            "properties": widen(row["properties"] or {}, props),
+            "description": pick_description(row["description"], description),
+        }
+        if merged != row:
+            updates.append(merged)
+    insert_rows(session, table, inserts)
+    update_rows(session, table, ["kind", "name"], updates)
+
+
+def _write_steps(session: Session, plan: Plan, report: ApplyReport) -> None:
+    if not plan.steps:
+        return
+    table = StepRow.__table__
+    stored = load_rows(session, table, "id", plan.steps)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for step_id in sorted(plan.steps):
+        before = stored.get(step_id)
+        after = merge_step(before, step_id, plan.steps[step_id])
+        if before is None:
+            inserts.append(after)
+        elif after != before:
+            updates.append(after)
+        report.registered_step_ids.append(step_id)
+    insert_rows(session, table, inserts)
+    update_rows(session, table, ["id"], updates)

@@ -1,0 +1,112 @@
+"""Merge a batch's drafts into stored rows with the same order-insensitive rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from consumer.apply.plan import NodeDraft, PropertyDraft, property_columns
+
+#: Column values of a node row no event has described yet (a placeholder).
+NODE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "context": {"type": None, "name": None},
+    "artifact": {
+        "type": None,
+        "uri": None,
+        "digest": None,
+        "name": None,
+        "version": None,
+        "state": "UNKNOWN",
+        "state_reason": None,
+    },
+    "execution": {
+        "type": None,
+        "name": None,
+        "state": "UNKNOWN",
+        "state_rank": 0,
+        "started_at": None,
+        "ended_at": None,
+        "fingerprint": None,
+        "trigger_id": None,
+        "cached_from": None,
+        "code_version": None,
+        "environment": None,
+        "error_type": None,
+        "error_message": None,
+        "error_traceback": None,
+    },
+}
+
+
+def new_node(kind: str, node_id: str) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        **NODE_DEFAULTS[kind],
+        "is_placeholder": True,
+        "created_at": None,
+        "updated_at": None,
+        "field_stamps": {},
+    }
+
+
+def _min(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b < a else a
+
+
+def _max(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+def merge_node(row: dict[str, Any], draft: NodeDraft) -> dict[str, Any]:
+    """The row after the draft: per field group the greatest stamp wins; created/updated
+    come from describing events once there are any, from references before that."""
+    merged = dict(row)
+    stamps = dict(merged.get("field_stamps") or {})
+    for name, stamp in draft.stamps.items():
+        if stamp > stamps.get(name, ""):
+            stamps[name] = stamp
+            merged.update(draft.groups[name])
+    merged["field_stamps"] = stamps
+    for column, value in draft.min_values.items():
+        merged[column] = _min(merged.get(column), value)
+    if draft.described_at:
+        first, last = min(draft.described_at), max(draft.described_at)
+        if merged.get("is_placeholder", True):
+            merged["created_at"], merged["updated_at"] = first, last
+        else:
+            merged["created_at"] = _min(merged["created_at"], first)
+            merged["updated_at"] = _max(merged["updated_at"], last)
+        merged["is_placeholder"] = False
+    elif merged.get("is_placeholder", True) and draft.referenced_at:
+        merged["created_at"] = _min(merged.get("created_at"), min(draft.referenced_at))
+        merged["updated_at"] = _max(merged.get("updated_at"), max(draft.referenced_at))
+    return merged
+
+
+def merge_step(row: dict[str, Any] | None, step_id: str, draft: NodeDraft) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(row) if row else {"id": step_id, "field_stamps": {}, "registered_at": None}
+    stamps = dict(merged.get("field_stamps") or {})
+    for name, stamp in draft.stamps.items():
+        if stamp > stamps.get(name, ""):
+            stamps[name] = stamp
+            merged.update(draft.groups[name])
+    merged["field_stamps"] = stamps
+    if draft.described_at:
+        merged["registered_at"] = _min(merged.get("registered_at"), min(draft.described_at))
+    return merged
+
+
+def property_row(key: tuple[str, bool, str], prop: PropertyDraft) -> dict[str, Any]:
+    node_id, is_custom, name = key
+    return {
+        "node_id": node_id,
+        "is_custom": is_custom,
+        "name": name,
+        **property_columns(prop.value),
+        "stamp_at": prop.stamp_at,
+        "stamp_event": prop.stamp_event,
+    }
+
+
+def property_wins(prop: PropertyDraft, stored: dict[str, Any]) -> bool:
+    return (prop.stamp_at, prop.stamp_event) > (stored["stamp_at"], stored["stamp_event"])

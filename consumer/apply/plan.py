@@ -1,0 +1,359 @@
+"""Reduce a batch of events to per-row drafts, in memory, without touching the database.
+
+Everything here is order-insensitive by construction: a field takes the value of the
+event with the greatest stamp that mentions it; sets are sets; times are min/max; the
+execution state takes the greatest (lattice rank, stamp). Merging a draft into a stored
+row (``merge_node``) applies the same rule, so the store converges to one graph whatever
+order and however many times events arrive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas.events import (
+    ArtifactRecorded,
+    ArtifactStateChanged,
+    ContextUpserted,
+    Event,
+    ExecutionCached,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionStarted,
+    MetricsLogged,
+    StepRegistered,
+    TriggerRequested,
+    TypeRegistered,
+)
+from schemas.values import Properties, PropertyValue
+
+from consumer.store.models import STRING_KEY_LEN
+
+#: Execution state lattice: a late ``started`` never undoes an end.
+STATE_RANK = {"UNKNOWN": 0, "RUNNING": 1, "COMPLETE": 2, "FAILED": 2, "CACHED": 2, "CANCELED": 2}
+#: When two declarations of a property disagree on its kind, the wider kind wins.
+KIND_WIDTH = {"bool": 0, "int": 1, "float": 2, "string": 3, "json": 4}
+_TEXT_LIMIT = 255
+
+
+def stamp_of(event: Event) -> str:
+    """Sortable LWW stamp: occurred_at (fixed width, UTC) then event id."""
+    return f"{event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z|{event.event_id}"
+
+
+@dataclass
+class NodeDraft:
+    """What a batch says about one node."""
+
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stamps: dict[str, str] = field(default_factory=dict)
+    described_at: list[datetime] = field(default_factory=list)
+    referenced_at: list[datetime] = field(default_factory=list)
+    min_values: dict[str, datetime] = field(default_factory=dict)
+
+    def offer(self, name: str, values: dict[str, Any], stamp: str) -> None:
+        """Offer a field group; the greatest stamp wins."""
+        if stamp > self.stamps.get(name, ""):
+            self.stamps[name] = stamp
+            self.groups[name] = values
+
+    def offer_min(self, column: str, value: datetime) -> None:
+        current = self.min_values.get(column)
+        if current is None or value < current:
+            self.min_values[column] = value
+
+
+@dataclass
+class PropertyDraft:
+    value: PropertyValue
+    stamp_at: datetime
+    stamp_event: str
+
+    @property
+    def stamp(self) -> tuple[datetime, str]:
+        return (self.stamp_at, self.stamp_event)
+
+
+@dataclass
+class Plan:
+    """Everything one batch will write."""
+
+    contexts: dict[str, NodeDraft] = field(default_factory=dict)
+    artifacts: dict[str, NodeDraft] = field(default_factory=dict)
+    executions: dict[str, NodeDraft] = field(default_factory=dict)
+    #: node kind -> (node_id, is_custom, name) -> winning value
+    properties: dict[str, dict[tuple[str, bool, str], PropertyDraft]] = field(
+        default_factory=lambda: {"artifact": {}, "execution": {}, "context": {}}
+    )
+    parents: set[tuple[str, str]] = field(default_factory=set)
+    attributions: set[tuple[str, str]] = field(default_factory=set)
+    associations: set[tuple[str, str]] = field(default_factory=set)
+    #: (execution_id, direction, artifact_id, role) -> earliest time seen
+    edges: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    #: (kind, name) -> property kinds, description
+    types: dict[tuple[str, str], tuple[dict[str, str], str | None]] = field(default_factory=dict)
+    steps: dict[str, NodeDraft] = field(default_factory=dict)
+
+    def node(self, kind: str, node_id: object) -> NodeDraft:
+        table = {"context": self.contexts, "artifact": self.artifacts, "execution": self.executions}[kind]
+        key = str(node_id)
+        draft = table.get(key)
+        if draft is None:
+            draft = table[key] = NodeDraft()
+        return draft
+
+    def describe(self, kind: str, node_id: object, when: datetime) -> NodeDraft:
+        draft = self.node(kind, node_id)
+        draft.described_at.append(when)
+        return draft
+
+    def reference(self, kind: str, node_id: object, when: datetime) -> NodeDraft:
+        draft = self.node(kind, node_id)
+        draft.referenced_at.append(when)
+        return draft
+
+    def offer_properties(
+        self, kind: str, node_id: object, props: Properties, is_custom: bool, event: Event
+    ) -> None:
+        table = self.properties[kind]
+        for name, value in props.items():
+            key = (str(node_id), is_custom, name)
+            new = PropertyDraft(value, event.occurred_at, str(event.event_id))
+            old = table.get(key)
+            if old is None or new.stamp > old.stamp:
+                table[key] = new
+
+    def offer_type(self, kind: str, name: str | None, props: dict[str, str], description: str | None = None) -> None:
+        if not name:
+            return
+        known, desc = self.types.get((kind, name), ({}, None))
+        merged = widen(known, props)
+        self.types[(kind, name)] = (merged, pick_description(desc, description))
+
+
+def widen(known: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """Union of property kinds; on disagreement the wider kind wins (order-insensitive)."""
+    merged = dict(known)
+    for name, kind in new.items():
+        old = merged.get(name)
+        if old is None or KIND_WIDTH[kind] > KIND_WIDTH[old]:
+            merged[name] = kind
+    return merged
+
+
+def pick_description(a: str | None, b: str | None) -> str | None:
+    """A deterministic choice between two descriptions: the longer, then the greater."""
+    candidates = [d for d in (a, b) if d]
+    return max(candidates, key=lambda d: (len(d), d)) if candidates else None
+
+
+def _kinds(props: Properties) -> dict[str, str]:
+    return {name: value.type for name, value in props.items()}
+
+
+def build_plan(events: list[Event]) -> Plan:
+    """Reduce already-deduplicated, not-yet-applied events to a plan."""
+    plan = Plan()
+    for event in events:
+        _PLANNERS[type(event)](plan, event)
+    return plan
+
+
+def _plan_type(plan: Plan, e: TypeRegistered) -> None:
+    plan.offer_type(e.type_kind, e.name, dict(e.properties), e.description)
+
+
+def _plan_context(plan: Plan, e: ContextUpserted) -> None:
+    stamp = stamp_of(e)
+    cid = str(e.context_id)
+    draft = plan.describe("context", cid, e.occurred_at)
+    draft.offer("type", {"type": e.type}, stamp)
+    draft.offer("name", {"name": e.name}, stamp)
+    for parent in e.parent_ids:
+        plan.reference("context", parent, e.occurred_at)
+        plan.parents.add((cid, str(parent)))
+    plan.offer_properties("context", cid, e.properties, False, e)
+    plan.offer_properties("context", cid, e.custom_properties, True, e)
+    plan.offer_type("context", e.type, _kinds(e.properties))
+
+
+def _plan_artifact(plan: Plan, e: ArtifactRecorded) -> None:
+    stamp = stamp_of(e)
+    aid = str(e.artifact_id)
+    draft = plan.describe("artifact", aid, e.occurred_at)
+    for name in ("type", "uri", "digest", "name", "version"):
+        value = getattr(e, name)
+        if value is not None:
+            draft.offer(name, {name: value}, stamp)
+    draft.offer("state", {"state": e.state, "state_reason": None}, stamp)
+    for cid in e.context_ids:
+        plan.reference("context", cid, e.occurred_at)
+        plan.attributions.add((str(cid), aid))
+    plan.offer_properties("artifact", aid, e.properties, False, e)
+    plan.offer_properties("artifact", aid, e.custom_properties, True, e)
+    plan.offer_type("artifact", e.type, _kinds(e.properties))
+
+
+def _plan_artifact_state(plan: Plan, e: ArtifactStateChanged) -> None:
+    draft = plan.reference("artifact", e.artifact_id, e.occurred_at)
+    draft.offer("state", {"state": e.state, "state_reason": e.reason}, stamp_of(e))
+
+
+def _plan_execution(
+    plan: Plan, e: ExecutionStarted | ExecutionCompleted | ExecutionFailed | ExecutionCached
+) -> None:
+    stamp = stamp_of(e)
+    xid = str(e.execution_id)
+    draft = plan.describe("execution", xid, e.occurred_at)
+    for name in ("type", "name", "fingerprint"):
+        value = getattr(e, name)
+        if value is not None:
+            draft.offer(name, {name: value}, stamp)
+    if e.trigger_id is not None:
+        draft.offer("trigger_id", {"trigger_id": str(e.trigger_id)}, stamp)
+    if e.code_version is not None:
+        draft.offer("code_version", {"code_version": e.code_version.model_dump(mode="json")}, stamp)
+    if e.environment is not None:
+        draft.offer("environment", {"environment": e.environment.model_dump(mode="json")}, stamp)
+    state = {
+        ExecutionStarted: "RUNNING",
+        ExecutionCompleted: "COMPLETE",
+        ExecutionFailed: "FAILED",
+        ExecutionCached: "CACHED",
+    }[type(e)]
+    rank = STATE_RANK[state]
+    group: dict[str, Any] = {
+        "state": state,
+        "state_rank": rank,
+        "ended_at": e.occurred_at if rank == 2 else None,
+        "error_type": None,
+        "error_message": None,
+        "error_traceback": None,
+        "cached_from": None,
+    }
+    if isinstance(e, ExecutionFailed):
+        group.update(
+            error_type=e.error.type[:_TEXT_LIMIT],
+            error_message=e.error.message,
+            error_traceback=e.error.traceback,
+        )
+    if isinstance(e, ExecutionCached) and e.cached_from is not None:
+        group["cached_from"] = str(e.cached_from)
+    draft.offer("state", group, f"{rank}|{stamp}")
+    if isinstance(e, ExecutionStarted):
+        draft.offer_min("started_at", e.occurred_at)
+    contexts = [str(c) for c in e.context_ids]
+    for cid in contexts:
+        plan.reference("context", cid, e.occurred_at)
+        plan.associations.add((cid, xid))
+    for direction, refs in (("INPUT", e.inputs), ("OUTPUT", e.outputs)):
+        for ref in refs:
+            aid = str(ref.artifact_id)
+            plan.reference("artifact", aid, e.occurred_at)
+            key = (xid, direction, aid, ref.role)
+            seen = plan.edges.get(key)
+            if seen is None or e.occurred_at < seen:
+                plan.edges[key] = e.occurred_at
+            for cid in contexts:
+                plan.attributions.add((cid, aid))
+    plan.offer_properties("execution", xid, e.parameters, False, e)
+    plan.offer_properties("execution", xid, e.custom_properties, True, e)
+    plan.offer_type("execution", e.type, _kinds(e.parameters))
+
+
+def _plan_metrics(plan: Plan, e: MetricsLogged) -> None:
+    xid = str(e.execution_id) if e.execution_id else None
+    cid = str(e.context_id) if e.context_id else None
+    if xid:
+        plan.reference("execution", xid, e.occurred_at)
+    if cid:
+        plan.reference("context", cid, e.occurred_at)
+    for seq, point in enumerate(e.points):
+        finite = math.isfinite(point.value)
+        plan.metrics.append(
+            {
+                "event_id": str(e.event_id),
+                "seq": seq,
+                "execution_id": xid,
+                "context_id": cid,
+                "key": point.key,
+                "step": point.step,
+                "value": point.value if finite else None,
+                "nonfinite": None if finite else repr(point.value),
+                "timestamp": point.timestamp,
+            }
+        )
+
+
+def _plan_step(plan: Plan, e: StepRegistered) -> None:
+    draft = plan.steps.setdefault(str(e.step_id), NodeDraft())
+    draft.described_at.append(e.occurred_at)
+    draft.offer(
+        "*",
+        {
+            "name": e.name,
+            "pipeline": e.pipeline,
+            "module": e.module,
+            "qualname": e.qualname,
+            "inputs": {k: v.model_dump(mode="json") for k, v in e.inputs.items()},
+            "outputs": list(e.outputs),
+            "policy": e.policy,
+            "code_version": e.code_version.model_dump(mode="json") if e.code_version else None,
+            "max_retries": e.max_retries,
+        },
+        stamp_of(e),
+    )
+
+
+def _plan_trigger(plan: Plan, e: TriggerRequested) -> None:
+    """Trigger requests travel on the triggers topic; on the events path they are only
+    recorded as applied (the outbox row was written by the evaluation that made them)."""
+
+
+_PLANNERS: dict[type, Any] = {
+    TypeRegistered: _plan_type,
+    ContextUpserted: _plan_context,
+    ArtifactRecorded: _plan_artifact,
+    ArtifactStateChanged: _plan_artifact_state,
+    ExecutionStarted: _plan_execution,
+    ExecutionCompleted: _plan_execution,
+    ExecutionFailed: _plan_execution,
+    ExecutionCached: _plan_execution,
+    MetricsLogged: _plan_metrics,
+    StepRegistered: _plan_step,
+    TriggerRequested: _plan_trigger,
+}
+
+
+def property_columns(value: PropertyValue) -> dict[str, Any]:
+    """Spread a typed value over the typed, indexable property columns."""
+    cols: dict[str, Any] = {
+        "value_type": value.type,
+        "int_value": None,
+        "double_value": None,
+        "string_key": None,
+        "string_value": None,
+        "bool_value": None,
+        "json_value": None,
+    }
+    v = value.value
+    if value.type == "int":
+        cols["int_value"] = v
+        cols["double_value"] = float(v)
+    elif value.type == "float":
+        if math.isfinite(v):
+            cols["double_value"] = v
+        else:
+            cols["json_value"] = repr(v)  # 'nan', 'inf', '-inf': MySQL stores no non-finite
+    elif value.type == "string":
+        cols["string_key"] = v[:STRING_KEY_LEN]
+        cols["string_value"] = v
+    elif value.type == "bool":
+        cols["bool_value"] = v
+    else:
+        cols["json_value"] = v
+    return cols
