@@ -48,6 +48,7 @@ from consumer.store.models import (
     StepRow,
     TypeRow,
 )
+from consumer.triggers.evaluate import evaluate_triggers
 from schemas.errors import TransientStoreError
 from schemas.events import Event
 
@@ -97,7 +98,7 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
         )
     except IntegrityError as exc:
         raise TransientStoreError(f"a concurrent apply touched the same rows: {exc.orig}") from exc
-    # trigger evaluation
+    report.triggers_requested = evaluate_triggers(session, report)  # trigger evaluation
     return report
 
 

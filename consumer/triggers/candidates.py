@@ -1,0 +1,89 @@
+"""Which LIVE artifacts can fill a step's input slot: type, optional filter, pipeline.
+
+A slot is ``StepInput(type, filter)``; a step may belong to a pipeline, whose context
+(type ``pipeline``, named after it) scopes its candidates: a step of pipeline ``p`` only
+consumes artifacts attributed to ``p``. "Newest" orders by ``created_at`` then id (ids are
+time-ordered UUIDv7s), so ties break the same way on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, select, true
+from sqlalchemy.orm import Session
+
+from consumer.store.models import ArtifactRow, AttributionRow
+from schemas.events import StepInput
+from schemas.ids import context_id
+
+#: Context type of a pipeline; ``producer.run(pipeline=...)`` attributes artifacts to it.
+PIPELINE_CONTEXT_TYPE = "pipeline"
+
+
+def filter_clause(text: str | None, dialect: str) -> ColumnElement[bool]:
+    """The SQL condition of a step input's filter over ``mt_artifacts`` (the query
+    language of :mod:`consumer.query`). Raises ``FilterError`` on a malformed filter."""
+    if not text:
+        return true()
+    from consumer.query.compile import ARTIFACT, Compiler
+    from consumer.query.filters import parse_filter
+
+    return Compiler(dialect).compile(parse_filter(text), ARTIFACT)
+
+
+def slot_clause(slot: StepInput, pipeline: str | None, dialect: str) -> ColumnElement[bool]:
+    """Every condition an artifact must meet to fill ``slot`` of a step in ``pipeline``."""
+    parts: list[ColumnElement[bool]] = [
+        ArtifactRow.type == slot.type,
+        ArtifactRow.state == "LIVE",
+        ArtifactRow.is_placeholder.is_(False),
+        filter_clause(slot.filter, dialect),
+    ]
+    if pipeline:
+        ctx = str(context_id(PIPELINE_CONTEXT_TYPE, pipeline))
+        parts.append(
+            ArtifactRow.id.in_(
+                select(AttributionRow.artifact_id).where(AttributionRow.context_id == ctx)
+            )
+        )
+    return and_(*parts)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def matching(
+    session: Session, slot: StepInput, pipeline: str | None, ids: Sequence[str]
+) -> list[ArtifactRow]:
+    """The artifacts among ``ids`` that fit ``slot``, oldest first."""
+    if not ids:
+        return []
+    rows = session.scalars(
+        select(ArtifactRow)
+        .where(ArtifactRow.id.in_(list(ids)), slot_clause(slot, pipeline, _dialect(session)))
+        .order_by(ArtifactRow.created_at, ArtifactRow.id)
+    )
+    return list(rows)
+
+
+def newest(session: Session, slot: StepInput, pipeline: str | None) -> ArtifactRow | None:
+    """The newest artifact that fits ``slot`` now, or None."""
+    return session.scalars(
+        select(ArtifactRow)
+        .where(slot_clause(slot, pipeline, _dialect(session)))
+        .order_by(ArtifactRow.created_at.desc(), ArtifactRow.id.desc())
+        .limit(1)
+    ).first()
+
+
+def created_at_of(session: Session, artifact_ids: Sequence[str]) -> dict[str, Any]:
+    """``created_at`` of each of these artifacts that exists."""
+    if not artifact_ids:
+        return {}
+    rows = session.execute(
+        select(ArtifactRow.id, ArtifactRow.created_at).where(ArtifactRow.id.in_(list(artifact_ids)))
+    )
+    return {r.id: r.created_at for r in rows}
