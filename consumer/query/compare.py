@@ -1,0 +1,163 @@
+"""Runs side by side, and a metric's history across runs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, or_, select
+
+from consumer.query import sqlparts as sp
+from consumer.query.compile import CONTEXT, EXECUTION
+from consumer.query.convert import chunks, load_nodes, metric_value
+from consumer.query.domain import Comparison, Context, Execution, MetricHistoryRow, RunColumn
+from consumer.store import models as m
+from schemas.errors import FilterError, NotFoundError
+
+METRICS = m.MetricRow.__table__
+ASSOC = m.AssociationRow.__table__
+PARENTS = m.ParentContextRow.__table__
+
+
+def _last_values(conn: Connection, column: Any, ids: list[str]) -> dict[str, dict[str, float]]:
+    """owner id -> key -> last value (highest step, then latest time, then event order)."""
+    out: dict[str, dict[str, float]] = {}
+    for part in chunks(ids):
+        rows = conn.execute(
+            select(column.label("owner"), METRICS.c.key, METRICS.c.value, METRICS.c.nonfinite)
+            .where(column.in_(part))
+            .order_by(column, METRICS.c.key, METRICS.c.step, METRICS.c.timestamp, METRICS.c.event_id, METRICS.c.seq)
+        )
+        for r in rows:
+            out.setdefault(r.owner, {})[r.key] = metric_value(r.value, r.nonfinite)
+    return out
+
+
+def _run_executions(conn: Connection, context_ids: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for part in chunks(context_ids):
+        for r in conn.execute(select(ASSOC).where(ASSOC.c.context_id.in_(part)).order_by(ASSOC.c.execution_id)):
+            out.setdefault(r.context_id, []).append(r.execution_id)
+    return out
+
+
+def compare(conn: Connection, ids: list[str], wanted: Collection[str] | None) -> Comparison:
+    if not ids:
+        raise FilterError("compare needs at least one run or execution id")
+    contexts = load_nodes(conn, CONTEXT, ids)
+    executions = load_nodes(conn, EXECUTION, ids)
+    missing = [i for i in ids if i not in contexts and i not in executions]
+    if missing:
+        raise NotFoundError(f"no run (context) or execution with id {missing[0]!r}")
+    members = _run_executions(conn, [i for i in ids if i in contexts])
+    member_ids = sorted({e for es in members.values() for e in es})
+    member_nodes = load_nodes(conn, EXECUTION, member_ids)
+    exec_metrics = _last_values(conn, METRICS.c.execution_id, sorted(set(member_ids) | set(executions)))
+    ctx_metrics = _last_values(conn, METRICS.c.context_id, [i for i in ids if i in contexts])
+
+    columns: list[RunColumn] = []
+    params: list[dict[str, Any]] = []
+    metrics: list[dict[str, float]] = []
+    for node_id in ids:
+        node: Context | Execution = contexts.get(node_id) or executions[node_id]
+        columns.append(RunColumn(node.id, node.kind, node.type, node.name, node.created_at))
+        p: dict[str, Any] = {}
+        mt: dict[str, float] = {}
+        if isinstance(node, Context):
+            p.update(node.properties)
+            p.update({f"custom.{k}": v for k, v in node.custom_properties.items()})
+            mt.update(ctx_metrics.get(node_id, {}))
+            for ex_id in members.get(node_id, []):
+                ex = member_nodes.get(ex_id)
+                prefix = (ex.type if ex is not None and ex.type else "execution") + "."
+                if ex is not None:
+                    p.update({prefix + k: v for k, v in ex.properties.items()})
+                mt.update({prefix + k: v for k, v in exec_metrics.get(ex_id, {}).items()})
+        else:
+            p.update(node.properties)
+            p.update({f"custom.{k}": v for k, v in node.custom_properties.items()})
+            mt.update(exec_metrics.get(node_id, {}))
+        params.append(p)
+        metrics.append(mt)
+
+    def keep(key: str) -> bool:
+        return wanted is None or key in wanted or key.split(".", 1)[-1] in wanted
+
+    param_keys = sorted({k for p in params for k in p})
+    metric_keys = sorted({k for mt in metrics for k in mt if keep(k)})
+    return Comparison(
+        columns=tuple(columns),
+        params={k: tuple(p.get(k) for p in params) for k in param_keys},
+        metrics={k: tuple(mt.get(k) for mt in metrics) for k in metric_keys},
+    )
+
+
+def metric_history(
+    conn: Connection,
+    dialect: str,
+    key: str,
+    execution_type: str | None,
+    context: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    key_like: bool,
+    limit: int,
+) -> list[MetricHistoryRow]:
+    ex = EXECUTION.table
+    ctx = CONTEXT.table
+    key_cond = sp.like(METRICS.c.key, key, dialect) if key_like else sp.str_eq(METRICS.c.key, key, dialect)
+    if key_like:
+        sp.check_like_pattern(key, 0)
+    query = (
+        select(METRICS.c.key, METRICS.c.value, METRICS.c.nonfinite, METRICS.c.step, METRICS.c.timestamp,
+               METRICS.c.execution_id, ex.c.type.label("ex_type"), ex.c.name.label("ex_name"))
+        .select_from(METRICS.join(ex, ex.c.id == METRICS.c.execution_id))
+        .where(key_cond)
+    )
+    if execution_type is not None:
+        query = query.where(ex.c.type == execution_type)
+    if since is not None:
+        query = query.where(METRICS.c.timestamp >= since)
+    if until is not None:
+        query = query.where(METRICS.c.timestamp < until)
+    run_col = None
+    if context is not None:
+        run = ctx.alias("run")
+        parent = ctx.alias("parent")
+        link = PARENTS.alias("link")
+        direct = or_(run.c.id == context, sp.str_eq(run.c.name, context, dialect))
+        via_parent = select(link.c.context_id).select_from(link.join(parent, parent.c.id == link.c.parent_id)).where(
+            or_(parent.c.id == context, sp.str_eq(parent.c.name, context, dialect))
+        )
+        query = (
+            query.join(ASSOC, ASSOC.c.execution_id == METRICS.c.execution_id)
+            .join(run, run.c.id == ASSOC.c.context_id)
+            .where(or_(direct, run.c.id.in_(via_parent)))
+            .add_columns(run.c.id.label("run_id"), run.c.name.label("run_name"))
+        )
+        run_col = True
+    query = query.order_by(METRICS.c.timestamp, METRICS.c.execution_id, METRICS.c.key, METRICS.c.step,
+                           METRICS.c.event_id, METRICS.c.seq).limit(limit)
+    rows = []
+    seen: dict[tuple[str, int], int] = {}
+    for r in conn.execute(query.add_columns(METRICS.c.event_id, METRICS.c.seq)):
+        sample = (r.event_id, r.seq)
+        if sample in seen:  # the execution is in the pipeline and in a run: report the run
+            if run_col and r.run_id != context and r.run_name != context:
+                rows[seen[sample]] = _history_row(r, run_col)
+            continue
+        seen[sample] = len(rows)
+        rows.append(_history_row(r, run_col))
+    return rows
+
+
+def _history_row(r: Any, run_col: bool | None) -> MetricHistoryRow:
+    return MetricHistoryRow(
+        key=r.key, value=metric_value(r.value, r.nonfinite), step=r.step, timestamp=r.timestamp,
+        execution_id=r.execution_id, execution_type=r.ex_type, execution_name=r.ex_name,
+        context_id=r.run_id if run_col else None, context_name=r.run_name if run_col else None,
+    )
+
+
+__all__ = ["compare", "metric_history"]

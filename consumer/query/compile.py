@@ -1,0 +1,246 @@
+"""Compile a filter AST into a SQLAlchemy boolean expression over one entity's table.
+
+Every value becomes a bound parameter; field names are checked against a fixed list, so
+nothing the user typed is ever spliced into SQL text. Semantics (the same on every
+backend):
+
+* columns: ``id type name uri state version digest`` (artifacts), ``id type name state
+  fingerprint`` (executions), ``id type name`` (contexts), and the times ``created_at``,
+  ``updated_at`` (plus ``started_at``, ``ended_at`` for executions) compared with ISO 8601
+  strings (a naive time means UTC). Strings compare exactly and case-sensitively.
+* ``properties.<key>`` / ``custom_properties.<key>`` (``parameters.<key>`` is an alias of
+  ``properties.<key>`` on executions): a string value compares strings, a number numbers
+  (ints and floats alike), TRUE/FALSE booleans; a property of another type never matches.
+  ``!=``, ``NOT IN`` and ``NOT LIKE`` hold when the property exists and does not match;
+  ``IS NULL`` when it does not exist.
+* ``context.<field>``: the node belongs to some context matching ``<field>`` (any context
+  field, properties included). On contexts it means a parent context.
+* ``upstream_of('<id>'[, hops])`` / ``downstream_of(...)``: reachable through lineage edges
+  from the node (itself excluded), for artifacts and executions.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import ColumnElement, FromClause, Table, and_, exists, false, not_, or_, select
+
+from consumer.query import sqlparts as sp
+from consumer.query.filters import And, Compare, Expr, LineageOf, Not, Or
+from consumer.query.reach import artifact_reach, executions_next_to
+from consumer.store import models as m
+from consumer.store.models import STRING_KEY_LEN
+from schemas.errors import FilterError
+
+#: Hop limit of upstream_of/downstream_of when the filter gives none.
+DEFAULT_PREDICATE_HOPS = 10_000
+
+
+@dataclass(frozen=True)
+class Entity:
+    kind: str
+    table: Table
+    props: Table
+    string_columns: frozenset[str]
+    time_columns: frozenset[str]
+    #: (membership table, its column pointing at this node, its column pointing at the context)
+    membership: tuple[Table, str, str]
+
+    @property
+    def fields(self) -> list[str]:
+        return sorted(self.string_columns | self.time_columns)
+
+
+ARTIFACT = Entity(
+    "artifact",
+    m.ArtifactRow.__table__,  # type: ignore[arg-type]
+    m.ArtifactPropertyRow.__table__,  # type: ignore[arg-type]
+    frozenset({"id", "type", "name", "uri", "state", "version", "digest"}),
+    frozenset({"created_at", "updated_at"}),
+    (m.AttributionRow.__table__, "artifact_id", "context_id"),  # type: ignore[arg-type]
+)
+EXECUTION = Entity(
+    "execution",
+    m.ExecutionRow.__table__,  # type: ignore[arg-type]
+    m.ExecutionPropertyRow.__table__,  # type: ignore[arg-type]
+    frozenset({"id", "type", "name", "state", "fingerprint", "cached_from", "trigger_id"}),
+    frozenset({"created_at", "updated_at", "started_at", "ended_at"}),
+    (m.AssociationRow.__table__, "execution_id", "context_id"),  # type: ignore[arg-type]
+)
+CONTEXT = Entity(
+    "context",
+    m.ContextRow.__table__,  # type: ignore[arg-type]
+    m.ContextPropertyRow.__table__,  # type: ignore[arg-type]
+    frozenset({"id", "type", "name"}),
+    frozenset({"created_at", "updated_at"}),
+    (m.ParentContextRow.__table__, "context_id", "parent_id"),  # type: ignore[arg-type]
+)
+ENTITIES = {"artifact": ARTIFACT, "execution": EXECUTION, "context": CONTEXT}
+PROPERTY_HEADS = {"properties": False, "custom_properties": True, "parameters": False}
+
+
+def parse_time(value: object, pos: int) -> datetime:
+    """An ISO 8601 time; naive means UTC. Raises ``FilterError``."""
+    if not isinstance(value, str):
+        raise FilterError(f"position {pos}: expected an ISO 8601 time in quotes, got {value!r}", pos)
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise FilterError(f"position {pos}: expected an ISO 8601 time, got {value!r} ({exc})", pos) from exc
+
+
+class Compiler:
+    """Compiles filters for one dialect (``sqlite``, ``postgresql``, ``mysql``/``mariadb``)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self._names = itertools.count()
+
+    def compile(self, expr: Expr, entity: Entity, node: FromClause | None = None) -> ColumnElement[bool]:
+        return self._expr(expr, entity, entity.table if node is None else node)
+
+    def _expr(self, expr: Expr, ent: Entity, node: FromClause) -> ColumnElement[bool]:
+        if isinstance(expr, And):
+            return and_(*(self._expr(e, ent, node) for e in expr.items))
+        if isinstance(expr, Or):
+            return or_(*(self._expr(e, ent, node) for e in expr.items))
+        if isinstance(expr, Not):
+            return not_(self._expr(expr.item, ent, node))
+        if isinstance(expr, LineageOf):
+            return self._lineage(expr, ent, node)
+        return self._compare(expr, ent, node)
+
+    # -- fields -------------------------------------------------------------------------
+    def _compare(self, c: Compare, ent: Entity, node: FromClause) -> ColumnElement[bool]:
+        head = c.field[0]
+        if head in PROPERTY_HEADS and (head != "parameters" or ent is EXECUTION):
+            if len(c.field) != 2:
+                raise FilterError(f"position {c.pos}: expected {head}.<key>, got {'.'.join(c.field)!r}", c.pos)
+            return self._property(c, ent, node, PROPERTY_HEADS[head], c.field[1])
+        if head == "context" and len(c.field) >= 2:
+            return self._membership(c, ent, node)
+        if len(c.field) == 1 and (head in ent.string_columns or head in ent.time_columns):
+            return self._column(c, ent, node, head)
+        expected = ", ".join(ent.fields + ["properties.<key>", "custom_properties.<key>", "context.<field>"])
+        raise FilterError(
+            f"position {c.pos}: unknown field {'.'.join(c.field)!r} for {ent.kind}s; expected one of {expected}",
+            c.pos,
+        )
+
+    def _column(self, c: Compare, ent: Entity, node: FromClause, name: str) -> ColumnElement[bool]:
+        col = node.c[name]
+        if c.op == "IS NULL":
+            return col.is_(None)
+        if c.op == "IS NOT NULL":
+            return col.is_not(None)
+        values = c.value if isinstance(c.value, tuple) else (c.value,)
+        if name in ent.time_columns:
+            if c.op in ("LIKE", "NOT LIKE"):
+                raise FilterError(f"position {c.pos}: LIKE does not apply to the time {name}", c.pos)
+            times = [parse_time(v, c.pos) for v in values]
+            if c.op == "IN":
+                return col.in_(times)
+            if c.op == "NOT IN":
+                return and_(col.is_not(None), col.not_in(times))
+            return sp.compare_op(col, c.op, times[0])
+        for v in values:
+            if not isinstance(v, str):
+                raise FilterError(f"position {c.pos}: {name} compares with a quoted string, got {v!r}", c.pos)
+        strs = [str(v) for v in values]
+        if c.op == "=":
+            return sp.str_eq(col, strs[0], self.dialect)
+        if c.op == "!=":
+            return and_(col.is_not(None), not_(sp.str_eq(col, strs[0], self.dialect)))
+        if c.op == "IN":
+            return sp.str_in(col, strs, self.dialect)
+        if c.op == "NOT IN":
+            return and_(col.is_not(None), not_(sp.str_in(col, strs, self.dialect)))
+        if c.op in ("LIKE", "NOT LIKE"):
+            sp.check_like_pattern(strs[0], c.pos)
+            cond = sp.like(col, strs[0], self.dialect)
+            return cond if c.op == "LIKE" else and_(col.is_not(None), not_(cond))
+        return sp.str_cmp(col, c.op, strs[0], self.dialect)
+
+    def _property(self, c: Compare, ent: Entity, node: FromClause, custom: bool, key: str) -> ColumnElement[bool]:
+        p = ent.props.alias(f"p{next(self._names)}")
+
+        def has(*conds: ColumnElement[bool]) -> ColumnElement[bool]:
+            return exists(
+                select(p.c.node_id).where(p.c.node_id == node.c.id, p.c.is_custom == custom, p.c.name == key, *conds)
+            )
+
+        if c.op == "IS NULL":
+            return not_(has())
+        if c.op == "IS NOT NULL":
+            return has()
+        values = c.value if isinstance(c.value, tuple) else (c.value,)
+        if c.op in ("=", "IN"):
+            return has(self._value_in(p, values, c.pos))
+        if c.op in ("!=", "NOT IN"):
+            return and_(has(), not_(has(self._value_in(p, values, c.pos))))
+        if c.op in ("LIKE", "NOT LIKE"):
+            pattern = str(values[0])
+            sp.check_like_pattern(pattern, c.pos)
+            cond = has(sp.like(p.c.string_value, pattern, self.dialect))
+            return cond if c.op == "LIKE" else and_(has(), not_(cond))
+        v = values[0]
+        if isinstance(v, bool):
+            raise FilterError(f"position {c.pos}: booleans compare with =, != or IN only", c.pos)
+        if isinstance(v, str):
+            conds = [sp.str_cmp(p.c.string_value, c.op, v, self.dialect)]
+            if not sp.is_mysql(self.dialect):  # narrow through the string_key index
+                bound = v[:STRING_KEY_LEN]
+                conds.append(p.c.string_key <= bound if c.op in ("<", "<=") else p.c.string_key >= bound)
+            return has(p.c.value_type == "string", *conds)
+        return has(sp.compare_op(p.c.double_value, c.op, float(v)))
+
+    def _value_in(self, p: FromClause, values: tuple[Any, ...], pos: int) -> ColumnElement[bool]:
+        strs = [v for v in values if isinstance(v, str)]
+        nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        bools = [v for v in values if isinstance(v, bool)]
+        conds: list[ColumnElement[bool]] = []
+        if strs:
+            keys = sorted({s[:STRING_KEY_LEN] for s in strs})
+            if len(strs) == 1:
+                conds.append(and_(p.c.string_key == keys[0], sp.str_eq(p.c.string_value, strs[0], self.dialect)))
+            else:
+                conds.append(and_(p.c.string_key.in_(keys), sp.str_in(p.c.string_value, strs, self.dialect)))
+        if nums:
+            conds.append(p.c.double_value == nums[0] if len(nums) == 1 else p.c.double_value.in_(nums))
+        if bools:
+            conds.append(p.c.bool_value == bools[0] if len(bools) == 1 else p.c.bool_value.in_(bools))
+        return sp.ors(conds)
+
+    def _membership(self, c: Compare, ent: Entity, node: FromClause) -> ColumnElement[bool]:
+        table, node_col, ctx_col = ent.membership
+        link = table.alias(f"l{next(self._names)}")
+        ctx = CONTEXT.table.alias(f"c{next(self._names)}")
+        inner = Compare(c.field[1:], c.op, c.value, c.pos)
+        cond = self._compare(inner, CONTEXT, ctx)
+        return exists(
+            select(link.c[ctx_col])
+            .select_from(link.join(ctx, ctx.c.id == link.c[ctx_col]))
+            .where(link.c[node_col] == node.c.id, cond)
+        )
+
+    # -- lineage ------------------------------------------------------------------------
+    def _lineage(self, expr: LineageOf, ent: Entity, node: FromClause) -> ColumnElement[bool]:
+        if ent is CONTEXT:
+            raise FilterError(f"position {expr.pos}: upstream_of/downstream_of apply to artifacts and executions", expr.pos)
+        if len(expr.node_id) != 36:
+            return false()  # not a node id: nothing is reachable from it
+        hops = DEFAULT_PREDICATE_HOPS if expr.max_hops is None else expr.max_hops
+        if hops == 0:
+            return false()
+        cte = artifact_reach(expr.node_id, expr.direction, hops, f"reach{next(self._names)}")
+        if ent is ARTIFACT:
+            ids = select(cte.c.id).where(cte.c.id != expr.node_id)
+        else:
+            ids = executions_next_to(cte, expr.direction, hops - 1)
+        return and_(node.c.id.in_(ids), node.c.id != expr.node_id)

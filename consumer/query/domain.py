@@ -1,0 +1,225 @@
+"""The domain objects queries return: frozen dataclasses, never ORM rows.
+
+Every object has ``to_json()`` giving plain JSON-ready data (datetimes as ISO 8601 strings),
+the form the CLI prints with ``--json``. Property mappings hold plain Python values
+(int, float, str, bool, or JSON data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+NodeKind = Literal["artifact", "execution", "context"]
+Direction = Literal["upstream", "downstream", "both"]
+
+#: Artifact states that queries leave out unless asked (``include_retired=True``).
+RETIRED_STATES: frozenset[str] = frozenset({"DELETED", "ABANDONED"})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    return value
+
+
+class _JSON:
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready data (field order kept)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Artifact(_JSON):
+    """A file, table, model... ``state`` is LIVE, DELETED, ABANDONED...; a placeholder is an
+    artifact referenced by an edge before any event recorded it."""
+
+    id: str
+    type: str | None
+    name: str | None
+    uri: str | None
+    state: str
+    digest: str | None = None
+    version: str | None = None
+    state_reason: str | None = None
+    is_placeholder: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    custom_properties: dict[str, Any] = field(default_factory=dict)
+    kind: NodeKind = "artifact"
+
+
+@dataclass(frozen=True)
+class Execution(_JSON):
+    """One run of a step. ``properties`` are its parameters."""
+
+    id: str
+    type: str | None
+    name: str | None
+    state: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    fingerprint: str | None = None
+    cached_from: str | None = None
+    trigger_id: str | None = None
+    code_version: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    is_placeholder: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    custom_properties: dict[str, Any] = field(default_factory=dict)
+    kind: NodeKind = "execution"
+    uri: None = None
+
+
+@dataclass(frozen=True)
+class Context(_JSON):
+    """A pipeline, run, experiment..."""
+
+    id: str
+    type: str | None
+    name: str | None
+    is_placeholder: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    parent_ids: tuple[str, ...] = ()
+    properties: dict[str, Any] = field(default_factory=dict)
+    custom_properties: dict[str, Any] = field(default_factory=dict)
+    kind: NodeKind = "context"
+
+
+Node = Artifact | Execution | Context
+
+
+@dataclass(frozen=True)
+class Edge(_JSON):
+    """A lineage edge. ``input``: artifact -> execution; ``output``: execution -> artifact."""
+
+    source: str
+    target: str
+    kind: Literal["input", "output"]
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class MetricPoint(_JSON):
+    """One metric sample of an execution or of a context (a run)."""
+
+    key: str
+    value: float
+    step: int | None
+    timestamp: datetime
+    execution_id: str | None = None
+    context_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LineageGraph:
+    """A lineage subgraph. ``truncated`` is True when a hop or size limit cut it: more nodes
+    exist beyond what is returned. Nodes are ordered by distance from the start, then id."""
+
+    nodes: tuple[Artifact | Execution, ...]
+    edges: tuple[Edge, ...]
+    truncated: bool
+    start_id: str = ""
+    depths: dict[str, int] = field(default_factory=dict)
+
+    def node(self, node_id: str) -> Artifact | Execution:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"nodes": [...], "edges": [...], "truncated": bool}`` (the CLI's --json)."""
+        nodes = []
+        for n in self.nodes:
+            data = n.to_json()
+            nodes.append({
+                "id": n.id,
+                "kind": n.kind,
+                "type": n.type,
+                "name": n.name,
+                "uri": n.uri,
+                "state": n.state,
+                "hops": self.depths.get(n.id),
+                **{k: v for k, v in data.items() if k not in ("id", "kind", "type", "name", "uri", "state")},
+            })
+        return {
+            "nodes": nodes,
+            "edges": [{"source": e.source, "target": e.target, "kind": e.kind, "role": e.role} for e in self.edges],
+            "truncated": self.truncated,
+        }
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of results; pass ``next_cursor`` back to get the next (None: no more)."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items": [_jsonable(i) for i in self.items], "next_cursor": self.next_cursor}
+
+
+@dataclass(frozen=True)
+class RunColumn(_JSON):
+    """One compared run (context) or execution."""
+
+    id: str
+    kind: NodeKind
+    type: str | None
+    name: str | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Params and metrics side by side: ``params[key][i]`` / ``metrics[key][i]`` belong to
+    ``columns[i]`` (None where absent). Metric cells hold the last value (highest step,
+    then latest timestamp)."""
+
+    columns: tuple[RunColumn, ...]
+    params: dict[str, tuple[Any, ...]]
+    metrics: dict[str, tuple[float | None, ...]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "columns": [c.to_json() for c in self.columns],
+            "params": {k: _jsonable(list(v)) for k, v in self.params.items()},
+            "metrics": {k: _jsonable(list(v)) for k, v in self.metrics.items()},
+        }
+
+
+@dataclass(frozen=True)
+class MetricHistoryRow(_JSON):
+    """A metric sample with the execution (and its run) that logged it."""
+
+    key: str
+    value: float
+    step: int | None
+    timestamp: datetime
+    execution_id: str | None
+    execution_type: str | None
+    execution_name: str | None
+    context_id: str | None
+    context_name: str | None

@@ -1,0 +1,131 @@
+"""Lineage subgraphs: a recursive CTE finds the reachable artifacts, one query fetches the
+edges around them, and a breadth-first pass in Python assigns exact distances, applies the
+hop, type and size limits and decides ``truncated``.
+
+Why this split: the CTE does the unbounded part (the walk) in the database with indexed
+joins; the edge set it returns is small (the reached neighbourhood), so exact distances
+and a deterministic cut (by distance, then id) cost nothing and are identical on every
+backend, whatever order each database returns rows in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection
+
+from sqlalchemy import Connection, func, or_, select
+
+from consumer.query.compile import ARTIFACT, EXECUTION
+from consumer.query.convert import load_nodes
+from consumer.query.domain import Artifact, Edge, Execution, LineageGraph
+from consumer.query.reach import EDGES, STEP, artifact_reach
+
+#: Default hop limit (edges) and node limit of ``Store.lineage``.
+DEFAULT_MAX_HOPS = 50
+DEFAULT_LIMIT = 10_000
+
+_EdgeKey = tuple[str, str, str, str]  # (execution_id, direction, artifact_id, role)
+
+
+def _walk_edges(conn: Connection, start: str, start_kind: str, direction: str, max_hops: int) -> set[_EdgeKey]:
+    """Every edge of every execution adjacent to an artifact reachable within
+    ``max_hops + 1`` edges (one more than asked, so a cut can be detected)."""
+    first, _ = STEP[direction]
+    cte = artifact_reach(start, direction, max_hops + 1, "lin")
+    reached = select(cte.c.id).group_by(cte.c.id)
+    adj = EDGES.alias("adj")
+    execs = select(adj.c.execution_id).where(adj.c.direction == first, adj.c.artifact_id.in_(reached))
+    cond = EDGES.c.execution_id.in_(execs)
+    if start_kind == "execution":
+        cond = or_(cond, EDGES.c.execution_id == start)
+    rows = conn.execute(
+        select(EDGES.c.execution_id, EDGES.c.direction, EDGES.c.artifact_id, EDGES.c.role).where(cond)
+    )
+    return {(r[0], r[1], r[2], r[3]) for r in rows}
+
+
+def _bfs(start: str, start_kind: str, direction: str, edges: set[_EdgeKey], max_hops: int) -> tuple[dict[str, tuple[int, str]], bool]:
+    """Distances (and kinds) within ``max_hops``; True when something lies beyond."""
+    first, second = STEP[direction]
+    from_artifact: dict[str, set[str]] = {}
+    from_execution: dict[str, set[str]] = {}
+    for ex, d, art, _ in edges:
+        if d == first:
+            from_artifact.setdefault(art, set()).add(ex)
+        if d == second:
+            from_execution.setdefault(ex, set()).add(art)
+    seen: dict[str, tuple[int, str]] = {start: (0, start_kind)}
+    queue = deque([start])
+    truncated = False
+    while queue:
+        node = queue.popleft()
+        depth, kind = seen[node]
+        nexts = from_artifact.get(node, set()) if kind == "artifact" else from_execution.get(node, set())
+        next_kind = "execution" if kind == "artifact" else "artifact"
+        for nxt in sorted(nexts):
+            if nxt in seen:
+                continue
+            if depth >= max_hops:
+                truncated = True
+                continue
+            seen[nxt] = (depth + 1, next_kind)
+            queue.append(nxt)
+    return seen, truncated
+
+
+def node_kind(conn: Connection, node_id: str) -> str | None:
+    """'artifact', 'execution' or None when the id is neither."""
+    for entity in (ARTIFACT, EXECUTION):
+        if conn.execute(select(func.count()).where(entity.table.c.id == node_id)).scalar_one():
+            return entity.kind
+    return None
+
+
+def lineage_graph(
+    conn: Connection,
+    start: str,
+    start_kind: str,
+    direction: str,
+    max_hops: int,
+    types: Collection[str] | None,
+    limit: int,
+) -> LineageGraph:
+    """The lineage subgraph around ``start`` (see ``Store.lineage``)."""
+    directions = ("upstream", "downstream") if direction == "both" else (direction,)
+    depths: dict[str, tuple[int, str]] = {}
+    all_edges: set[_EdgeKey] = set()
+    truncated = False
+    for d in directions:
+        edges = _walk_edges(conn, start, start_kind, d, max_hops)
+        seen, cut = _bfs(start, start_kind, d, edges, max_hops)
+        truncated = truncated or cut
+        for node, (depth, kind) in seen.items():
+            if node not in depths or depth < depths[node][0]:
+                depths[node] = (depth, kind)
+        first, second = STEP[d]
+        for e in edges:  # keep the edges this direction traverses between reached nodes
+            if e[0] in seen and e[2] in seen and e[1] in (first, second):
+                all_edges.add(e)
+    artifacts = load_nodes(conn, ARTIFACT, [n for n, (_, k) in depths.items() if k == "artifact"])
+    executions = load_nodes(conn, EXECUTION, [n for n, (_, k) in depths.items() if k == "execution"])
+    nodes: list[Artifact | Execution] = []
+    for node_id, (depth, kind) in sorted(depths.items(), key=lambda kv: (kv[1][0], kv[0])):
+        node = (artifacts if kind == "artifact" else executions).get(node_id)
+        if node is None:  # an edge to a node never recorded, not even as a placeholder
+            node = (Artifact(node_id, None, None, None, "UNKNOWN", is_placeholder=True) if kind == "artifact"
+                    else Execution(node_id, None, None, "UNKNOWN", is_placeholder=True))
+        if types is not None and node_id != start and node.type not in types:
+            continue
+        nodes.append(node)
+    if len(nodes) > limit:
+        nodes, truncated = nodes[:limit], True
+    kept = {n.id for n in nodes}
+    out_edges = []
+    for ex, d, art, role in sorted(all_edges):
+        if ex in kept and art in kept:
+            out_edges.append(Edge(art, ex, "input", role) if d == "INPUT" else Edge(ex, art, "output", role))
+    out_edges.sort(key=lambda e: (e.source, e.target, e.kind, e.role))
+    return LineageGraph(
+        nodes=tuple(nodes), edges=tuple(out_edges), truncated=truncated, start_id=start,
+        depths={n: depths[n][0] for n in kept},
+    )

@@ -1,0 +1,257 @@
+"""``Store``: the read API of the lineage store. Returns domain objects, never ORM rows.
+
+Every method runs in its own short read transaction and is safe to call from several
+threads (the engine pools connections). Raises ``FilterError`` for a malformed filter,
+order or cursor, ``NotFoundError`` for an unknown id, ``StoreError`` (or its transient
+child) when the database fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, false, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from consumer.query import compare as cmp
+from consumer.query.compile import ARTIFACT, ENTITIES, Compiler, Entity
+from consumer.query.convert import COLUMNS, build_nodes, load_nodes, metric_points
+from consumer.query.domain import (
+    RETIRED_STATES,
+    Artifact,
+    Comparison,
+    Context,
+    Execution,
+    LineageGraph,
+    MetricHistoryRow,
+    MetricPoint,
+    Page,
+)
+from consumer.query.filters import parse_filter
+from consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph, node_kind
+from consumer.query.paging import after, apply_order, decode_cursor, encode_cursor, sort_keys
+from consumer.store.engine import is_transient, open_engine
+from consumer.store.models import MetricRow
+from schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
+
+Kind = Literal["artifact", "execution", "context"]
+#: Largest page ``find`` returns.
+MAX_PAGE = 10_000
+
+
+class Store:
+    """Read access to a metatrail store. ``Store.open(url)``; close with ``close()`` or
+    use it as a context manager."""
+
+    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._owns_engine = owns_engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """A store on ``url`` (SQLAlchemy URL). Raises ``ConfigError`` on a bad URL."""
+        return cls(open_engine(url), owns_engine=True)
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            msg = text[0][:500] if text else type(exc).__name__
+            if is_transient(exc):
+                raise TransientStoreError(f"transient database error: {msg}") from exc
+            raise StoreError(f"database error: {msg}") from exc
+
+    # -- single nodes -------------------------------------------------------------------
+    def get(self, node_id: str) -> Artifact | Execution | Context:
+        """The artifact, execution or context with this id. Raises ``NotFoundError``."""
+        with self._read() as conn:
+            for entity in ENTITIES.values():
+                found = load_nodes(conn, entity, [node_id])
+                if node_id in found:
+                    return found[node_id]  # type: ignore[no-any-return]
+        raise NotFoundError(f"no artifact, execution or context with id {node_id!r}")
+
+    def artifact(self, artifact_id: str) -> Artifact:
+        node = self.get(artifact_id)
+        if not isinstance(node, Artifact):
+            raise NotFoundError(f"{artifact_id!r} is a {node.kind}, not an artifact")
+        return node
+
+    # -- filtered lists -----------------------------------------------------------------
+    def _where(self, entity: Entity, filter: str | None, include_retired: bool) -> list[Any]:
+        conds: list[Any] = []
+        if not include_retired:
+            conds.append(entity.table.c.is_placeholder == false())
+            if entity is ARTIFACT:
+                conds.append(entity.table.c.state.not_in(sorted(RETIRED_STATES)))
+        if filter is not None and filter.strip():
+            conds.append(Compiler(self.dialect).compile(parse_filter(filter), entity))
+        return conds
+
+    def find(
+        self,
+        kind: Kind,
+        filter: str | None = None,
+        *,
+        order_by: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        include_retired: bool = False,
+    ) -> Page[Any]:
+        """One page of artifacts, executions or contexts matching ``filter`` (see
+        :mod:`consumer.query.compile` for the language), ordered by ``order_by``
+        (``"created_at"``, ``"name desc"``, ``"-properties.accuracy"``; default
+        ``created_at``), then id. Placeholders and DELETED/ABANDONED artifacts are left
+        out unless ``include_retired``. Pass ``page.next_cursor`` back for the next page."""
+        entity = _entity(kind)
+        if not 1 <= limit <= MAX_PAGE:
+            raise FilterError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        keys = sort_keys(entity, order_by, self.dialect)
+        table = entity.table
+        query = select(*COLUMNS[kind](), *(k.expr.label(f"sort_{i}") for i, k in enumerate(keys)))
+        query = query.where(*self._where(entity, filter, include_retired))
+        if cursor:
+            values, last_id = decode_cursor(cursor, len(keys))
+            query = query.where(after(keys, values, last_id, table))
+        query = apply_order(query, keys, table, self.dialect).limit(limit + 1)
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            items = build_nodes(conn, entity, rows)
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = encode_cursor([getattr(last, f"sort_{i}") for i in range(len(keys))], last.id)
+        return Page(items=tuple(items), next_cursor=next_cursor)
+
+    def artifacts(self, filter: str | None = None, **kwargs: Any) -> Page[Artifact]:
+        return self.find("artifact", filter, **kwargs)
+
+    def executions(self, filter: str | None = None, **kwargs: Any) -> Page[Execution]:
+        return self.find("execution", filter, **kwargs)
+
+    def contexts(self, filter: str | None = None, **kwargs: Any) -> Page[Context]:
+        return self.find("context", filter, **kwargs)
+
+    def count(self, kind: Kind, filter: str | None = None, *, include_retired: bool = False) -> int:
+        """How many nodes match (same rules as ``find``)."""
+        entity = _entity(kind)
+        query = select(func.count()).select_from(entity.table).where(*self._where(entity, filter, include_retired))
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- lineage ------------------------------------------------------------------------
+    def lineage(
+        self,
+        node_id: str,
+        direction: Literal["upstream", "downstream", "both"] = "upstream",
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        types: Collection[str] | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> LineageGraph:
+        """The lineage subgraph around an artifact or execution.
+
+        ``upstream``: what it was made from; ``downstream``: what was made from it;
+        ``both``: the union of the two walks. ``max_hops`` counts edges (artifact ->
+        execution is one hop). ``types`` keeps only nodes of those types (the start node
+        always stays; edges are kept between kept nodes). At most ``limit`` nodes, nearest
+        first. ``truncated`` is True when a hop or node limit left reachable nodes out.
+        Placeholders and retired artifacts are included: lineage is history.
+        """
+        if direction not in ("upstream", "downstream", "both"):
+            raise FilterError(f"direction must be upstream, downstream or both, got {direction!r}")
+        if max_hops < 0 or limit < 1:
+            raise FilterError("max_hops must be >= 0 and limit >= 1")
+        with self._read() as conn:
+            kind = node_kind(conn, node_id)
+            if kind is None:
+                raise NotFoundError(f"no artifact or execution with id {node_id!r}")
+            return lineage_graph(conn, node_id, kind, direction, max_hops, types, limit)
+
+    # -- warm start ---------------------------------------------------------------------
+    def latest(self, artifact_type: str, *, context: str | None = None, where: str | None = None) -> Artifact | None:
+        """The newest LIVE artifact of ``artifact_type`` (by created_at, then id), in
+        ``context`` (a context id or name) if given, matching the ``where`` filter; None
+        when there is none. For warm-starting training from the last model."""
+        compiler = Compiler(self.dialect)
+        table = ARTIFACT.table
+        conds: list[Any] = [table.c.type == artifact_type, table.c.state == "LIVE", table.c.is_placeholder == false()]
+        if context is not None:
+            q = "context.id = {0} OR context.name = {0}".format(_quote(context))
+            conds.append(compiler.compile(parse_filter(q), ARTIFACT))
+        if where:
+            conds.append(compiler.compile(parse_filter(where), ARTIFACT))
+        query = (select(*COLUMNS["artifact"]()).where(*conds)
+                 .order_by(table.c.created_at.desc(), table.c.id.desc()).limit(1))
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+            return build_nodes(conn, ARTIFACT, rows)[0] if rows else None  # type: ignore[no-any-return]
+
+    # -- metrics and comparison ---------------------------------------------------------
+    def metrics(self, node_id: str, key: str | None = None) -> list[MetricPoint]:
+        """Every metric sample of an execution or context, by key, step, time."""
+        t = MetricRow.__table__
+        query = select(t).where((t.c.execution_id == node_id) | (t.c.context_id == node_id))
+        if key is not None:
+            query = query.where(t.c.key == key)
+        query = query.order_by(t.c.key, t.c.step, t.c.timestamp, t.c.event_id, t.c.seq)
+        with self._read() as conn:
+            return metric_points(conn.execute(query))
+
+    def compare(self, ids: Sequence[str], *, metrics: Collection[str] | None = None) -> Comparison:
+        """Params and metrics of runs (contexts) or executions side by side. For a run,
+        params are its own properties plus its executions' parameters as
+        ``<execution type>.<name>``; metrics its own plus ``<execution type>.<key>``.
+        Raises ``NotFoundError`` for an unknown id."""
+        with self._read() as conn:
+            return cmp.compare(conn, list(ids), metrics)
+
+    def metric_history(
+        self,
+        key: str,
+        *,
+        execution_type: str | None = None,
+        context: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        key_like: bool = False,
+        limit: int = 10_000,
+    ) -> list[MetricHistoryRow]:
+        """Samples of a metric across executions over time, oldest first: e.g. the
+        per-slice AUC (``key="auc/%"``, ``key_like=True``) of every Evaluator run of a
+        pipeline (``context`` id or name, matched directly or as a parent) since a date."""
+        with self._read() as conn:
+            return cmp.metric_history(conn, self.dialect, key, execution_type, context, since, until, key_like, limit)
+
+
+def _entity(kind: str) -> Entity:
+    try:
+        return ENTITIES[kind]
+    except KeyError:
+        raise FilterError(f"kind must be artifact, execution or context, got {kind!r}") from None
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+__all__ = ["Store"]
