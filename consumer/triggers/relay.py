@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -28,6 +28,7 @@ from consumer.triggers.sql import insert_ignore
 from schemas.errors import MetatrailError
 from schemas.events import TriggerRequested
 from schemas.ids import derived_id
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +104,16 @@ def promote_pending(session: Session, *, in_flight_lease_s: float = DEFAULT_IN_F
     return promoted
 
 
-def fetch_unsent(engine: Engine, limit: int = 500) -> list[TriggerRequested]:
-    """Unsent outbox rows as requests, oldest first."""
+def fetch_unsent(
+    engine: Engine, limit: int = 500, step_ids: Collection[str] | None = None
+) -> list[TriggerRequested]:
+    """Unsent outbox rows (of ``step_ids`` only, when given) as requests, oldest first."""
+    query = select(TriggerOutboxRow).where(TriggerOutboxRow.sent_at.is_(None))
+    if step_ids is not None:
+        query = query.where(TriggerOutboxRow.step_id.in_(sorted(step_ids)))
     with session_scope(engine, write=False) as session:
         rows = session.scalars(
-            select(TriggerOutboxRow)
-            .where(TriggerOutboxRow.sent_at.is_(None))
+            query
             .order_by(TriggerOutboxRow.created_at, TriggerOutboxRow.trigger_id)
             .limit(limit)
         )
@@ -134,18 +139,20 @@ def relay_once(
     *,
     batch_size: int = 500,
     in_flight_lease_s: float = DEFAULT_IN_FLIGHT_LEASE_S,
+    step_ids: Collection[str] | None = None,
 ) -> int:
     """One pass: promote pending ``latest`` sets, publish unsent rows, mark them sent.
 
     Blocking. Returns how many requests were published. Raises ``StoreError`` or the
     publisher's ``TransportError``; rows published but not marked are published again by
-    the next pass.
+    the next pass. ``step_ids`` limits the pass to those steps' rows (an embedded worker
+    takes only the rows of the steps it runs).
     """
     with session_scope(engine) as session:
         promote_pending(session, in_flight_lease_s=in_flight_lease_s)
     total = 0
     while True:
-        requests = fetch_unsent(engine, batch_size)
+        requests = fetch_unsent(engine, batch_size, step_ids)
         if not requests:
             return total
         publisher.publish(requests)
@@ -166,11 +173,24 @@ class RelayThread(threading.Thread):
         self._interval_s = interval_s
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._on_stop: list[Callable[[], None]] = []
         self.published = 0
 
     def notify(self) -> None:
         """Ask for a pass now (e.g. a batch that may have written triggers committed)."""
         self._wake.set()
+
+    def on_batch(self, *_: object) -> None:
+        """``ConsumeLoop(on_batch=...)`` hook: a batch committed, run a pass now."""
+        self._wake.set()
+
+    def __enter__(self) -> RelayThread:
+        if not self.is_alive():
+            self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop after the current pass; waits up to ``timeout_s``."""
@@ -178,6 +198,9 @@ class RelayThread(threading.Thread):
         self._wake.set()
         if self.is_alive():
             self.join(timeout_s)
+        for close in self._on_stop:
+            close()
+        self._on_stop.clear()
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -189,3 +212,21 @@ class RelayThread(threading.Thread):
                 log.warning("trigger relay pass failed (retried next pass): %s", exc)
             except Exception:  # never let the relay thread die silently
                 log.exception("trigger relay pass failed (retried next pass)")
+
+
+def kafka_relay(settings: Settings, engine: Engine | None = None, *, interval_s: float = 0.5) -> RelayThread:
+    """A (not yet started) relay from the store at ``settings.store_url`` to the triggers
+    topic. Use it as a context manager, or ``start()``/``stop()``; ``stop`` closes what it
+    opened. Raises ``TransportError`` when the broker cannot be reached."""
+    from consumer.store.engine import open_engine
+    from consumer.triggers.kafka import KafkaTriggerPublisher, ensure_triggers_topic
+
+    ensure_triggers_topic(settings)
+    own_engine = engine is None
+    eng = engine if engine is not None else open_engine(settings.store_url)
+    publisher = KafkaTriggerPublisher(settings)
+    relay = RelayThread(eng, publisher, interval_s=interval_s)
+    relay._on_stop.append(publisher.close)
+    if own_engine:
+        relay._on_stop.append(eng.dispose)
+    return relay

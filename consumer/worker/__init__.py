@@ -1,0 +1,6 @@
+"""Workers: run the steps the lineage graph triggers (Kafka group member or embedded)."""
+
+from consumer.worker.embedded import EmbeddedReport, run_embedded
+from consumer.worker.runner import Outcome, TriggerRunner, retry_delay_s
+
+__all__ = ["EmbeddedReport", "Outcome", "TriggerRunner", "retry_delay_s", "run_embedded"]

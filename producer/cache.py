@@ -1,0 +1,143 @@
+"""Reading the store from the producer: execution caching and warm start.
+
+``find_cached`` (called lazily by ``@track`` with caching on) and ``latest`` read the
+metadata store at ``settings.store_url`` through the consumer's store code, imported lazily
+(as the embedded transport does), so a training environment without the service extras
+only pays when it uses them. In embedded mode the producer's spool is flushed first, so
+the previous call's events are in the store before it is read.
+
+Caching follows TFX: an execution with the same fingerprint (execution type, code version,
+parameters, input artifacts' digests) that is COMPLETE, and whose outputs are all still
+LIVE (and, for local files, still exist), is reused: its outputs are returned and a CACHED
+execution is recorded. ``METATRAIL_CACHE=off`` or ``@track(cache=False)`` turns it off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from producer.artifacts import Artifact
+from schemas.errors import MetatrailError
+from schemas.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from consumer.query.domain import Artifact as StoredArtifact
+
+log = logging.getLogger("metatrail.producer")
+
+#: Role of a warm-start artifact on the execution that continues from it.
+WARM_START_ROLE = "base_model"
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """A reusable earlier execution and its outputs as (artifact, role) pairs."""
+
+    execution_id: str
+    outputs: list[tuple[Artifact, str]]
+
+
+def to_producer_artifact(stored: StoredArtifact | Artifact) -> Artifact:
+    """A producer ``Artifact`` for an artifact read from the store (same id, uri, digest,
+    properties), ready to be passed to or returned from a tracked call."""
+    if isinstance(stored, Artifact):
+        return stored
+    return Artifact(
+        stored.uri or "",
+        stored.type,
+        name=stored.name,
+        version=stored.version,
+        properties=dict(stored.properties),
+        custom_properties=dict(stored.custom_properties),
+        digest=stored.digest,
+        state=stored.state,
+        compute_digest=False,
+        id=stored.id,
+    )
+
+
+def _flush_embedded(settings: Settings) -> None:
+    if settings.transport != "embedded":
+        return
+    try:
+        from producer import emitter
+
+        emitter.flush(timeout_s=settings.exit_flush_timeout_s)
+    except Exception as exc:  # a flush problem must not break the call; the read may be stale
+        log.warning("metatrail: could not flush before reading the store: %s", exc)
+
+
+def _store_exists(settings: Settings) -> bool:
+    """False for a SQLite store file that does not exist yet (nothing to find; and a read
+    must not create it)."""
+    url = settings.store_url
+    if not url.startswith("sqlite"):
+        return True
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return True
+    import os
+
+    return os.path.exists(database)
+
+
+def find_cached(fingerprint: str, settings: Settings | None = None) -> CachedResult | None:
+    """The newest COMPLETE execution with ``fingerprint`` whose outputs are all reusable,
+    or None (also when caching is off or the store cannot be read: caching must never
+    break the call; the error is logged, or raised in strict mode)."""
+    settings = settings or load_settings()
+    if not settings.cache_enabled:
+        return None
+    _flush_embedded(settings)
+    if not _store_exists(settings):
+        return None
+    try:
+        from consumer.store.engine import session_scope
+        from consumer.worker.lookup import find_cached_execution, shared_engine
+
+        with session_scope(shared_engine(settings.store_url), write=False) as session:
+            found = find_cached_execution(session, fingerprint)
+    except (MetatrailError, ImportError) as exc:
+        if settings.strict:
+            raise
+        log.warning("metatrail: cache lookup failed, running the call: %s", exc)
+        return None
+    if found is None:
+        return None
+    execution_id, outputs = found
+    return CachedResult(execution_id, [(to_producer_artifact(a), role) for a, role in outputs])
+
+
+def latest(
+    type: str,
+    pipeline: str | None = None,
+    *,
+    role: str = WARM_START_ROLE,
+    settings: Settings | None = None,
+) -> Artifact | None:
+    """The newest LIVE artifact of ``type`` (in ``pipeline``'s context when given), for a
+    warm start. Inside a tracked call it is recorded as an INPUT of that call with
+    ``role`` (``base_model``), so lineage shows what training continued from. Returns
+    None when there is none yet. Blocking (one store read)."""
+    settings = settings or load_settings()
+    _flush_embedded(settings)
+    if not _store_exists(settings):
+        return None
+    from consumer.store.engine import session_scope
+    from consumer.worker.lookup import newest_artifact, shared_engine
+
+    with session_scope(shared_engine(settings.store_url), write=False) as session:
+        stored = newest_artifact(session, type, pipeline)
+    if stored is None:
+        return None
+    artifact = to_producer_artifact(stored)
+    from producer.context import current_execution
+
+    handle = current_execution()
+    if handle is not None:
+        handle.add_input(artifact, role)
+    return artifact
