@@ -18,7 +18,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.ids import new_id
-from schemas.values import Properties, PropertyName, PropertyType
+from schemas.values import INT_MAX, INT_MIN, Properties, PropertyName, PropertyType
 from schemas.version import SCHEMA_VERSION, sdk_version
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
@@ -100,7 +100,7 @@ class MetricPoint(_Model):
 
     key: Annotated[str, Field(min_length=1, max_length=255)]
     value: float
-    step: int | None = None
+    step: Annotated[int, Field(ge=INT_MIN, le=INT_MAX)] | None = None
     timestamp: AwareDatetime
 
     _utc_ts = field_validator("timestamp")(_utc)
@@ -251,7 +251,7 @@ class TriggerRequested(_Envelope):
     step_id: UUID
     step_name: Name
     inputs: dict[Annotated[str, Field(min_length=1, max_length=128)], UUID]
-    attempt: int = Field(default=0, ge=0)
+    attempt: int = Field(default=0, ge=0, le=1_000_000)
 
 
 Event = Annotated[

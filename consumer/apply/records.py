@@ -60,8 +60,9 @@ def _apply_split(
         with session_scope(engine) as session:
             report = apply_in_session(session, [event for _, event in valid])
             write_dead_letters(session, invalid)
-    except StoreError as exc:
-        if exc.retriable:
+    except (StoreError, ValueError, TypeError, OverflowError) as exc:
+        # ValueError & co.: the driver could not bind a value (e.g. NUL in PostgreSQL text).
+        if isinstance(exc, StoreError) and exc.retriable:
             raise
         if len(valid) <= 1:
             rejected = [(r, _dead_letter(r, f"the store rejected the event: {exc}")) for r, _ in valid]

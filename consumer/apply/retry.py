@@ -11,7 +11,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from schemas.settings import Settings
@@ -36,7 +37,7 @@ def retry_transient(fn: Callable[[], T], settings: Settings) -> T:
     ``fn`` must redo its work from scratch (a whole transaction)."""
     retrying = Retrying(
         stop=stop_after_attempt(settings.db_retry_attempts),
-        wait=wait_exponential_jitter(initial=0.05, max=settings.db_retry_max_wait_s),
+        wait=wait_exponential(multiplier=0.05, max=settings.db_retry_max_wait_s) + wait_random(0, 0.05),
         retry=retry_if_exception(_retriable),
         before_sleep=_log_retry,
         reraise=True,
