@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.artifacts import Artifact
 from schemas.errors import MetatrailError
-from schemas.settings import Settings, load_settings
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from consumer.query.domain import Artifact as StoredArtifact
@@ -58,6 +58,12 @@ def to_producer_artifact(stored: StoredArtifact | Artifact) -> Artifact:
     )
 
 
+def _settings() -> Settings:
+    from producer import emitter
+
+    return emitter.settings()
+
+
 def _flush_embedded(settings: Settings) -> None:
     if settings.transport != "embedded":
         return
@@ -89,7 +95,7 @@ def find_cached(fingerprint: str, settings: Settings | None = None) -> CachedRes
     """The newest COMPLETE execution with ``fingerprint`` whose outputs are all reusable,
     or None (also when caching is off or the store cannot be read: caching must never
     break the call; the error is logged, or raised in strict mode)."""
-    settings = settings or load_settings()
+    settings = settings or _settings()
     if not settings.cache_enabled:
         return None
     _flush_embedded(settings)
@@ -123,15 +129,17 @@ def latest(
     warm start. Inside a tracked call it is recorded as an INPUT of that call with
     ``role`` (``base_model``), so lineage shows what training continued from. Returns
     None when there is none yet. Blocking (one store read)."""
-    settings = settings or load_settings()
+    settings = settings or _settings()
     _flush_embedded(settings)
     if not _store_exists(settings):
         return None
-    from consumer.store.engine import session_scope
-    from consumer.worker.lookup import newest_artifact, shared_engine
+    from consumer.query.store import Store
+    from consumer.triggers.candidates import PIPELINE_CONTEXT_TYPE
+    from consumer.worker.lookup import shared_engine
+    from schemas.ids import context_id
 
-    with session_scope(shared_engine(settings.store_url), write=False) as session:
-        stored = newest_artifact(session, type, pipeline)
+    scope = str(context_id(PIPELINE_CONTEXT_TYPE, pipeline)) if pipeline else None
+    stored = Store(shared_engine(settings.store_url)).latest(type, context=scope)
     if stored is None:
         return None
     artifact = to_producer_artifact(stored)

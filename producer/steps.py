@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from schemas.events import CodeVersion, StepInput, StepRegistered
+from schemas.ids import new_id
 from schemas.ids import step_id as _step_id
 
 Policy = Literal["each", "latest", "all_new"]
@@ -48,6 +49,13 @@ def current_trigger() -> TriggerContext | None:
     """The trigger the calling code runs for (inside a worker), else None. ``@track``
     copies its id onto the execution's events."""
     return _current_trigger.get()
+
+
+def current_trigger_id() -> uuid.UUID | None:
+    """The id of the trigger the calling code runs for, else None (``@track`` puts it on
+    the execution's events)."""
+    ctx = _current_trigger.get()
+    return ctx.trigger_id if ctx is not None else None
 
 
 @contextmanager
@@ -104,8 +112,6 @@ class Step:
         self.qualname = fn.__qualname__
         options = dict(track_options)
         options.setdefault("name", self.name)
-        if pipeline is not None:
-            options.setdefault("pipeline", pipeline)
         self.tracked = track(**options)(fn)
         functools.update_wrapper(self, fn)
 
@@ -115,7 +121,17 @@ class Step:
         return _step_id(self.pipeline, self.name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.tracked(*args, **kwargs)
+        """Run the step like the tracked function. Outside any ``run(...)``, a step of a
+        pipeline opens a run in it, so its outputs join the pipeline (and can trigger the
+        steps after it)."""
+        from producer.context import current_run
+
+        if self.pipeline is None or current_run() is not None:
+            return self.tracked(*args, **kwargs)
+        from producer.runs import run
+
+        with run(f"{self.name}-{new_id()}", pipeline=self.pipeline):
+            return self.tracked(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Step {self.pipeline or '-'}/{self.name} when={self.policy}>"
@@ -144,8 +160,10 @@ class Step:
         what the step raises (after ``@track`` recorded the failure)."""
         from producer.cache import to_producer_artifact
 
+        from producer.runs import run
+
         args = {slot: to_producer_artifact(a) for slot, a in inputs.items()}
-        with running_trigger(trigger_id, attempt):
+        with running_trigger(trigger_id, attempt), run(f"{self.name}-{trigger_id}", pipeline=self.pipeline):
             return self.tracked(**args)
 
 

@@ -1,0 +1,221 @@
+"""The process-wide emitter: settings, spool, relay and transport, and their life cycle.
+
+* Settings come only from ``schemas.settings.load_settings`` (environment, then
+  ``configure(**overrides)``). They are loaded on first use; a bad environment value is
+  reported then (raised by ``configure``).
+* ``emit(events)`` is the hot path: serialize, append to the spool journal, return. The
+  relay thread starts on the first emit.
+* ``flush(timeout_s)`` waits until everything spooled so far is delivered.
+* At exit, a flush bounded by ``exit_flush_timeout_s``, then one line on stderr saying how
+  many events stay spooled and where.
+* Fork safety: the child forgets the parent's relay, connections, journal and locks, and
+  opens its own lazily; the parent's spool is never touched through inherited handles.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from producer import digest
+from producer.build import partition_key, serialize
+from producer.relay import Relay
+from producer.spool import Spool
+from producer.transports import make_transport
+from schemas.errors import MetatrailError
+from schemas.parse import parse_event
+from schemas.settings import Settings, load_settings
+
+log = logging.getLogger("metatrail.producer")
+
+#: Errors of one kind logged in full before they are only counted.
+LOG_FIRST_ERRORS = 5
+
+
+class Emitter:
+    """Owns one spool, its relay and transport, for one ``Settings``."""
+
+    def __init__(self, settings: Settings, *, journal: bool = True) -> None:
+        self.settings = settings
+        self.strict = settings.strict
+        self.use_journal = journal
+        self._lock = threading.Lock()
+        self._spool: Spool | None = None
+        self._relay: Relay | None = None
+
+    @property
+    def spool(self) -> Spool:
+        spool = self._spool
+        if spool is None:
+            with self._lock:
+                if self._spool is None:
+                    s = self.settings
+                    self._spool = Spool(s.spool_path, max_bytes=s.spool_max_bytes, full_policy=s.spool_full_policy)
+                    digest.set_persistent_cache((self._spool.digest_get, self._spool.digest_put))
+                spool = self._spool
+        return spool
+
+    def relay(self) -> Relay:
+        relay = self._relay
+        if relay is None:
+            with self._lock:
+                if self._relay is None:
+                    s = self.settings
+                    self._relay = Relay(
+                        self.spool, make_transport(s), batch_size=s.relay_batch_size,
+                        interval_s=s.relay_interval_ms / 1000,
+                    )
+                    self._relay.start()
+                relay = self._relay
+        return relay
+
+    def emit(self, events: Sequence[Any]) -> None:
+        """Spool ``events`` durably; raises on failure (the recorder decides what to do)."""
+        records = [(str(e.event_id), partition_key(e), serialize(e)) for e in events]
+        if self.strict:
+            for _, _, payload in records:
+                parse_event(payload)
+        if self.use_journal:
+            self.spool.append(records)
+        else:
+            self.spool.append_direct(records)
+        if self._relay is None:
+            self.relay()
+
+    def flush(self, timeout_s: float) -> bool:
+        if self._spool is None:
+            return True
+        return self.relay().wait_idle(timeout_s)
+
+    def close(self, timeout_s: float) -> bool:
+        """Flush (bounded), stop the relay, close the transport and the spool."""
+        ok = self.flush(timeout_s)
+        relay = self._relay
+        if relay is not None:
+            relay.stop(timeout_s)
+            relay.transport.close(timeout_s)
+        if self._spool is not None:
+            self._spool.close()
+        return ok
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        _ABANDONED.append(self._relay)  # its thread does not exist here; never close it
+        self._relay = None
+        if self._spool is not None:
+            self._spool.abandon_after_fork()
+
+
+_ABANDONED: list[Any] = []
+_LOCK = threading.Lock()
+_current: Emitter | None = None
+_config_error: MetatrailError | None = None
+_error_counts: dict[str, int] = {}
+
+
+def get() -> Emitter:
+    """The current emitter, created from the environment on first use."""
+    global _current, _config_error
+    em = _current
+    if em is not None:
+        return em
+    with _LOCK:
+        if _current is None:
+            if _config_error is not None:
+                raise _config_error
+            try:
+                _current = Emitter(load_settings())
+            except MetatrailError as exc:
+                _config_error = exc
+                raise
+        return _current
+
+
+def emit(events: Sequence[Any]) -> None:
+    em = _current
+    (em if em is not None else get()).emit(events)
+
+
+def is_strict() -> bool:
+    em = _current
+    return em.strict if em is not None else False
+
+
+def settings() -> Settings:
+    return get().settings
+
+
+def note_error(what: str, exc: BaseException) -> None:
+    """Log a recording error: the first few of each kind in full, then every 1000th."""
+    key = f"{what}:{type(exc).__name__}"
+    count = _error_counts.get(key, 0) + 1
+    _error_counts[key] = count
+    if count <= LOG_FIRST_ERRORS or count % 1000 == 0:
+        log.error("metatrail: %s failed (not recorded; occurrence %d): %s: %s", what, count, type(exc).__name__, exc)
+
+
+def configure(**overrides: Any) -> Settings:
+    """Load settings (environment + ``overrides``) and rebuild the emitter. Raises
+    ``ConfigError`` naming the bad variable. Events spooled before stay in their spool and
+    are delivered by the new emitter's relay when the spool path is the same."""
+    global _current, _config_error
+    new_settings = load_settings(**overrides)
+    with _LOCK:
+        old, _current, _config_error = _current, Emitter(new_settings), None
+    if old is not None:
+        old.close(min(1.0, old.settings.exit_flush_timeout_s))
+    return new_settings
+
+
+def flush(timeout_s: float = 30.0) -> bool:
+    """Wait until every event emitted so far (in this process) is delivered; ``False`` if
+    ``timeout_s`` passed first. Never raises."""
+    try:
+        em = _current
+        return True if em is None else em.flush(timeout_s)
+    except Exception as exc:
+        note_error("flush", exc)
+        return False
+
+
+def _exit_flush() -> None:
+    em = _current
+    if em is None or em._spool is None:
+        return
+    try:
+        timeout_s = em.settings.exit_flush_timeout_s
+        if not em.flush(timeout_s):
+            remaining = em.spool.pending()
+            if remaining:
+                sys.stderr.write(
+                    f"metatrail: {remaining} events remain spooled in {em.spool.path} after "
+                    f"{timeout_s:g}s; the next run or `metatrail flush` delivers them\n"
+                )
+        if em._relay is not None:
+            em._relay.stop(0.5)
+            em._relay.transport.close(1.0)
+        em.spool.writer.close()
+    except Exception as exc:  # never fail the interpreter's exit
+        sys.stderr.write(f"metatrail: exit flush failed: {exc}\n")
+
+
+def _after_fork_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.Lock()
+    digest._LOCK = threading.Lock()
+    import schemas.ids
+
+    schemas.ids._lock = threading.Lock()  # a parent thread may have held it at fork time
+    em = _current
+    if em is not None:
+        em.after_fork_in_child()
+
+
+atexit.register(_exit_flush)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,179 @@
+"""The relay: moves spooled events to the transport in batches, in a background thread.
+
+Each cycle: ingest this process's journal into the outbox (and, every few seconds, the
+journals of processes that are gone), apply the size bound, read up to
+``relay_batch_size`` rows, send them, delete them. Sending uses ONE tenacity policy:
+errors whose ``retriable`` flag is set are retried with exponential back-off (jittered,
+capped at ``RETRY_MAX_WAIT_S``) until they succeed or the relay stops; any other error
+ends the cycle, is logged, and the batch is tried again after ``ERROR_PAUSE_S`` (or at the
+next ``flush``). Events are never dropped for a delivery error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_any, wait_exponential_jitter
+from tenacity.stop import stop_base
+
+from producer.spool import Spool
+from producer.transports.base import SpooledEvent, Transport
+
+log = logging.getLogger("metatrail.producer")
+
+RETRY_MAX_WAIT_S = 2.0
+ERROR_PAUSE_S = 5.0
+ORPHAN_SCAN_S = 2.0
+
+
+def _retriable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retriable", False))
+
+
+class _StopWhen(stop_base):
+    def __init__(self, predicate: Any) -> None:
+        self.predicate = predicate
+
+    def __call__(self, retry_state: Any) -> bool:
+        return bool(self.predicate())
+
+
+class Relay:
+    """Delivers a spool through a transport; ``start`` for the background thread, or
+    ``drain`` to deliver in the caller's thread (``metatrail flush``)."""
+
+    def __init__(self, spool: Spool, transport: Transport, *, batch_size: int, interval_s: float) -> None:
+        self.spool = spool
+        self.transport = transport
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._cond = threading.Condition()
+        self._cycles_started = 0
+        self._last_idle_cycle = -1
+        self._next_orphan_scan = 0.0
+        self._deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self.last_error: BaseException | None = None
+
+    # --- one cycle ----------------------------------------------------------------------
+    def cycle(self) -> int:
+        """Ingest, bound, send one batch. Returns events delivered (0 = nothing to do).
+        Raises the transport's error when a batch could not be delivered."""
+        with self._cond:
+            self._cycles_started += 1
+            index = self._cycles_started
+        self.spool.ingest()
+        now = time.monotonic()
+        if now >= self._next_orphan_scan:
+            self._next_orphan_scan = now + ORPHAN_SCAN_S
+            self.spool.recover_orphans()
+        self.spool.enforce_bound()
+        batch = self.spool.read_batch(self.batch_size)
+        if batch:
+            self._send(batch)
+            self.spool.delete(batch)
+            self.delivered += len(batch)
+        idle = not batch and self.spool.pending_journal_bytes() <= 0
+        with self._cond:
+            if idle:
+                self._last_idle_cycle = index
+            self._cond.notify_all()
+        return len(batch)
+
+    def _send(self, batch: list[SpooledEvent]) -> None:
+        for attempt in Retrying(
+            retry=retry_if_exception(_retriable),
+            wait=wait_exponential_jitter(initial=0.05, max=RETRY_MAX_WAIT_S),
+            stop=stop_any(_StopWhen(self._should_give_up)),
+            sleep=self._sleep,
+            reraise=True,
+        ):
+            with attempt:
+                self.transport.send(batch)
+        self.last_error = None
+
+    def _should_give_up(self) -> bool:
+        return self._stop.is_set() or (self._deadline is not None and time.monotonic() >= self._deadline)
+
+    def _sleep(self, seconds: float) -> None:
+        if self._deadline is not None:
+            seconds = max(0.0, min(seconds, self._deadline - time.monotonic()))
+        self._kick.wait(seconds)
+        self._kick.clear()
+
+    # --- background thread ----------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="metatrail-relay", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.cycle()
+            except Exception as exc:
+                self._report(exc)
+                self._kick.wait(ERROR_PAUSE_S if not _retriable(exc) else self.interval_s)
+                self._kick.clear()
+                continue
+            if sent == 0:
+                self._kick.wait(self.interval_s)
+                self._kick.clear()
+
+    def _report(self, exc: BaseException) -> None:
+        first = self.last_error is None or type(self.last_error) is not type(exc)
+        self.last_error = exc
+        level = logging.ERROR if not _retriable(exc) else logging.WARNING
+        if first:
+            log.log(level, "metatrail: cannot deliver spooled events (they stay in %s): %s", self.spool.path, exc)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until a cycle that started after this call found nothing left to send."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            target = self._cycles_started + 1
+        self._next_orphan_scan = 0.0
+        self._kick.set()
+        with self._cond:
+            while self._last_idle_cycle < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.running:
+                    return self._last_idle_cycle >= target
+                self._cond.wait(min(remaining, 0.05))
+                self._kick.set()
+        return True
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    # --- in the caller's thread ------------------------------------------------------------
+    def drain(self, timeout_s: float) -> bool:
+        """Deliver everything (including dead processes' journals) or give up after
+        ``timeout_s``. Returns whether the spool is empty. Raises nothing; errors are logged."""
+        self._deadline = time.monotonic() + timeout_s
+        self._next_orphan_scan = 0.0
+        try:
+            while time.monotonic() < self._deadline:
+                try:
+                    if self.cycle() == 0 and self.spool.pending() == 0:
+                        return True
+                except Exception as exc:
+                    self._report(exc)
+                    if not _retriable(exc):
+                        return False
+            return self.spool.pending() == 0
+        finally:
+            self._deadline = None

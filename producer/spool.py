@@ -1,0 +1,253 @@
+"""The spool: the producer's durable local outbox (SQLite, WAL) fed by a journal.
+
+``append`` (hot path) writes to this process's journal (see ``producer.journal``); the
+relay calls ``ingest`` to move journal frames into the ``spool`` table in one transaction,
+then ``read_batch`` / ``delete`` as it delivers. Rows are deleted once delivered. Several
+processes may share one spool file (forked workers, ``metatrail flush``); each one has
+its own journal, and dead processes' journals are recovered by ``recover_orphans``.
+
+Size bound (``spool_max_bytes``, counting live SQLite pages plus un-ingested journal):
+``warn`` keeps recording and warns at most once a minute; ``drop_oldest`` deletes the
+oldest undelivered events and logs how many (running total in ``stats()``); ``raise``
+refuses new events with ``SpoolFullError`` (logged, or raised in strict mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from producer import journal
+from producer.transports.base import SpooledEvent
+from schemas.errors import TransportError
+
+log = logging.getLogger("metatrail.producer")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    spooled_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_offsets (file TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS digest_cache (
+    path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (path, mtime_ns, size)
+);
+CREATE TABLE IF NOT EXISTS spool_stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+WARN_INTERVAL_S = 60.0
+_ABANDONED: list[object] = []
+
+
+class SpoolFullError(TransportError):
+    """The spool is over ``spool_max_bytes`` and the policy is ``raise``."""
+
+
+class Spool:
+    """One spool file. Thread-safe; every thread uses its own SQLite connection."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 1 << 30, full_policy: str = "warn") -> None:
+        self.path = Path(path).absolute()
+        self.journal_dir = self.path.with_name(self.path.name + ".journal")
+        self.max_bytes = max_bytes
+        self.full_policy = full_policy
+        self.writer = journal.JournalWriter(self.journal_dir)
+        self._local = threading.local()
+        self._ingested = 0  # how far this process's current journal file is in the table
+        self._ingest_lock = threading.Lock()
+        self._over = False
+        self._last_warn = 0.0
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+
+    # --- connections --------------------------------------------------------------------
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(SCHEMA)
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close the journal (it is recovered later if not ingested) and connections."""
+        self.writer.close()
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # --- hot path -----------------------------------------------------------------------
+    def append(self, records: list[journal.Record]) -> None:
+        """Make ``records`` durable (one journal write). Applies the full-spool policy."""
+        if self._over:
+            self._full()
+        self.writer.append(records)
+        if self.writer.offset - self._ingested > self.max_bytes:
+            self._over = True
+
+    def append_direct(self, records: list[journal.Record]) -> None:
+        """Insert straight into the table, one commit (the slower path, for comparison)."""
+        now = time.time()
+        self.conn().executemany(
+            "INSERT INTO spool (event_id, key, payload, spooled_at) VALUES (?, ?, ?, ?)",
+            [(e, k, p, now) for e, k, p in records],
+        )
+
+    def _full(self) -> None:
+        if self.full_policy == "raise":
+            raise SpoolFullError(
+                f"spool {self.path} is over METATRAIL_SPOOL_MAX_BYTES={self.max_bytes}; event refused"
+            )
+        now = time.monotonic()
+        if self.full_policy == "warn" and now - self._last_warn > WARN_INTERVAL_S:
+            self._last_warn = now
+            log.warning(
+                "metatrail: spool %s is over METATRAIL_SPOOL_MAX_BYTES=%d (events are not being "
+                "delivered); still recording (policy 'warn')", self.path, self.max_bytes,
+            )
+
+    # --- relay side ---------------------------------------------------------------------
+    def pending_journal_bytes(self) -> int:
+        return self.writer.offset - self._ingested
+
+    def ingest(self) -> int:
+        """Move this process's new journal frames into the table; returns how many."""
+        with self._ingest_lock:
+            path, end = self.writer.path, self.writer.offset
+            if path is None or end <= self._ingested:
+                return 0
+            records, offset, _torn = journal.read_from(path, self._ingested)
+            self._insert(records, str(path), offset)
+            self._ingested = offset
+            if self.writer.rotate_if_done(offset) is not None:
+                self._ingested = 0
+                self.conn().execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
+            return len(records)
+
+    def recover_orphans(self) -> int:
+        """Move journals of processes that are gone into the table; returns how many events."""
+        total = 0
+        conn = self.conn()
+        for path, fd in journal.orphans(self.journal_dir, self.writer.path):
+            try:
+                row = conn.execute("SELECT offset FROM journal_offsets WHERE file = ?", (str(path),)).fetchone()
+                records, offset, torn = journal.read_from(path, row[0] if row else 0)
+                if torn:
+                    log.warning("metatrail: journal %s ends with a torn or corrupt frame; skipped", path)
+                self._insert(records, str(path), offset)
+                os.unlink(path)
+                conn.execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
+                total += len(records)
+            finally:
+                os.close(fd)
+        return total
+
+    def _insert(self, records: list[journal.Record], file: str, offset: int) -> None:
+        conn = self.conn()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO spool (event_id, key, payload, spooled_at) VALUES (?, ?, ?, ?)",
+                [(e, k, p, now) for e, k, p in records],
+            )
+            conn.execute(
+                "INSERT INTO journal_offsets (file, offset) VALUES (?, ?) "
+                "ON CONFLICT(file) DO UPDATE SET offset = excluded.offset",
+                (file, offset),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def read_batch(self, limit: int) -> list[SpooledEvent]:
+        rows = self.conn().execute(
+            "SELECT seq, event_id, key, payload FROM spool ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [SpooledEvent(seq, event_id, key, bytes(payload)) for seq, event_id, key, payload in rows]
+
+    def delete(self, batch: list[SpooledEvent]) -> None:
+        self.conn().executemany("DELETE FROM spool WHERE seq = ?", [(e.seq,) for e in batch])
+
+    def pending(self) -> int:
+        """Undelivered events: rows in the table plus frames not yet ingested (estimate)."""
+        rows = int(self.conn().execute("SELECT count(*) FROM spool").fetchone()[0])
+        if self.writer.path is None or self.pending_journal_bytes() <= 0:
+            return rows
+        return rows + len(journal.read_from(self.writer.path, self._ingested)[0])
+
+    def size_bytes(self) -> int:
+        conn = self.conn()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages) * int(conn.execute("PRAGMA page_size").fetchone()[0]) + self.pending_journal_bytes()
+
+    def enforce_bound(self) -> int:
+        """Re-evaluate the size bound; under ``drop_oldest`` delete the oldest undelivered
+        events until under it. Returns how many were dropped (and logs it)."""
+        size = self.size_bytes()
+        self._over = size > self.max_bytes
+        if not self._over or self.full_policy != "drop_oldest":
+            return 0
+        conn = self.conn()
+        count, payload_bytes = conn.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM spool").fetchone()
+        if not count:
+            return 0
+        per_row = max(1, payload_bytes // count)
+        drop = min(count, (size - self.max_bytes) // per_row + 1)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (drop,))
+        conn.execute(
+            "INSERT INTO spool_stats (name, value) VALUES ('dropped', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (drop,),
+        )
+        conn.execute("COMMIT")
+        total = self.stats().get("dropped", 0)
+        log.warning(
+            "metatrail: spool %s over METATRAIL_SPOOL_MAX_BYTES=%d: dropped the %d oldest "
+            "undelivered events (policy 'drop_oldest'; %d dropped in total)",
+            self.path, self.max_bytes, drop, total,
+        )
+        self._over = False
+        return int(drop)
+
+    def stats(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.conn().execute("SELECT name, value FROM spool_stats")}
+
+    # --- digest cache -------------------------------------------------------------------
+    def digest_get(self, key: tuple[str, int, int]) -> str | None:
+        row = self.conn().execute(
+            "SELECT digest FROM digest_cache WHERE path = ? AND mtime_ns = ? AND size = ?", key
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def digest_put(self, key: tuple[str, int, int], digest: str) -> None:
+        self.conn().execute(
+            "INSERT OR REPLACE INTO digest_cache (path, mtime_ns, size, digest) VALUES (?, ?, ?, ?)",
+            (*key, digest),
+        )
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: drop (without closing) the parent's connections and journal."""
+        self.writer.abandon_after_fork()
+        _ABANDONED.extend(self._all)  # closing them in the child could disturb the parent
+        _ABANDONED.append(self._local)
+        self._local = threading.local()
+        self._all = []
+        self._all_lock = threading.Lock()
+        self._ingest_lock = threading.Lock()
+        self._ingested = 0

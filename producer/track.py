@@ -1,0 +1,304 @@
+"""``@track``: record every call of a function as an execution.
+
+Works on functions, methods, async functions, generators and async generators. Per call:
+``ExecutionStarted`` (type = the qualified name unless given, parameters = bound
+arguments made JSON-safe and summarised, minus ``self``/``cls`` and ``exclude``, code
+version, environment, fingerprint, INPUT edges for every ``Artifact`` argument — also
+inside lists/tuples/dicts, role = parameter name, ``name:i`` / ``name:key``), then
+``ExecutionCompleted`` with OUTPUT edges for returned artifacts (role ``output``,
+``output:i``, or the dict key; a generator's yielded artifacts too), or
+``ExecutionFailed`` — and the user's exception is re-raised unchanged.
+
+Caching (``cache=True``, and ``METATRAIL_CACHE=on``): the fingerprint is sha256 over
+(type, source hash, canonical JSON of parameters, sorted (role, input digest or id)). If
+``producer.cache.find_cached(fingerprint, settings)`` finds an earlier COMPLETE execution,
+the function does not run: an ``ExecutionCached`` is recorded and the earlier outputs are
+returned in the shape the function returns (stored as ``return_shape`` custom property).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from producer import emitter
+from producer.artifacts import Artifact
+from producer.build import make
+from producer.capture import code_version, source_hash, summarise
+from producer.context import _EXECUTION
+from producer.recorder import ExecutionHandle, record_cached, report, start_execution
+from producer.steps import current_trigger_id
+from schemas.events import CodeVersion
+from schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
+
+F = TypeVar("F", bound=Callable[..., Any])
+_TYPE_RE = re.compile(r"[^A-Za-z0-9_.:\-]")
+_MISS = object()
+
+
+def _type_name(fn: Callable[..., Any]) -> str:
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "call")
+    name = _TYPE_RE.sub("_", qualname.replace("<locals>.", ""))[:128]
+    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"[:128]
+
+
+def _typed(value: Any) -> PropertyValue:
+    if value.__class__ is bool:
+        return make(PropertyValue, type="bool", value=value)
+    if value.__class__ is int and INT_MIN <= value <= INT_MAX:
+        return make(PropertyValue, type="int", value=value)
+    if value.__class__ is float:
+        return make(PropertyValue, type="float", value=value)
+    if value.__class__ is str:
+        return make(PropertyValue, type="string", value=value)
+    return PropertyValue.of(value)
+
+
+class _Spec:
+    """What is fixed per decorated function (computed once)."""
+
+    def __init__(self, fn: Callable[..., Any], type: str | None, name: str | None, cache: bool,
+                 capture_args: bool, exclude: tuple[str, ...]) -> None:
+        self.fn = fn
+        self.type = type or _type_name(fn)
+        self.name = name or getattr(fn, "__name__", self.type)
+        self.cache = cache
+        self.capture_args = capture_args
+        self._code_version: CodeVersion | None = None
+        self.sig = inspect.signature(fn)
+        params = list(self.sig.parameters.values())
+        self.positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.simple = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+        self.defaults = [(p.name, p.default) for p in params if p.default is not p.empty]
+        self.exclude = set(exclude)
+        if params and params[0].name in ("self", "cls"):
+            self.exclude.add(params[0].name)
+
+    @property
+    def code_version(self) -> CodeVersion:
+        if self._code_version is None:
+            self._code_version = code_version(self.fn)
+        return self._code_version
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.simple and len(args) <= len(self.positional):
+            bound = dict(zip(self.positional, args))
+            if kwargs:
+                bound.update(kwargs)
+            for n, d in self.defaults:
+                if n not in bound:
+                    bound[n] = d
+            return bound
+        try:
+            ba = self.sig.bind(*args, **kwargs)
+        except TypeError:
+            return {}
+        ba.apply_defaults()
+        return dict(ba.arguments)
+
+
+def _split(spec: _Spec, bound: dict[str, Any]) -> tuple[list[tuple[Artifact, str]], Properties, dict[str, Any]]:
+    inputs: list[tuple[Artifact, str]] = []
+    typed_params: Properties = {}
+    plain: dict[str, Any] = {}
+    for n, v in bound.items():
+        if n in spec.exclude:
+            continue
+        if isinstance(v, Artifact):
+            inputs.append((v, n))
+            continue
+        if isinstance(v, (list, tuple)) and v and all(isinstance(a, Artifact) for a in v):
+            inputs.extend((a, f"{n}:{i}") for i, a in enumerate(v))
+            continue
+        if isinstance(v, dict) and v and all(isinstance(a, Artifact) for a in v.values()):
+            inputs.extend((a, f"{n}:{k}") for k, a in v.items())
+            continue
+        if spec.capture_args:
+            s = summarise(v)
+            plain[n] = s
+            typed_params[n] = _typed(s)
+    return inputs, typed_params, plain
+
+
+def fingerprint(type_name: str, src_hash: str | None, params: dict[str, Any], inputs: list[tuple[Artifact, str]]) -> str:
+    """sha256 over (type, source hash, canonical parameters, sorted (role, digest or id))."""
+    refs = sorted((role, a.digest or str(a.resolve_id(as_output=False))) for a, role in inputs)
+    text = json.dumps([type_name, src_hash, params, refs], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _outputs(result: Any) -> tuple[list[tuple[Artifact, str]], dict[str, Any]]:
+    """Artifacts in a return value, and the shape to rebuild it from cached outputs."""
+    if isinstance(result, Artifact):
+        return [(result, "output")], {"kind": "single"}
+    if result is None:
+        return [], {"kind": "none"}
+    if isinstance(result, (tuple, list)):
+        pairs = [(a, f"output:{i}") for i, a in enumerate(result) if isinstance(a, Artifact)]
+        kind = type(result).__name__ if len(pairs) == len(result) else "opaque"
+        return pairs, {"kind": kind if kind in ("tuple", "list") else "opaque", "n": len(result)}
+    if isinstance(result, dict):
+        pairs = [(a, str(k)) for k, a in result.items() if isinstance(a, Artifact)]
+        full = len(pairs) == len(result) and all(isinstance(k, str) for k in result)
+        return pairs, ({"kind": "dict", "keys": list(result)} if full else {"kind": "opaque"})
+    return [], {"kind": "opaque"}
+
+
+def _rebuild(shape: dict[str, Any] | None, outputs: list[tuple[Artifact, str]]) -> Any:
+    """The return value from cached outputs, or ``_MISS`` if it cannot be rebuilt."""
+    by_role = {role: a for a, role in outputs}
+    if shape is None:  # infer from roles
+        if set(by_role) == {"output"}:
+            shape = {"kind": "single"}
+        elif by_role and all(r.startswith("output:") for r in by_role):
+            shape = {"kind": "tuple", "n": len(by_role)}
+        elif by_role:
+            shape = {"kind": "dict", "keys": sorted(by_role)}
+        else:
+            return _MISS
+    kind = shape.get("kind")
+    try:
+        if kind == "single":
+            return by_role["output"]
+        if kind == "none":
+            return None
+        if kind in ("tuple", "list"):
+            items = [by_role[f"output:{i}"] for i in range(int(shape["n"]))]
+            return tuple(items) if kind == "tuple" else items
+        if kind == "dict":
+            return {k: by_role[k] for k in shape["keys"]}
+    except (KeyError, ValueError, TypeError):
+        return _MISS
+    return _MISS
+
+
+class _Call:
+    __slots__ = ("handle", "cached")
+
+    def __init__(self, handle: ExecutionHandle | None, cached: Any = _MISS) -> None:
+        self.handle = handle
+        self.cached = cached
+
+
+def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
+    try:
+        inputs, typed_params, plain = _split(spec, spec.bind(args, kwargs))
+        fp = fingerprint(spec.type, source_hash(spec.fn), plain, inputs)
+        if spec.cache:
+            hit = _lookup(spec, fp, inputs, typed_params)
+            if hit is not _MISS:
+                return _Call(None, hit)
+        return _Call(start_execution(
+            spec.type, spec.name, inputs=inputs, typed_parameters=typed_params,
+            code_version=spec.code_version, fingerprint=fp, trigger_id=current_trigger_id(),
+        ))
+    except Exception as exc:
+        report(f"@track {spec.type}", exc)
+        return _Call(None)
+
+
+def _lookup(spec: _Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Properties) -> Any:
+    settings = emitter.settings()
+    if not settings.cache_enabled:
+        return _MISS
+    try:
+        from producer.cache import find_cached
+    except ImportError:
+        return _MISS
+    hit = find_cached(fp, settings)
+    if hit is None:
+        return _MISS
+    outputs = list(hit.outputs)
+    value = _rebuild(getattr(hit, "return_shape", None), outputs)
+    if value is _MISS:
+        return _MISS
+    record_cached(
+        spec.type, spec.name, cached_from=hit.execution_id, inputs=inputs, outputs=outputs,
+        fingerprint=fp, parameters=params, code_version=spec.code_version,
+        custom_properties={"return_shape": getattr(hit, "return_shape", None)} if getattr(hit, "return_shape", None) else None,
+    )
+    return value
+
+
+def _finish(spec: _Spec, handle: ExecutionHandle | None, result: Any, extra: list[tuple[Artifact, str]] | None = None) -> None:
+    if handle is None:
+        return
+    try:
+        pairs, shape = _outputs(result)
+        if extra:
+            pairs = extra + pairs
+        handle.complete(pairs, {"return_shape": shape} if spec.cache else None)
+    except Exception as exc:
+        report(f"@track {spec.type}", exc)
+
+
+def _fail(handle: ExecutionHandle | None, exc: BaseException) -> None:
+    if handle is not None:
+        handle.fail(exc)
+
+
+@overload
+def track(fn: F) -> F: ...
+@overload
+def track(*, type: str | None = ..., name: str | None = ..., cache: bool = ..., capture_args: bool = ..., exclude: list[str] | tuple[str, ...] = ...) -> Callable[[F], F]: ...
+
+
+def track(fn: Any = None, *, type: str | None = None, name: str | None = None, cache: bool = False,
+          capture_args: bool = True, exclude: list[str] | tuple[str, ...] = ()) -> Any:
+    """Record each call of ``fn`` as an execution (see module doc). Usable bare (``@track``)
+    or with options (``@track(type="Trainer", cache=True, exclude=["password"])``)."""
+    if fn is None:
+        return lambda f: track(f, type=type, name=name, cache=cache, capture_args=capture_args, exclude=exclude)
+    is_gen = inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn)
+    spec = _Spec(fn, type, name, cache and not is_gen, capture_args, tuple(exclude))
+    if inspect.isasyncgenfunction(fn):
+        from producer.track_gen import async_gen_wrapper
+
+        return functools.wraps(fn)(async_gen_wrapper(spec))
+    if inspect.isgeneratorfunction(fn):
+        from producer.track_gen import gen_wrapper
+
+        return functools.wraps(fn)(gen_wrapper(spec))
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = _begin(spec, args, kwargs)
+            if call.cached is not _MISS:
+                return call.cached
+            token = _EXECUTION.set(call.handle)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                _EXECUTION.reset(token)
+                _fail(call.handle, exc)
+                raise
+            _EXECUTION.reset(token)
+            _finish(spec, call.handle, result)
+            return result
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = _begin(spec, args, kwargs)
+        if call.cached is not _MISS:
+            return call.cached
+        token = _EXECUTION.set(call.handle)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            _EXECUTION.reset(token)
+            _fail(call.handle, exc)
+            raise
+        _EXECUTION.reset(token)
+        _finish(spec, call.handle, result)
+        return result
+
+    return wrapper
+

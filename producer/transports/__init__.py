@@ -1,0 +1,23 @@
+"""Transports: ``embedded`` (default), ``kafka`` and ``file``, behind one ``Transport`` protocol."""
+
+from __future__ import annotations
+
+from producer.transports.base import SpooledEvent, Transport
+from schemas.settings import Settings
+
+__all__ = ["SpooledEvent", "Transport", "make_transport"]
+
+
+def make_transport(settings: Settings) -> Transport:
+    """The transport ``settings.transport`` names. Cheap: connections open on first send."""
+    if settings.transport == "kafka":
+        from producer.transports.kafka import KafkaTransport
+
+        return KafkaTransport(settings)
+    if settings.transport == "file":
+        from producer.transports.file import FileTransport
+
+        return FileTransport(settings.file_path)
+    from producer.transports.embedded import EmbeddedTransport
+
+    return EmbeddedTransport(settings.store_url)

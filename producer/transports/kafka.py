@@ -1,0 +1,82 @@
+"""The ``kafka`` transport: kafka-python ``KafkaProducer``, ``acks="all"``, compressed.
+
+Messages go to ``settings.events_topic`` keyed by the root run id (else the execution or
+event id), so one run's events stay ordered in one partition. ``send`` waits for every
+message of the batch to be acknowledged before returning, so the relay deletes only what
+the brokers hold. kafka-python errors are translated by their own ``retriable`` flag; an
+unreachable broker is transient (the events wait in the spool).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from producer.transports.base import SpooledEvent
+from schemas.errors import TransientTransportError, TransportError
+from schemas.settings import Settings
+
+log = logging.getLogger("metatrail.producer")
+
+#: How long ``send`` blocks on metadata when the broker is unreachable.
+MAX_BLOCK_MS = 10_000
+
+
+def _translate(exc: BaseException, what: str) -> TransportError:
+    retriable = getattr(exc, "retriable", None)
+    name = type(exc).__name__
+    if retriable is False and name not in ("NoBrokersAvailable",):
+        return TransportError(f"kafka {what} failed: {name}: {exc}")
+    return TransientTransportError(f"kafka {what} failed: {name}: {exc}")
+
+
+class KafkaTransport:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.events_topic
+        self._producer: Any = None
+
+    def _ensure(self) -> Any:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            s = self.settings
+            try:
+                self._producer = KafkaProducer(
+                    acks="all",
+                    compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
+                    linger_ms=5,
+                    max_block_ms=min(MAX_BLOCK_MS, s.kafka_request_timeout_ms),
+                    max_request_size=s.kafka_max_message_bytes,
+                    retries=3,
+                    **s.kafka_client_kwargs(),
+                )
+            except Exception as exc:  # NoBrokersAvailable, connection errors, bad config
+                raise _translate(exc, "connect") from exc
+        return self._producer
+
+    def send(self, batch: Sequence[SpooledEvent]) -> None:
+        if not batch:
+            return
+        producer = self._ensure()
+        timeout_s = self.settings.kafka_request_timeout_ms / 1000
+        try:
+            futures = [producer.send(self.topic, key=e.key.encode(), value=e.payload) for e in batch]
+            producer.flush(timeout=timeout_s)
+            for future in futures:
+                future.get(timeout=timeout_s)
+        except Exception as exc:
+            raise _translate(exc, "send") from exc
+
+    def close(self, timeout_s: float) -> bool:
+        if self._producer is None:
+            return True
+        try:
+            self._producer.close(timeout=timeout_s)
+            return True
+        except Exception as exc:
+            log.warning("metatrail: closing the kafka producer failed: %s", exc)
+            return False
+        finally:
+            self._producer = None
