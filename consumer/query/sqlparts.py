@@ -101,7 +101,7 @@ def _glob_from_like(pattern: str) -> str:
 def like(col: Any, pattern: str, dialect: str) -> ColumnElement[bool]:
     """Case-sensitive LIKE with backslash escapes on every backend (GLOB on SQLite)."""
     if dialect == "sqlite":
-        return col.op("GLOB")(_glob_from_like(pattern))  # type: ignore[no-any-return]
+        return col.op("GLOB", is_comparison=True)(_glob_from_like(pattern))  # type: ignore[no-any-return]
     if is_mysql(dialect):
         return col.collate("utf8mb4_bin").like(pattern, escape="\\")  # type: ignore[no-any-return]
     return col.like(pattern, escape="\\")  # type: ignore[no-any-return]

@@ -1,0 +1,135 @@
+"""The same fixture graph on SQLite, PostgreSQL and MariaDB gives the same answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from consumer import Store
+from consumer.query import Artifact
+from schemas.errors import FilterError, NotFoundError
+from tests.fixtures.graphs import LONG_PREFIX, gid, pipeline_graph
+
+
+@pytest.fixture
+def store(engine: Engine) -> Iterator[Store]:
+    pipeline_graph().apply(engine)
+    yield Store(engine)
+
+
+def names(page: object) -> list[str]:
+    return [n.name for n in page.items]  # type: ignore[attr-defined]
+
+
+FILTERS = [
+    ("type = 'Model'", ["model-2", "model-3"]),
+    ("type = 'model'", []),  # exact, case-sensitive everywhere (MariaDB's collation ignores case)
+    ("properties.accuracy > 0.85 AND properties.accuracy <= 1", ["model-2", "model-3"]),
+    ("properties.layers IN (3, 4) AND NOT properties.framework != 'keras'", ["model-2", "model-3"]),
+    ("properties.rows >= 1800", ["features-2", "raw-2", "features-3", "raw-3"]),
+    ("context.name = 'run-2'", ["eval-2", "features-2", "model-2", "pushed-2", "raw-2"]),
+    ("context.type = 'Pipeline' AND type = 'Evaluation'", ["eval-2", "eval-3", "eval-1"]),
+    ("custom_properties.validated = TRUE", ["model-3"]),
+    ("custom_properties.validated = FALSE", ["model-2"]),
+    ("properties.owner = 'it''s mine'", ["raw-1", "raw-2", "raw-3"]),
+    (f"custom_properties.note = '{LONG_PREFIX}2'", ["features-2"]),
+    (f"custom_properties.note > '{LONG_PREFIX}1'", ["features-2", "features-3"]),
+    ("custom_properties.note LIKE 'ppp%3'", ["features-3"]),
+    ("name LIKE 'MODEL%'", []),
+    ("name LIKE 'mod_l-%' OR name LIKE 'push%'", ["model-2", "model-3", "pushed-1", "pushed-2", "pushed-3"]),
+    ("uri = 's3://bucket/base'", ["base"]),
+    ("name NOT IN ('base', 'left') AND type = 'Dataset' AND properties.split IS NULL", ["joined", "right"]),
+    ("created_at >= '2026-10-01T08:20:00Z' AND created_at < '2026-10-01T08:22'", ["base", "left", "right"]),
+    (f"upstream_of('{gid('model-2')}')", ["features-2", "raw-2"]),
+    (f"downstream_of('{gid('raw-2')}', 2)", ["features-2"]),
+    (f"downstream_of('{gid('base')}')", ["joined", "left", "right"]),
+    ("name = 'x'' OR ''1''=''1'", []),
+    ("properties.split = 'train'' --'", []),
+]
+
+
+@pytest.mark.parametrize("filter_,expected", FILTERS, ids=[f for f, _ in FILTERS])
+def test_artifact_filters(store: Store, filter_: str, expected: list[str]) -> None:
+    page = store.artifacts(filter_, order_by="name", limit=100)
+    assert sorted(names(page)) == sorted(expected)
+    assert store.count("artifact", filter_) == len(expected)
+
+
+def test_execution_and_context_filters(store: Store) -> None:
+    assert names(store.executions("parameters.optimizer = 'adam'", order_by="-parameters.learning_rate")) == [
+        "trainer-2", "trainer-1"]
+    assert names(store.executions(f"upstream_of('{gid('model-2')}')", order_by="name")) == [
+        "examplegen-2", "trainer-2", "transform-2"]
+    assert names(store.executions("type = 'Split' AND state = 'COMPLETE'", order_by="name desc")) == ["right-x", "left-x"]
+    assert names(store.contexts("context.name = 'pipe'", order_by="name")) == ["run-1", "run-2", "run-3"]
+    assert names(store.contexts("properties.seed >= 2", order_by="-created_at")) == ["run-3", "run-2"]
+
+
+def test_retired_and_placeholders_excluded_unless_asked(store: Store) -> None:
+    assert "model-1" not in names(store.artifacts(limit=100))
+    everything = store.artifacts(limit=100, include_retired=True).items
+    assert "model-1" in [a.name for a in everything]
+    assert any(a.is_placeholder and a.id == gid("mystery") for a in everything)
+    assert store.count("artifact") == store.count("artifact", include_retired=True) - 2
+
+
+def test_cursor_pagination_visits_everything_once(store: Store) -> None:
+    for order in (None, "name", "-created_at", "properties.rows desc", "uri"):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = store.artifacts(order_by=order, limit=3, cursor=cursor, include_retired=True)
+            seen.extend(a.id for a in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == store.count("artifact", include_retired=True), order
+    full = names(store.artifacts(order_by="properties.rows desc", limit=100))
+    assert full[:3] == ["raw-3", "features-3", "raw-2"]
+
+
+def test_lineage_identical_answers(store: Store) -> None:
+    graph = store.lineage(gid("model-3"), "upstream")
+    assert [(n.name, graph.depths[n.id]) for n in graph.nodes if n.name] == [
+        ("model-3", 0), ("trainer-3", 1), ("features-3", 2), ("transform-3", 3), ("raw-3", 4), ("examplegen-3", 5)]
+    assert graph.node(gid("mystery")).is_placeholder
+    assert not graph.truncated
+    data = graph.to_json()
+    assert {"source": gid("features-3"), "target": gid("trainer-3"), "kind": "input", "role": "in"} in data["edges"]
+    assert {"source": gid("trainer-3"), "target": gid("model-3"), "kind": "output", "role": "out"} in data["edges"]
+    assert set(data["nodes"][0]) >= {"id", "kind", "type", "name", "uri", "state"}
+    down = store.lineage(gid("features-1"), "downstream", max_hops=2)
+    assert sorted(n.name or "" for n in down.nodes) == ["eval-1", "evaluator-1", "features-1", "model-1", "trainer-1"]
+    assert down.truncated  # pusher-1 lies three hops away
+    both = store.lineage(gid("trainer-2"), "both", types={"Dataset", "Model"})
+    assert sorted(n.name or "" for n in both.nodes) == ["features-2", "model-2", "raw-2", "trainer-2"]
+
+
+def test_latest_compare_history(store: Store) -> None:
+    latest = store.latest("Model")
+    assert isinstance(latest, Artifact) and latest.name == "model-3"
+    assert store.latest("Model", context="run-1") is None  # model-1 is DELETED
+    assert store.latest("Model", where="properties.accuracy < 0.95").name == "model-2"  # type: ignore[union-attr]
+    cmp = store.compare([gid("run-1"), gid("run-3")])
+    assert cmp.params["Trainer.optimizer"] == ("adam", "sgd")
+    assert cmp.metrics["Evaluator.auc/all"] == pytest.approx((0.81, 0.83))
+    only = store.compare([gid("trainer-1"), gid("trainer-2")], metrics=["loss"])
+    assert list(only.metrics) == ["loss"] and only.params["epochs"] == (10, 20)
+    hist = store.metric_history("auc/%", key_like=True, execution_type="Evaluator", context="pipe")
+    assert [(h.context_name, h.key) for h in hist][:2] == [("run-1", "auc/all"), ("run-1", "auc/slice_a")]
+    assert len(hist) == 6
+
+
+def test_errors(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        store.get("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(NotFoundError):
+        store.lineage("nope")
+    with pytest.raises(FilterError, match="position 5"):
+        store.artifacts("type Model")
+    with pytest.raises(FilterError, match="unknown field"):
+        store.artifacts("colour = 'red'")
+    with pytest.raises(FilterError, match="invalid cursor"):
+        store.artifacts(cursor="garbage!")
