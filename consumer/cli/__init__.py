@@ -10,6 +10,7 @@ import typer
 from consumer.cli import db, ingest  # noqa: F401  (registers commands)
 from consumer.cli import query  # noqa: F401
 from consumer.cli import worker  # noqa: F401
+from consumer.cli import consume  # noqa: F401
 from consumer.cli.app import app
 from schemas.errors import MetatrailError
 

@@ -1,0 +1,51 @@
+"""``metatrail consume``: run the Kafka consumer service in the foreground."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from consumer.cli.app import app
+from consumer.cli.output import err_console
+from consumer.service.loop import ConsumeLoop
+from consumer.service.signals import stop_on_signals
+from consumer.triggers.relay import kafka_relay
+from schemas.errors import ConfigError
+from schemas.settings import load_settings
+
+
+@app.command("consume")
+def consume(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every batch."),
+) -> None:
+    """Apply the events topic to the store, as a member of METATRAIL_KAFKA_GROUP.
+
+    Stops cleanly on SIGTERM / SIGINT (finishes the batch in hand, commits, leaves the
+    group; exit 0). Exits 1 without committing when the store keeps failing.
+    """
+    settings = load_settings()
+    if not settings.kafka_bootstrap:
+        raise ConfigError("METATRAIL_KAFKA_BOOTSTRAP is not set: `metatrail consume` needs a broker")
+    logging.getLogger("metatrail").setLevel(logging.DEBUG if verbose else logging.INFO)
+    relay = kafka_relay(settings)  # trigger outbox -> triggers topic, a pass after each batch
+    loop = ConsumeLoop(settings, on_batch=relay.on_batch)
+    err_console.print(
+        f"consuming {settings.events_topic} as group {settings.kafka_group} "
+        f"from {settings.kafka_bootstrap} into {_safe_url(settings.store_url)}"
+    )
+    with stop_on_signals(loop.stop), relay:
+        stats = loop.run()
+    err_console.print(
+        f"stopped: {stats.batches} batches, {stats.applied} applied, {stats.duplicates} duplicates, "
+        f"{stats.dead_lettered} dead-lettered"
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a bad URL fails later with a ConfigError naming the variable
+        return url
