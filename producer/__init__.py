@@ -51,7 +51,7 @@ _LAZY = {"step": "producer.steps", "latest": "producer.steps"}
 
 
 def __getattr__(name: str) -> Any:
-    """``step`` and ``latest`` live in ``producer.steps`` (orchestration); imported on use."""
+    """``step`` and ``latest`` (warm start) live in ``producer.steps``; imported on use."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'producer' has no attribute {name!r}")

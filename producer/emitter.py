@@ -172,6 +172,15 @@ def configure(**overrides: Any) -> Settings:
     return new_settings
 
 
+def shutdown(timeout_s: float = 5.0) -> bool:
+    """Flush (bounded), stop the relay and forget the emitter; the next emit starts a new
+    one from the environment. Returns whether everything was delivered."""
+    global _current, _config_error
+    with _LOCK:
+        old, _current, _config_error = _current, None, None
+    return True if old is None else old.close(timeout_s)
+
+
 def flush(timeout_s: float = 30.0) -> bool:
     """Wait until every event emitted so far (in this process) is delivered; ``False`` if
     ``timeout_s`` passed first. Never raises."""
@@ -199,7 +208,7 @@ def _exit_flush() -> None:
         if em._relay is not None:
             em._relay.stop(0.5)
             em._relay.transport.close(1.0)
-        em.spool.writer.close()
+        em.spool.close()
     except Exception as exc:  # never fail the interpreter's exit
         sys.stderr.write(f"metatrail: exit flush failed: {exc}\n")
 

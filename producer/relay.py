@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception, stop_any, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_any, wait_random_exponential
 from tenacity.stop import stop_base
 
 from producer.spool import Spool
@@ -89,7 +89,7 @@ class Relay:
     def _send(self, batch: list[SpooledEvent]) -> None:
         for attempt in Retrying(
             retry=retry_if_exception(_retriable),
-            wait=wait_exponential_jitter(initial=0.05, max=RETRY_MAX_WAIT_S),
+            wait=wait_random_exponential(multiplier=0.05, max=RETRY_MAX_WAIT_S),
             stop=stop_any(_StopWhen(self._should_give_up)),
             sleep=self._sleep,
             reraise=True,

@@ -89,6 +89,11 @@ class run:  # noqa: N801  (public API name, used like a function)
         except Exception as exc:
             report("run", exc)
 
+    @property
+    def scope(self) -> RunScope | None:
+        """The scope of the innermost ``with`` of this object still open, else ``None``."""
+        return self._tokens[-1][1] if self._tokens else None
+
     def __enter__(self) -> RunScope:
         scope = self._open()
         self._tokens.append((_RUN.set(scope), scope))

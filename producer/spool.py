@@ -82,8 +82,17 @@ class Spool:
         return conn
 
     def close(self) -> None:
-        """Close the journal (it is recovered later if not ingested) and connections."""
+        """Close the journal (removed if fully ingested, else recovered later by whoever
+        opens this spool next) and the connections."""
+        path = self.writer.path
+        fully = path is not None and self._ingested >= self.writer.offset
         self.writer.close()
+        if fully and path is not None:
+            try:
+                os.unlink(path)
+                self.conn().execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
+            except (OSError, sqlite3.Error):
+                pass
         with self._all_lock:
             for conn in self._all:
                 conn.close()

@@ -177,6 +177,21 @@ def _rebuild(shape: dict[str, Any] | None, outputs: list[tuple[Artifact, str]]) 
     return _MISS
 
 
+_TRIGGER_LOOKUP: list[Callable[[], Any]] = []
+
+
+def _trigger_id() -> Any:
+    """The trigger the call runs for (set by a worker in ``producer.steps``), else None."""
+    if not _TRIGGER_LOOKUP:
+        try:
+            from producer.steps import current_trigger_id
+        except ImportError:
+            _TRIGGER_LOOKUP.append(lambda: None)
+        else:
+            _TRIGGER_LOOKUP.append(current_trigger_id)
+    return _TRIGGER_LOOKUP[0]()
+
+
 class _Call:
     __slots__ = ("handle", "cached")
 
