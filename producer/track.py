@@ -32,7 +32,6 @@ from producer.build import make
 from producer.capture import code_version, source_hash, summarise
 from producer.context import _EXECUTION
 from producer.recorder import ExecutionHandle, record_cached, report, start_execution
-from producer.steps import current_trigger_id
 from schemas.events import CodeVersion
 from schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
 
@@ -210,7 +209,7 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
                 return _Call(None, hit)
         return _Call(start_execution(
             spec.type, spec.name, inputs=inputs, typed_parameters=typed_params,
-            code_version=spec.code_version, fingerprint=fp, trigger_id=current_trigger_id(),
+            code_version=spec.code_version, fingerprint=fp, trigger_id=_trigger_id(),
         ))
     except Exception as exc:
         report(f"@track {spec.type}", exc)
