@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from producer.artifacts import Artifact
 from schemas.errors import MetatrailError
@@ -35,8 +36,10 @@ WARM_START_ROLE = "base_model"
 class CachedResult:
     """A reusable earlier execution and its outputs as (artifact, role) pairs."""
 
-    execution_id: str
+    execution_id: UUID
     outputs: list[tuple[Artifact, str]]
+    #: How ``@track`` rebuilds the return value from the outputs (None: infer from roles).
+    return_shape: dict[str, Any] | None = None
 
 
 def to_producer_artifact(stored: StoredArtifact | Artifact) -> Artifact:
@@ -114,8 +117,11 @@ def find_cached(fingerprint: str, settings: Settings | None = None) -> CachedRes
         return None
     if found is None:
         return None
-    execution_id, outputs = found
-    return CachedResult(execution_id, [(to_producer_artifact(a), role) for a, role in outputs])
+    return CachedResult(
+        UUID(found.execution_id),
+        [(to_producer_artifact(a), role) for a, role in found.outputs],
+        found.return_shape,
+    )
 
 
 def latest(

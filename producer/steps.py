@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
+from producer.cache import WARM_START_ROLE, latest
 from schemas.events import CodeVersion, StepInput, StepRegistered
 from schemas.ids import new_id
 from schemas.ids import step_id as _step_id
+
+__all__ = ["Step", "WARM_START_ROLE", "current_trigger", "current_trigger_id", "latest", "step", "steps_in"]
 
 Policy = Literal["each", "latest", "all_new"]
 POLICIES: tuple[str, ...] = ("each", "latest", "all_new")

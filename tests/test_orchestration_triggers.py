@@ -12,13 +12,14 @@ from sqlalchemy import Engine, func, select
 from consumer.apply import apply_events
 from consumer.store.engine import session_scope
 from consumer.store.models import StepPendingRow, TriggerOutboxRow
+from consumer.triggers.candidates import PIPELINE_CONTEXT_TYPE
 from consumer.triggers.relay import fetch_unsent, mark_sent, relay_once
 from schemas.events import ArtifactRecorded, ContextUpserted, ExecutionCompleted, StepInput, StepRegistered, TriggerRequested
 from schemas.ids import context_id, new_id, step_id, trigger_id
 from schemas.values import typed
 
 PIPELINE = "p"
-PIPE_CTX = context_id("pipeline", PIPELINE)
+PIPE_CTX = context_id(PIPELINE_CONTEXT_TYPE, PIPELINE)
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -38,7 +39,7 @@ def dataset(type_name: str = "Examples", n: int = 0, *, split: str = "train", in
 
 
 def pipeline_context() -> ContextUpserted:
-    return ContextUpserted(context_id=PIPE_CTX, type="pipeline", name=PIPELINE)
+    return ContextUpserted(context_id=PIPE_CTX, type=PIPELINE_CONTEXT_TYPE, name=PIPELINE)
 
 
 def outbox(engine: Engine) -> list[TriggerOutboxRow]:

@@ -337,3 +337,6 @@ class TriggerClaimRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     worker: Mapped[str] = mapped_column(String(255))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: When the worker finished the attempt, and how ('ran', 'failed', ...).
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(16))

@@ -1,8 +1,8 @@
 """Which LIVE artifacts can fill a step's input slot: type, optional filter, pipeline.
 
 A slot is ``StepInput(type, filter)``; a step may belong to a pipeline, whose context
-(type ``pipeline``, named after it) scopes its candidates: a step of pipeline ``p`` only
-consumes artifacts attributed to ``p``. "Newest" orders by ``created_at`` then id (ids are
+(type ``Pipeline``, named after it, as ``producer.run(pipeline=...)`` makes it) scopes
+its candidates: a step of pipeline ``p`` only consumes artifacts attributed to ``p``. "Newest" orders by ``created_at`` then id (ids are
 time-ordered UUIDv7s), so ties break the same way on every backend.
 """
 
@@ -19,7 +19,7 @@ from schemas.events import StepInput
 from schemas.ids import context_id
 
 #: Context type of a pipeline; ``producer.run(pipeline=...)`` attributes artifacts to it.
-PIPELINE_CONTEXT_TYPE = "pipeline"
+PIPELINE_CONTEXT_TYPE = "Pipeline"
 
 
 def filter_clause(text: str | None, dialect: str) -> ColumnElement[bool]:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from consumer.store.engine import session_scope
-from consumer.store.models import ExecutionRow, StepPendingRow, StepRow, TriggerOutboxRow
+from consumer.store.models import ExecutionRow, StepPendingRow, StepRow, TriggerClaimRow, TriggerOutboxRow
 from consumer.triggers.sql import insert_ignore
 from schemas.errors import MetatrailError
 from schemas.events import TriggerRequested
@@ -58,8 +58,11 @@ def request_event(trigger: str, step: str, step_name: str, inputs: dict[str, str
 
 
 def _in_flight(session: Session, step_id: str, since: datetime) -> bool:
-    finished = exists().where(
-        ExecutionRow.trigger_id == TriggerOutboxRow.trigger_id, ExecutionRow.state_rank >= 2
+    finished = or_(
+        exists().where(ExecutionRow.trigger_id == TriggerOutboxRow.trigger_id, ExecutionRow.state_rank >= 2),
+        exists().where(
+            TriggerClaimRow.trigger_id == TriggerOutboxRow.trigger_id, TriggerClaimRow.finished_at.is_not(None)
+        ),
     )
     query = select(TriggerOutboxRow.trigger_id).where(
         TriggerOutboxRow.step_id == step_id,
@@ -73,7 +76,8 @@ def _in_flight(session: Session, step_id: str, since: datetime) -> bool:
 
 def promote_pending(session: Session, *, in_flight_lease_s: float = DEFAULT_IN_FLIGHT_LEASE_S) -> int:
     """Turn each ``latest`` step's pending input set into an outbox row when the step has
-    no trigger in flight (unsent, or sent without a finished execution within the lease).
+    no trigger in flight (unsent, or sent within the lease with neither a finished
+    execution nor a worker's finished claim).
     Returns how many rows were promoted. A newer pending set written concurrently stays."""
     now = datetime.now(timezone.utc)
     since = now - timedelta(seconds=in_flight_lease_s)

@@ -32,7 +32,7 @@ from consumer.triggers.relay import relay_once
 from consumer.worker.lookup import shared_engine
 from consumer.worker.runner import Outcome, TriggerRunner
 from schemas.events import TriggerRequested
-from schemas.settings import Settings, load_settings
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from producer.steps import Step
@@ -133,7 +133,10 @@ def run_embedded(
     runs until ``stop`` is set. Either way it returns after ``timeout_s`` with
     ``timed_out=True``. Blocking; raises ``StoreError`` if the store fails for good.
     """
-    settings = settings or load_settings()
+    if settings is None:
+        from producer import emitter
+
+        settings = emitter.settings()
     steps = resolve_steps(module_or_steps)
     engine = shared_engine(settings.store_url)
     upgrade(engine)

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 
 from consumer.query.domain import Artifact
 from consumer.store.engine import open_engine
-from consumer.store.models import ArtifactPropertyRow, ArtifactRow, EdgeRow, ExecutionRow
+from consumer.store.models import (
+    ArtifactPropertyRow,
+    ArtifactRow,
+    EdgeRow,
+    ExecutionPropertyRow,
+    ExecutionRow,
+)
 from consumer.triggers.candidates import newest
 from schemas.events import StepInput
 
@@ -107,33 +114,79 @@ def reusable(artifact: Artifact) -> bool:
     return path is None or os.path.exists(path)
 
 
+@dataclass(frozen=True)
+class CachedExecution:
+    """A reusable execution: its id, its outputs with roles, and the ``return_shape``
+    custom property ``@track`` stored to rebuild the return value (None if absent)."""
+
+    execution_id: str
+    outputs: list[tuple[Artifact, str]]
+    return_shape: dict[str, Any] | None = None
+
+
 def find_cached_execution(
     session: Session, fingerprint: str, *, candidates: int = 5
-) -> tuple[str, list[tuple[Artifact, str]]] | None:
-    """The newest COMPLETE execution with this fingerprint whose outputs are all reusable,
-    as (execution id, [(output artifact, role)]); None when there is none. Looks at the
-    ``candidates`` newest matches only (index on fingerprint, state)."""
-    execution_ids = list(
-        session.scalars(
-            select(ExecutionRow.id)
-            .where(ExecutionRow.fingerprint == fingerprint, ExecutionRow.state == "COMPLETE")
-            .order_by(ExecutionRow.created_at.desc(), ExecutionRow.id.desc())
-            .limit(candidates)
-        )
+) -> CachedExecution | None:
+    """The newest COMPLETE execution with this fingerprint whose outputs are all reusable;
+    None when there is none. Looks at the
+    ``candidates`` newest matches only, in one indexed query (fingerprint, state), plus one
+    for the chosen outputs' properties."""
+    newest_runs = (
+        select(ExecutionRow.id, ExecutionRow.created_at)
+        .where(ExecutionRow.fingerprint == fingerprint, ExecutionRow.state == "COMPLETE")
+        .order_by(ExecutionRow.created_at.desc(), ExecutionRow.id.desc())
+        .limit(candidates)
+        .subquery()
     )
-    for execution_id in execution_ids:
-        edges = list(
-            session.execute(
-                select(EdgeRow.artifact_id, EdgeRow.role).where(
-                    EdgeRow.execution_id == execution_id, EdgeRow.direction == "OUTPUT"
-                ).order_by(EdgeRow.role, EdgeRow.artifact_id)
+    a = ArtifactRow.__table__
+    rows = session.execute(
+        select(newest_runs.c.id.label("execution_id"), EdgeRow.role, a)
+        .select_from(newest_runs)
+        .outerjoin(EdgeRow, and_(EdgeRow.execution_id == newest_runs.c.id, EdgeRow.direction == "OUTPUT"))
+        .outerjoin(a, a.c.id == EdgeRow.artifact_id)
+        .order_by(newest_runs.c.created_at.desc(), newest_runs.c.id.desc(), EdgeRow.role, EdgeRow.artifact_id)
+    ).all()
+    by_run: dict[str, list[Any]] = {}
+    for row in rows:
+        by_run.setdefault(row.execution_id, []).append(row)
+    for execution_id, outputs in by_run.items():
+        if outputs[0].role is None:  # no OUTPUT edge at all: nothing to reuse
+            continue
+        stored = [(_artifact_of(r), r.role) for r in outputs]
+        if all(art is not None and reusable(art) for art, _ in stored):
+            props = _properties(session, [art.id for art, _ in stored if art is not None])
+            shape = session.scalar(
+                select(ExecutionPropertyRow.json_value).where(
+                    ExecutionPropertyRow.node_id == execution_id,
+                    ExecutionPropertyRow.is_custom.is_(True),
+                    ExecutionPropertyRow.name == "return_shape",
+                )
             )
-        )
-        artifacts = load_artifacts(session, [e.artifact_id for e in edges])
-        outputs = [(artifacts.get(e.artifact_id), e.role) for e in edges]
-        if all(a is not None and reusable(a) for a, _ in outputs):
-            return execution_id, [(a, role) for a, role in outputs if a is not None]
+            outs = [
+                (replace(art, properties=props[art.id][0], custom_properties=props[art.id][1]), role)
+                for art, role in stored
+                if art is not None
+            ]
+            return CachedExecution(execution_id, outs, shape if isinstance(shape, dict) else None)
     return None
+
+
+def _artifact_of(row: Any) -> Artifact | None:
+    if row.id is None:
+        return None
+    return Artifact(
+        id=row.id, type=row.type, name=row.name, uri=row.uri, state=row.state, digest=row.digest,
+        version=row.version, state_reason=row.state_reason, is_placeholder=row.is_placeholder,
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+def _properties(session: Session, ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    props: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {i: ({}, {}) for i in ids}
+    if ids:
+        for p in session.scalars(select(ArtifactPropertyRow).where(ArtifactPropertyRow.node_id.in_(list(ids)))):
+            props[p.node_id][1 if p.is_custom else 0][p.name] = _property_value(p)
+    return props
 
 
 def newest_artifact(session: Session, type_name: str, pipeline: str | None = None) -> Artifact | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from consumer.store.engine import session_scope
 from consumer.store.models import TriggerClaimRow
@@ -70,6 +70,7 @@ class Outcome:
     attempt: int
     detail: str = ""
     retry: TriggerRequested | None = None
+    claimed: bool = False
 
 
 class TriggerRunner:
@@ -108,7 +109,22 @@ class TriggerRunner:
         with session_scope(self._engine) as session:
             return insert_ignore(session, TriggerClaimRow.__table__, row)  # type: ignore[arg-type]
 
+    def _finish(self, trigger: str, attempt: int, status: str) -> None:
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(TriggerClaimRow)
+                .where(TriggerClaimRow.trigger_id == trigger, TriggerClaimRow.attempt == attempt)
+                .values(finished_at=datetime.now(timezone.utc), outcome=status)
+            )
+
     def handle(self, request: TriggerRequested) -> Outcome:
+        """See :meth:`_handle`; also stamps the claim finished (when this worker won it)."""
+        out = self._handle(request)
+        if out.claimed:
+            self._finish(out.trigger_id, out.attempt, out.status)
+        return out
+
+    def _handle(self, request: TriggerRequested) -> Outcome:
         """Run ``request`` unless it is done, claimed, or not ours. Never raises for the
         step's own exception (that is a FAILED execution); raises ``StoreError`` when the
         store cannot be read or written (the caller retries the message)."""
@@ -128,6 +144,7 @@ class TriggerRunner:
             out.detail = f"trigger {trigger} attempt {attempt} already claimed; skipping"
             log.info(out.detail)
             return out
+        out.claimed = True
         ids = {slot: str(aid) for slot, aid in request.inputs.items()}
         with session_scope(self._engine, write=False) as session:
             found = load_artifacts(session, list(ids.values()))

@@ -31,6 +31,8 @@ def upgrade() -> None:
     sa.Column('attempt', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('worker', sa.String(length=255), nullable=False),
     sa.Column('claimed_at', consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('finished_at', consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('outcome', sa.String(length=16), nullable=True),
     sa.PrimaryKeyConstraint('trigger_id', 'attempt', name=op.f('pk_mt_trigger_claims'))
     )
 
