@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.structs import TopicPartition
 
 from consumer.service.loop import ConsumeLoop
 from consumer.store.engine import open_engine
 from tests.fixtures.broker import kafka_test_settings
 from tests.fixtures.service import (
     applied_count,
+    committed_total,
     canonical_dump,
     pipeline_workload,
     publish_events,
@@ -19,15 +19,6 @@ from tests.fixtures.service import (
 )
 
 pytestmark = pytest.mark.kafka
-
-
-def committed_total(settings, bootstrap: str) -> int:  # type: ignore[no-untyped-def]
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.kafka_group, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(settings.events_topic, p) for p in consumer.partitions_for_topic(settings.events_topic) or ()]
-        return sum(consumer.committed(tp) or 0 for tp in tps)
-    finally:
-        consumer.close(autocommit=False)
 
 
 def test_pipeline_events_reach_the_store_and_offsets_follow(

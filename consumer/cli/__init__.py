@@ -11,6 +11,9 @@ from consumer.cli import db, ingest  # noqa: F401  (registers commands)
 from consumer.cli import query  # noqa: F401
 from consumer.cli import worker  # noqa: F401
 from consumer.cli import consume  # noqa: F401
+from consumer.cli import dlq  # noqa: F401
+from consumer.cli import demo  # noqa: F401
+from consumer.cli import flush  # noqa: F401
 from consumer.cli.app import app
 from schemas.errors import MetatrailError
 

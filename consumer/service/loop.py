@@ -156,6 +156,7 @@ class ConsumeLoop:
         return consumer
 
     def _process(self, consumer: KafkaConsumer, engine: Engine, publisher: DeadLetterPublisher, batch: Batch) -> None:
+        started = time.monotonic()
         records, by_key = _raw_records(batch)
         try:
             report = self._apply(engine, records)
@@ -185,6 +186,10 @@ class ConsumeLoop:
             return
         self._count(report, len(records))
         self._commit(consumer, next_offsets(batch))
+        log.debug(
+            "batch of %d: %d applied, %d duplicates, %d dead-lettered in %.3f s",
+            len(records), report.applied, report.duplicates, report.dead_lettered, time.monotonic() - started,
+        )
         if self._on_batch is not None:
             self._on_batch(report, self.stats)
 
