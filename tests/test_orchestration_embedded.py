@@ -31,7 +31,7 @@ def embedded(tmp_path: Path, sqlite_url: str) -> Iterator[str]:
         transport="embedded", store_url=sqlite_url, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=20
     )
     yield sqlite_url
-    emitter.flush(10)
+    emitter.shutdown(10)
     dispose_shared_engines()
 
 
@@ -42,7 +42,7 @@ def embedded_any(tmp_path: Path, store_url: str) -> Iterator[str]:
         transport="embedded", store_url=store_url, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=20
     )
     yield store_url
-    emitter.flush(10)
+    emitter.shutdown(10)
     dispose_shared_engines()
 
 
@@ -302,7 +302,7 @@ def test_cache_off_reruns_everything(tmp_path: Path, sqlite_url: str) -> None:
         pipeline(0.1)
         assert calls == Counter(ingest=2, transform=2, train=2, evaluate=2)
     finally:
-        emitter.flush(10)
+        emitter.shutdown(10)
         dispose_shared_engines()
 
 

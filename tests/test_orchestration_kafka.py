@@ -1,0 +1,129 @@
+"""Orchestration through the real broker: consume loop + trigger relay + a worker group."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from consumer.store.engine import open_engine, session_scope
+from consumer.store.models import AppliedEventRow, ExecutionRow, StepRow, TriggerOutboxRow
+from consumer.triggers.kafka import KafkaTriggerPublisher
+from consumer.triggers.relay import kafka_relay, request_event
+from consumer.worker.embedded import register_steps
+from consumer.worker.kafka import KafkaWorker
+from consumer.worker.lookup import dispose_shared_engines
+from producer import Artifact, Dataset, Metrics, Model, emitter, run, track
+from producer.steps import step
+from schemas.settings import Settings
+from tests.fixtures.broker import kafka_test_settings
+from tests.fixtures.service import running_loop, wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, engine: Engine, steps: list[Any], worker_id: str) -> Iterator[KafkaWorker]:
+    worker = KafkaWorker(settings, engine, steps, worker_id=worker_id)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name=f"worker-{worker_id}", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(60)
+        assert not thread.is_alive(), "worker did not stop within 60 s"
+        if errors:
+            raise errors[0]
+
+
+def count(engine: Engine, model: Any, *where: Any) -> int:
+    with session_scope(engine, write=False) as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str, sqlite_url: str, tmp_path: Path) -> Iterator[Settings]:
+    settings = kafka_test_settings(kafka_bootstrap, topic_prefix, sqlite_url, spool_path=tmp_path / "spool.db", relay_interval_ms=20)
+    emitter.configure(**settings.model_dump(exclude_defaults=True), strict=True)
+    yield settings
+    emitter.shutdown(10)
+    dispose_shared_engines()
+
+
+def test_chain_through_kafka_runs_each_step_once_despite_redelivery(kafka_settings: Settings) -> None:
+    settings = kafka_settings
+    calls: Counter[str] = Counter()
+
+    @track(name="ingest")
+    def ingest(n: int) -> Dataset:
+        return Dataset(f"mem://data/{n}")
+
+    @step(inputs={"examples": "Dataset"}, outputs=["Model"], pipeline="kchain")
+    def train(examples: Artifact) -> Model:
+        calls["train"] += 1
+        return Model(f"mem://models/{examples.id}")
+
+    @step(inputs={"model": "Model"}, outputs=["Metrics"], pipeline="kchain")
+    def evaluate(model: Artifact) -> Metrics:
+        calls["evaluate"] += 1
+        return Metrics(f"mem://metrics/{model.id}")
+
+    steps = [train, evaluate]
+    engine = open_engine(settings.store_url)
+    relay = kafka_relay(settings, engine, interval_s=0.2)
+    try:
+        with relay, running_loop(settings, engine, on_batch=relay.on_batch), \
+                running_worker(settings, engine, steps, "w1") as w1, \
+                running_worker(settings, engine, steps, "w2") as w2:
+            register_steps(steps)
+            assert emitter.flush(30)
+            wait_for(lambda: count(engine, StepRow) == 2, 60, what="steps registered")
+            with run("day-1", pipeline="kchain"):
+                ingest(1)
+            wait_for(lambda: count(engine, ExecutionRow, ExecutionRow.name == "evaluate",
+                                   ExecutionRow.state == "COMPLETE") == 1, 90, what="evaluate completed")
+            assert calls == Counter(train=1, evaluate=1)
+            with session_scope(engine, write=False) as s:
+                rows = list(s.scalars(select(TriggerOutboxRow)))
+            assert len(rows) == 2 and all(r.sent_at is not None for r in rows)
+            # The relay dies between publish and mark: the same requests are published again.
+            publisher = KafkaTriggerPublisher(settings)
+            try:
+                publisher.publish([request_event(r.trigger_id, r.step_id, r.step_name, dict(r.inputs)) for r in rows])
+            finally:
+                publisher.close()
+            wait_for(lambda: sum(o.status == "skipped" for o in w1.outcomes + w2.outcomes) >= 2, 60,
+                     what="the republished triggers to be skipped")
+            # The consumer dies between its DB commit and its offset commit: every batch is
+            # delivered again (a fresh group re-reads the topic from the start).
+            replay = settings.model_copy(update={"kafka_group": settings.kafka_group + "-replay"})
+            with running_loop(replay, engine) as loop:
+                applied = count(engine, AppliedEventRow)
+                wait_for(lambda: loop.stats.duplicates >= applied, 60, what="the replay of every event")
+                assert loop.stats.applied == 0
+            relay.notify()
+            assert emitter.flush(30)
+            outcomes = w1.outcomes + w2.outcomes
+        assert calls == Counter(train=1, evaluate=1)
+        assert count(engine, TriggerOutboxRow) == 2
+        for name in ("train", "evaluate"):
+            assert count(engine, ExecutionRow, ExecutionRow.name == name) == 1
+        assert sorted(o.status for o in outcomes).count("ran") == 2
+        assert count(engine, ExecutionRow, ExecutionRow.trigger_id.is_not(None)) == 2
+    finally:
+        engine.dispose()
