@@ -5,6 +5,9 @@ relay calls ``ingest`` to move journal frames into the ``spool`` table in one tr
 then ``read_batch`` / ``delete`` as it delivers. Rows are deleted once delivered. Several
 processes may share one spool file (forked workers, ``metatrail flush``); each one has
 its own journal, and dead processes' journals are recovered by ``recover_orphans``.
+Each row belongs to the process that moved it into the table (``owner`` = its pid), and
+only the owner's relay sends it, so two live processes never send the same event; rows of
+processes that are gone are adopted by the next relay (or ``metatrail flush``).
 
 Size bound (``spool_max_bytes``, counting live SQLite pages plus un-ingested journal):
 ``warn`` keeps recording and warns at most once a minute; ``drop_oldest`` deletes the
@@ -33,8 +36,10 @@ CREATE TABLE IF NOT EXISTS spool (
     event_id TEXT NOT NULL,
     key TEXT NOT NULL,
     payload BLOB NOT NULL,
-    spooled_at REAL NOT NULL
+    spooled_at REAL NOT NULL,
+    owner INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS spool_owner_seq ON spool (owner, seq);
 CREATE TABLE IF NOT EXISTS journal_offsets (file TEXT PRIMARY KEY, offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS digest_cache (
     path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, digest TEXT NOT NULL,
@@ -44,6 +49,16 @@ CREATE TABLE IF NOT EXISTS spool_stats (name TEXT PRIMARY KEY, value INTEGER NOT
 """
 WARN_INTERVAL_S = 60.0
 _ABANDONED: list[object] = []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SpoolFullError(TransportError):
@@ -110,10 +125,10 @@ class Spool:
 
     def append_direct(self, records: list[journal.Record]) -> None:
         """Insert straight into the table, one commit (the slower path, for comparison)."""
-        now = time.time()
+        now, pid = time.time(), os.getpid()
         self.conn().executemany(
-            "INSERT INTO spool (event_id, key, payload, spooled_at) VALUES (?, ?, ?, ?)",
-            [(e, k, p, now) for e, k, p in records],
+            "INSERT INTO spool (event_id, key, payload, spooled_at, owner) VALUES (?, ?, ?, ?, ?)",
+            [(e, k, p, now, pid) for e, k, p in records],
         )
 
     def _full(self) -> None:
@@ -163,16 +178,16 @@ class Spool:
                 total += len(records)
             finally:
                 os.close(fd)
-        return total
+        return total + self.adopt_orphans()
 
     def _insert(self, records: list[journal.Record], file: str, offset: int) -> None:
         conn = self.conn()
-        now = time.time()
+        now, pid = time.time(), os.getpid()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
-                "INSERT INTO spool (event_id, key, payload, spooled_at) VALUES (?, ?, ?, ?)",
-                [(e, k, p, now) for e, k, p in records],
+                "INSERT INTO spool (event_id, key, payload, spooled_at, owner) VALUES (?, ?, ?, ?, ?)",
+                [(e, k, p, now, pid) for e, k, p in records],
             )
             conn.execute(
                 "INSERT INTO journal_offsets (file, offset) VALUES (?, ?) "
@@ -186,16 +201,30 @@ class Spool:
 
     def read_batch(self, limit: int) -> list[SpooledEvent]:
         rows = self.conn().execute(
-            "SELECT seq, event_id, key, payload FROM spool ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, event_id, key, payload FROM spool WHERE owner = ? ORDER BY seq LIMIT ?",
+            (os.getpid(), limit),
         ).fetchall()
         return [SpooledEvent(seq, event_id, key, bytes(payload)) for seq, event_id, key, payload in rows]
 
     def delete(self, batch: list[SpooledEvent]) -> None:
         self.conn().executemany("DELETE FROM spool WHERE seq = ?", [(e.seq,) for e in batch])
 
+    def adopt_orphans(self) -> int:
+        """Take over rows whose owner process is gone; returns how many."""
+        conn, me, total = self.conn(), os.getpid(), 0
+        for (owner,) in conn.execute("SELECT DISTINCT owner FROM spool WHERE owner != ?", (me,)).fetchall():
+            if not _alive(int(owner)):
+                total += conn.execute("UPDATE spool SET owner = ? WHERE owner = ?", (me, owner)).rowcount
+        return total
+
+    def held_by_others(self) -> int:
+        """Rows owned by other live processes (their relays will send them)."""
+        return int(self.conn().execute("SELECT count(*) FROM spool WHERE owner != ?", (os.getpid(),)).fetchone()[0])
+
     def pending(self) -> int:
-        """Undelivered events: rows in the table plus frames not yet ingested (estimate)."""
-        rows = int(self.conn().execute("SELECT count(*) FROM spool").fetchone()[0])
+        """This process's undelivered events: its rows plus its journal frames not yet
+        moved into the table."""
+        rows = int(self.conn().execute("SELECT count(*) FROM spool WHERE owner = ?", (os.getpid(),)).fetchone()[0])
         if self.writer.path is None or self.pending_journal_bytes() <= 0:
             return rows
         return rows + len(journal.read_from(self.writer.path, self._ingested)[0])
@@ -213,10 +242,10 @@ class Spool:
         if not self._over or self.full_policy != "drop_oldest":
             return 0
         conn = self.conn()
-        count, payload_bytes = conn.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM spool").fetchone()
+        count = conn.execute("SELECT count(*) FROM spool").fetchone()[0]
         if not count:
             return 0
-        per_row = max(1, payload_bytes // count)
+        per_row = max(1, size // count)
         drop = min(count, (size - self.max_bytes) // per_row + 1)
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (drop,))

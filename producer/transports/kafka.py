@@ -10,6 +10,7 @@ unreachable broker is transient (the events wait in the spool).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,15 @@ def _translate(exc: BaseException, what: str) -> TransportError:
     return TransientTransportError(f"kafka {what} failed: {name}: {exc}")
 
 
+def _reachable(server: str, timeout_s: float = 1.0) -> bool:
+    host, _, port = server.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 class KafkaTransport:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -42,6 +52,10 @@ class KafkaTransport:
             from kafka import KafkaProducer
 
             s = self.settings
+            servers = s.kafka_client_kwargs()["bootstrap_servers"]
+            if not any(_reachable(server) for server in servers):
+                # kafka-python's constructor leaks sockets when it cannot bootstrap
+                raise TransientTransportError(f"kafka: no bootstrap server reachable ({', '.join(servers)})")
             try:
                 self._producer = KafkaProducer(
                     acks="all",

@@ -1,0 +1,92 @@
+"""The kafka transport against a real broker: a training loop while the broker is down
+does not block, and every event arrives, keyed by the root run, once the broker is back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import producer
+from producer import Artifact, emitter, log_metric, run, track
+from schemas import parse_event
+from schemas.ids import context_id
+from tests.fixtures.broker import TansuBroker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@track
+def train_epoch(epoch: int) -> Artifact:
+    log_metric("loss", 1.0 / (epoch + 1), step=epoch)
+    return Artifact(f"mem://ckpt/{epoch}", type="Checkpoint")
+
+
+def _create_topic(bootstrap: str, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap], request_timeout_ms=10_000)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    finally:
+        admin.close()
+
+
+def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[Any]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in range(3)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        got: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while len(got) < expected and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                got.extend(records)
+        return got
+    finally:
+        consumer.close()
+
+
+def test_broker_down_during_training_then_every_event_arrives(
+    restartable_broker: TansuBroker, tmp_path: Path
+) -> None:
+    broker = restartable_broker
+    broker.stop()  # the broker is down for the whole training loop
+    prefix = f"mt-prod-{uuid.uuid4().hex[:8]}"
+    producer.configure(
+        transport="kafka", kafka_bootstrap=broker.bootstrap, kafka_topic_prefix=prefix,
+        kafka_request_timeout_ms=3_000, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=50,
+    )
+    try:
+        started = time.monotonic()
+        with run("offline-run", pipeline="kafka-test"):
+            for epoch in range(25):
+                train_epoch(epoch)
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"training was slowed down by the missing broker ({elapsed:.1f}s)"
+        assert not producer.flush(0.5)  # nothing can be delivered yet
+        assert emitter.get().spool.pending() == 2 + 25 * 4 + 1
+
+        broker.start()
+        _create_topic(broker.bootstrap, f"{prefix}.events")
+        assert producer.flush(90), "spooled events were not delivered after the broker came back"
+        assert emitter.get().spool.pending() == 0
+
+        records = _consume_all(broker.bootstrap, f"{prefix}.events", expected=103)
+        events = [parse_event(r.value) for r in records]
+        assert len(events) == 103 and len({e.event_id for e in events}) == 103
+        run_id = str(context_id("Run", "offline-run"))
+        assert {r.key.decode() for r in records} == {run_id}  # keyed by the root run
+        assert len({r.partition for r in records}) == 1  # so one run stays ordered
+        kinds = [e.kind for e in events]
+        assert kinds.count("execution.completed") == 25 and kinds.count("metrics.logged") == 25
+        ordered = [r.offset for r in sorted(records, key=lambda r: r.offset)]
+        assert ordered == sorted(ordered)
+    finally:
+        emitter.shutdown(5)

@@ -1,0 +1,249 @@
+"""The spool and relay: durability across SIGKILL, `metatrail flush`, fork safety, the size
+bound, strict mode, exit warning, settings errors."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+import producer
+from consumer.cli import main as cli_main
+from consumer.store.engine import open_engine, session_scope
+from consumer.store.models import AppliedEventRow, ExecutionRow, MetricRow
+from producer import Artifact, emitter, journal, log_metric, run, track
+from producer.spool import Spool, SpoolFullError
+from schemas.errors import ConfigError, MetatrailError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METATRAIL_")}
+    env["PYTHONPATH"] = str(REPO)
+    env.update({f"METATRAIL_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def _count(url: str, stmt: Any) -> int:
+    engine = open_engine(url)
+    try:
+        with session_scope(engine, write=False) as s:
+            return int(s.execute(stmt).scalar_one())
+    finally:
+        engine.dispose()
+
+
+KILLED_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from producer import track, run, log_metric, Artifact
+
+    @track
+    def step(i: int) -> Artifact:
+        log_metric("loss", 1.0 / (i + 1), step=i)
+        return Artifact(f"mem://out/{i}", type="Out")
+
+    with run("killed"):
+        i = 0
+        while True:
+            step(i)
+            print(i, flush=True)
+            i += 1
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkilled_process_leaves_events_that_flush_delivers_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    spool = tmp_path / "spool.db"
+    env = _env(transport="embedded", store_url=url, spool_path=str(spool), relay_interval_ms="600000")
+    script = tmp_path / "train.py"
+    script.write_text(KILLED_SCRIPT)
+    with subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        done = -1
+        for line in proc.stdout:
+            done = int(line)
+            if done >= 50:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    journals = list((tmp_path / "spool.db.journal").glob("*.log"))
+    written = [r[0] for p in journals for r in journal.read_from(p, 0)[0]]
+    assert len(written) >= 4 * (done + 1)  # the events survived the kill
+
+    for key, value in env.items():
+        if key.startswith("METATRAIL_"):
+            monkeypatch.setenv(key, value)
+    assert cli_main(["flush", "--timeout", "60"]) == 0
+    assert cli_main(["flush", "--json"]) == 0  # nothing left, nothing delivered twice
+    assert not list((tmp_path / "spool.db.journal").glob("*.log"))
+
+    applied = _count(url, select(func.count()).select_from(AppliedEventRow))
+    assert applied == len(set(written)) == len(written)  # every event, once
+    completed = _count(url, select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE"))
+    assert completed >= done + 1
+    metrics = _count(url, select(func.count()).select_from(MetricRow))
+    assert metrics == _count(url, select(func.count(func.distinct(MetricRow.step)))) >= done + 1
+
+
+@track
+def child_work(i: int) -> Artifact:
+    log_metric("child", float(i))
+    return Artifact(f"mem://child/{i}", type="Out")
+
+
+def _noisy(stop: threading.Event) -> None:
+    with run("noise"):
+        while not stop.is_set():
+            log_metric("noise", 1.0)
+
+
+def test_forked_children_record_without_corrupting_or_deadlocking(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    producer.configure(transport="embedded", store_url=url, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=20)
+    stop = threading.Event()
+    noise = producer.Thread(target=_noisy, args=(stop,), daemon=True)
+    noise.start()  # another thread keeps the spool and its locks busy while we fork
+    try:
+        with run("forked"):
+            child_work(-1)
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(2) as pool:
+                outputs = pool.map_async(child_work, range(8)).get(timeout=60)
+        stop.set()
+        noise.join(10)
+        assert [a.uri for a in outputs] == [f"mem://child/{i}" for i in range(8)]
+        assert producer.flush(60)
+        # the children's journals are recovered once they are gone
+        deadline = time.monotonic() + 30
+        done_stmt = select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE")
+        while _count(url, done_stmt) < 9 and time.monotonic() < deadline:
+            producer.flush(5)
+        assert _count(url, done_stmt) == 9
+        assert _count(url, select(func.count()).select_from(MetricRow).where(MetricRow.key == "child")) == 9
+        with sqlite3.connect(tmp_path / "spool.db") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        stop.set()
+        emitter.shutdown(5)
+
+
+def test_spool_full_policies_say_what_they_do(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    records = [(str(i).rjust(36, "0"), "k" * 36, b"x" * 2000) for i in range(50)]
+    warn = Spool(tmp_path / "warn.db", max_bytes=10_000, full_policy="warn")
+    with caplog.at_level(logging.WARNING, logger="metatrail.producer"):
+        for r in records:
+            warn.append([r])
+        warn.ingest()
+        warn.enforce_bound()
+        warn.append([records[0]])
+    assert "over METATRAIL_SPOOL_MAX_BYTES=10000" in caplog.text and "still recording" in caplog.text
+    assert warn.pending() == 51  # nothing dropped
+    warn.close()
+
+    caplog.clear()
+    drop = Spool(tmp_path / "drop.db", max_bytes=40_000, full_policy="drop_oldest")
+    with caplog.at_level(logging.WARNING, logger="metatrail.producer"):
+        for r in records:
+            drop.append([r])
+        drop.ingest()
+        dropped = drop.enforce_bound()
+    assert dropped > 0 and drop.stats()["dropped"] == dropped
+    assert f"dropped the {dropped} oldest undelivered events" in caplog.text
+    assert drop.read_batch(1)[0].event_id == records[dropped][0]  # the oldest went first
+    drop.close()
+
+    refuse = Spool(tmp_path / "raise.db", max_bytes=10_000, full_policy="raise")
+    for r in records[:5]:  # 5 x 2 kB: the last one crosses the bound, and is kept
+        refuse.append([r])
+    with pytest.raises(SpoolFullError, match="over METATRAIL_SPOOL_MAX_BYTES"):
+        refuse.append([records[11]])
+    refuse.close()
+
+
+def test_strict_mode_raises_and_default_mode_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    producer.configure(transport="file", spool_path=tmp_path / "spool.db", strict=True)
+    try:
+        with pytest.raises(MetatrailError, match="outside a tracked call"):
+            log_metric("orphan", 1.0)
+        producer.configure(transport="file", spool_path=tmp_path / "spool.db", strict=False)
+        with caplog.at_level(logging.ERROR, logger="metatrail.producer"):
+            log_metric("orphan", 1.0)  # returns quietly
+        assert "outside a tracked call" in caplog.text
+    finally:
+        emitter.shutdown(2)
+
+
+def test_recording_errors_never_reach_user_code(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    producer.configure(transport="file", spool_path=tmp_path / "spool.db", spool_max_bytes=1, spool_full_policy="raise")
+    try:
+        emitter.get().spool._over = True  # full: every emit is refused
+
+        @track
+        def f(x: int) -> int:
+            return x + 1
+
+        with caplog.at_level(logging.ERROR, logger="metatrail.producer"):
+            assert f(1) == 2
+        assert "SpoolFullError" in caplog.text
+    finally:
+        emitter.shutdown(1)
+
+
+def test_bad_settings_fail_at_configure_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="relay_batch_size"):
+        producer.configure(relay_batch_size=0)
+    monkeypatch.setenv("METATRAIL_TRANSPORT", "carrier-pigeon")
+    with pytest.raises(ConfigError, match="METATRAIL_TRANSPORT"):
+        producer.configure()
+    monkeypatch.delenv("METATRAIL_TRANSPORT")
+    with pytest.raises(ConfigError, match="METATRAIL_KAFKA_BOOTSTRAP"):
+        producer.configure(transport="kafka")
+
+
+def test_exit_warns_in_one_line_how_many_events_stay_spooled(tmp_path: Path) -> None:
+    script = "from producer import run, log_metric\nwith run('r'):\n    [log_metric('m', i) for i in range(5)]\n"
+    env = _env(
+        transport="kafka", kafka_bootstrap="127.0.0.1:9", spool_path=str(tmp_path / "spool.db"),
+        exit_flush_timeout_s="0.5",
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, timeout=60)
+    assert out.returncode == 0
+    lines = [ln for ln in out.stderr.decode().splitlines() if "remain spooled" in ln]
+    assert lines == [f"metatrail: 7 events remain spooled in {tmp_path / 'spool.db'} after 0.5s; "
+                     "the next run or `metatrail flush` delivers them"]
+
+
+def test_journal_detects_a_torn_tail() -> None:
+    data = journal.encode([("a" * 36, "b" * 36, b'{"x":1}'), ("c" * 36, "d" * 36, b'{"y":2}')])
+    records, used, torn = journal.decode(data[:-3])
+    assert [r[0] for r in records] == ["a" * 36] and torn and used < len(data)
+    records, used, torn = journal.decode(data)
+    assert len(records) == 2 and not torn and used == len(data)
+
+
+def test_public_api() -> None:
+    assert set(producer.__all__) >= {
+        "track", "run", "log_artifact", "log_metric", "log_metrics", "log_params", "Artifact",
+        "Dataset", "Model", "Metrics", "Schema", "Statistics", "configure", "flush", "propagate", "Thread",
+    }
+    for name in producer.__all__:
+        assert getattr(producer, name) is not None
