@@ -13,7 +13,6 @@ import typer
 from consumer.cli.app import app
 from consumer.cli.output import err_console
 from schemas.errors import ConfigError
-from schemas.settings import load_settings
 
 
 def _import_user_module(name: str) -> object:
@@ -43,9 +42,10 @@ def worker(
     from consumer.service.signals import stop_on_signals
     from consumer.worker.embedded import register_steps, resolve_steps, run_embedded
     from consumer.worker.lookup import shared_engine
+    from producer import emitter
     from producer.steps import steps_in
 
-    settings = load_settings()
+    settings = emitter.configure()  # the environment's settings, for this command's recording
     logging.getLogger("consumer.worker").setLevel(logging.DEBUG if verbose else logging.INFO)
     mod = _import_user_module(module)
     steps = steps_in(module)
