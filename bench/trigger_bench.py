@@ -80,13 +80,13 @@ def fill_store(url: str, executions: int) -> list[str]:
 
 
 def bench_cache_lookup(url: str, executions: int, lookups: int) -> dict[str, Any]:
-    from consumer.store.engine import open_engine, session_scope
-    from consumer.worker.lookup import find_cached_execution
+    from consumer.store.engine import session_scope
+    from consumer.worker.lookup import dispose_shared_engines, find_cached_execution, shared_engine
 
     t = time.perf_counter()
     fingerprints = fill_store(url, executions)
     fill_s = time.perf_counter() - t
-    engine = open_engine(url)
+    engine = shared_engine(url)  # the engine producer.cache.find_cached uses
     hits, misses = [], []
     rng = random.Random(7)
     try:
@@ -101,7 +101,7 @@ def bench_cache_lookup(url: str, executions: int, lookups: int) -> dict[str, Any
             (hits if i % 2 == 0 else misses).append(ms)
             assert (found is not None) == (i % 2 == 0)
     finally:
-        engine.dispose()
+        dispose_shared_engines()
     return {"executions": executions, "fill_s": round(fill_s, 1), "hit": summary(hits), "miss": summary(misses)}
 
 

@@ -6,6 +6,7 @@ warm start (``producer.latest``). Reads only; every function takes an open sessi
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -13,8 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from consumer.query.domain import Artifact
 from consumer.store.engine import open_engine
@@ -33,11 +35,15 @@ _engines_lock = threading.Lock()
 
 
 def shared_engine(url: str) -> Engine:
-    """One engine per store URL for this process (lookups are frequent and small)."""
+    """One engine per store URL for this process (lookups are frequent and small). Its
+    connections are pooled, SQLite files included (saves a connect per lookup)."""
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _engines[url] = open_engine(url)
+            kwargs: dict[str, Any] = {}
+            if url.startswith("sqlite"):
+                kwargs = {"poolclass": QueuePool, "pool_size": 4, "max_overflow": 8}
+            engine = _engines[url] = open_engine(url, **kwargs)
         return engine
 
 
@@ -49,7 +55,7 @@ def dispose_shared_engines() -> None:
         _engines.clear()
 
 
-def _property_value(row: ArtifactPropertyRow) -> Any:
+def _property_value(row: Any) -> Any:
     kind = row.value_type
     if kind == "int":
         return row.int_value
@@ -124,28 +130,43 @@ class CachedExecution:
     return_shape: dict[str, Any] | None = None
 
 
+@functools.cache
+def _cache_statements() -> tuple[Any, Any, Any]:
+    """The cache lookup's three statements, built once (bound parameters), so a lookup
+    costs their execution only: this is on the path of every ``@track(cache=True)`` call."""
+    x, e, a = ExecutionRow.__table__, EdgeRow.__table__, ArtifactRow.__table__
+    newest_runs = (
+        select(x.c.id, x.c.created_at)
+        .where(x.c.fingerprint == bindparam("fingerprint"), x.c.state == "COMPLETE")
+        .order_by(x.c.created_at.desc(), x.c.id.desc())
+        .limit(bindparam("candidates"))
+        .subquery()
+    )
+    runs = (
+        select(newest_runs.c.id.label("execution_id"), e.c.role, a)
+        .select_from(newest_runs)
+        .outerjoin(e, and_(e.c.execution_id == newest_runs.c.id, e.c.direction == "OUTPUT"))
+        .outerjoin(a, a.c.id == e.c.artifact_id)
+        .order_by(newest_runs.c.created_at.desc(), newest_runs.c.id.desc(), e.c.role, e.c.artifact_id)
+    )
+    p = ArtifactPropertyRow.__table__
+    props = select(p).where(p.c.node_id.in_(bindparam("ids", expanding=True)))
+    xp = ExecutionPropertyRow.__table__
+    shape = select(xp.c.json_value).where(
+        xp.c.node_id == bindparam("execution_id"), xp.c.is_custom.is_(True), xp.c.name == "return_shape"
+    )
+    return runs, props, shape
+
+
 def find_cached_execution(
     session: Session, fingerprint: str, *, candidates: int = 5
 ) -> CachedExecution | None:
     """The newest COMPLETE execution with this fingerprint whose outputs are all reusable;
-    None when there is none. Looks at the
-    ``candidates`` newest matches only, in one indexed query (fingerprint, state), plus one
-    for the chosen outputs' properties."""
-    newest_runs = (
-        select(ExecutionRow.id, ExecutionRow.created_at)
-        .where(ExecutionRow.fingerprint == fingerprint, ExecutionRow.state == "COMPLETE")
-        .order_by(ExecutionRow.created_at.desc(), ExecutionRow.id.desc())
-        .limit(candidates)
-        .subquery()
-    )
-    a = ArtifactRow.__table__
-    rows = session.execute(
-        select(newest_runs.c.id.label("execution_id"), EdgeRow.role, a)
-        .select_from(newest_runs)
-        .outerjoin(EdgeRow, and_(EdgeRow.execution_id == newest_runs.c.id, EdgeRow.direction == "OUTPUT"))
-        .outerjoin(a, a.c.id == EdgeRow.artifact_id)
-        .order_by(newest_runs.c.created_at.desc(), newest_runs.c.id.desc(), EdgeRow.role, EdgeRow.artifact_id)
-    ).all()
+    None when there is none. Looks at the ``candidates`` newest matches only, in one
+    indexed query (fingerprint, state), plus two for the chosen one's details."""
+    runs, props_stmt, shape_stmt = _cache_statements()
+    conn = session.connection()
+    rows = conn.execute(runs, {"fingerprint": fingerprint, "candidates": candidates}).all()
     by_run: dict[str, list[Any]] = {}
     for row in rows:
         by_run.setdefault(row.execution_id, []).append(row)
@@ -153,21 +174,19 @@ def find_cached_execution(
         if outputs[0].role is None:  # no OUTPUT edge at all: nothing to reuse
             continue
         stored = [(_artifact_of(r), r.role) for r in outputs]
-        if all(art is not None and reusable(art) for art, _ in stored):
-            props = _properties(session, [art.id for art, _ in stored if art is not None])
-            shape = session.scalar(
-                select(ExecutionPropertyRow.json_value).where(
-                    ExecutionPropertyRow.node_id == execution_id,
-                    ExecutionPropertyRow.is_custom.is_(True),
-                    ExecutionPropertyRow.name == "return_shape",
-                )
-            )
-            outs = [
-                (replace(art, properties=props[art.id][0], custom_properties=props[art.id][1]), role)
-                for art, role in stored
-                if art is not None
-            ]
-            return CachedExecution(execution_id, outs, shape if isinstance(shape, dict) else None)
+        if not all(art is not None and reusable(art) for art, _ in stored):
+            continue
+        ids = [art.id for art, _ in stored if art is not None]
+        props: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {i: ({}, {}) for i in ids}
+        for p in conn.execute(props_stmt, {"ids": ids}):
+            props[p.node_id][1 if p.is_custom else 0][p.name] = _property_value(p)
+        shape = conn.execute(shape_stmt, {"execution_id": execution_id}).scalar()
+        outs = [
+            (replace(art, properties=props[art.id][0], custom_properties=props[art.id][1]), role)
+            for art, role in stored
+            if art is not None
+        ]
+        return CachedExecution(execution_id, outs, shape if isinstance(shape, dict) else None)
     return None
 
 
@@ -179,14 +198,6 @@ def _artifact_of(row: Any) -> Artifact | None:
         version=row.version, state_reason=row.state_reason, is_placeholder=row.is_placeholder,
         created_at=row.created_at, updated_at=row.updated_at,
     )
-
-
-def _properties(session: Session, ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    props: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {i: ({}, {}) for i in ids}
-    if ids:
-        for p in session.scalars(select(ArtifactPropertyRow).where(ArtifactPropertyRow.node_id.in_(list(ids)))):
-            props[p.node_id][1 if p.is_custom else 0][p.name] = _property_value(p)
-    return props
 
 
 def newest_artifact(session: Session, type_name: str, pipeline: str | None = None) -> Artifact | None:
