@@ -28,6 +28,10 @@ def parse_event(raw: bytes | str | dict[str, Any], *, max_bytes: int = MAX_EVENT
         size = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
         if size > max_bytes:
             raise EventValidationError(f"event is {size} bytes, larger than the limit of {max_bytes}")
+        try:  # fast path: pydantic-core parses and validates in one pass
+            return _ADAPTER.validate_json(raw)
+        except (ValidationError, ValueError):
+            pass  # diagnose below, with a message that names the fault
         try:
             data: Any = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

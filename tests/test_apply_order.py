@@ -3,6 +3,7 @@ duplicates, in any batch split, yields the same graph — on every backend."""
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -139,7 +140,7 @@ def _apply_in_batches(engine: Engine, events: list[Any], rng: random.Random) -> 
 
 
 @settings(
-    max_examples=300,
+    max_examples=int(os.environ.get("METATRAIL_TEST_EXAMPLES", "300")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -21,16 +21,8 @@ from sqlalchemy.orm import Session
 from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
 from consumer.apply.plan import Plan, build_plan, widen, pick_description
 from consumer.apply.report import ApplyReport
-from consumer.apply.writer import (
-    existing_keys,
-    insert_ignore,
-    insert_keep_min,
-    insert_rows,
-    load_by_composite,
-    load_rows,
-    load_rows_by,
-    update_rows,
-)
+from consumer.apply.bulk import write
+from consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
 from consumer.store.engine import session_scope
 from consumer.store.models import (
     AppliedEventRow,
@@ -59,7 +51,6 @@ _NODE_TABLES = {
     "artifact": (ArtifactRow.__table__, ArtifactPropertyRow.__table__),
     "execution": (ExecutionRow.__table__, ExecutionPropertyRow.__table__),
 }
-_PROPERTY_KEYS = ("node_id", "is_custom", "name")
 
 
 def apply_events(engine: Engine, events: Sequence[Event]) -> ApplyReport:
@@ -88,7 +79,7 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
     try:
         _write_plan(session, plan, report)
         now = datetime.now(timezone.utc)
-        insert_rows(
+        write(
             session,
             AppliedEventRow.__table__,
             [
@@ -109,29 +100,18 @@ def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
         _write_properties(session, kind, plan)
     _write_types(session, plan)
     _write_steps(session, plan, report)
-    insert_ignore(
-        session, ParentContextRow.__table__, [{"context_id": c, "parent_id": p} for c, p in sorted(plan.parents)]
-    )
-    insert_ignore(
-        session,
-        AttributionRow.__table__,
-        [{"context_id": c, "artifact_id": a} for c, a in sorted(plan.attributions)],
-    )
-    insert_ignore(
-        session,
-        AssociationRow.__table__,
-        [{"context_id": c, "execution_id": x} for c, x in sorted(plan.associations)],
-    )
-    insert_keep_min(
-        session,
-        EdgeRow.__table__,
-        [
-            {"execution_id": x, "direction": d, "artifact_id": a, "role": r, "created_at": t}
-            for (x, d, a, r), t in sorted(plan.edges.items())
-        ],
-        "created_at",
-    )
-    insert_rows(session, MetricRow.__table__, plan.metrics)
+    parents = [{"context_id": c, "parent_id": p} for c, p in sorted(plan.parents)]
+    write(session, ParentContextRow.__table__, parents, "ignore")
+    attributions = [{"context_id": c, "artifact_id": a} for c, a in sorted(plan.attributions)]
+    write(session, AttributionRow.__table__, attributions, "ignore")
+    associations = [{"context_id": c, "execution_id": x} for c, x in sorted(plan.associations)]
+    write(session, AssociationRow.__table__, associations, "ignore")
+    edges = [
+        {"execution_id": x, "direction": d, "artifact_id": a, "role": r, "created_at": t}
+        for (x, d, a, r), t in sorted(plan.edges.items())
+    ]
+    write(session, EdgeRow.__table__, edges, "keep_min", min_column="created_at")
+    write(session, MetricRow.__table__, plan.metrics)
 
 
 def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -> None:
@@ -151,8 +131,8 @@ def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -
             updates.append(after)
         if kind == "artifact" and after["state"] == "LIVE" and (before is None or before["state"] != "LIVE"):
             report.live_artifact_ids.append(node_id)
-    insert_rows(session, table, inserts)
-    update_rows(session, table, ["id"], updates)
+    write(session, table, inserts)
+    write(session, table, updates, "replace")
 
 
 def _write_properties(session: Session, kind: str, plan: Plan) -> None:
@@ -173,8 +153,8 @@ def _write_properties(session: Session, kind: str, plan: Plan) -> None:
             inserts.append(property_row(key, prop))
         elif property_wins(prop, row):
             updates.append(property_row(key, prop))
-    insert_rows(session, table, inserts)
-    update_rows(session, table, _PROPERTY_KEYS, updates)
+    write(session, table, inserts)
+    write(session, table, updates, "replace")
 
 
 def _write_types(session: Session, plan: Plan) -> None:
@@ -197,8 +177,8 @@ def _write_types(session: Session, plan: Plan) -> None:
         }
         if merged != row:
             updates.append(merged)
-    insert_rows(session, table, inserts)
-    update_rows(session, table, ["kind", "name"], updates)
+    write(session, table, inserts)
+    write(session, table, updates, "replace")
 
 
 def _write_steps(session: Session, plan: Plan, report: ApplyReport) -> None:
@@ -216,5 +196,5 @@ def _write_steps(session: Session, plan: Plan, report: ApplyReport) -> None:
         elif after != before:
             updates.append(after)
         report.registered_step_ids.append(step_id)
-    insert_rows(session, table, inserts)
-    update_rows(session, table, ["id"], updates)
+    write(session, table, inserts)
+    write(session, table, updates, "replace")

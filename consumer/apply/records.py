@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from consumer.apply.applier import apply_in_session
 from consumer.apply.report import ApplyReport, DeadLetter, RawRecord
-from consumer.apply.writer import insert_ignore
+from consumer.apply.bulk import write
 from consumer.store.engine import session_scope
 from consumer.store.models import DeadLetterRow
 from schemas.errors import EventValidationError, StoreError
@@ -104,7 +104,7 @@ def write_dead_letters(session: Session, items: Sequence[tuple[RawRecord, DeadLe
                 "replay_result": None,
             }
         )
-    insert_ignore(session, DeadLetterRow.__table__, rows, noop_column="source_key")
+    write(session, DeadLetterRow.__table__, rows, "ignore")
 
 
 def _dead_letter(record: RawRecord, reason: str) -> DeadLetter:

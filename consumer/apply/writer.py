@@ -1,13 +1,12 @@
-"""Set-based writes that differ per dialect: locked loads, bulk inserts and updates, and
-upserts (SQLite and PostgreSQL ``ON CONFLICT``, MySQL ``ON DUPLICATE KEY UPDATE``)."""
+"""Set-based reads of the rows a batch will merge into, locked where the backend locks
+rows (the writes are in ``consumer.apply.bulk``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, tuple_, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.orm import Session
 
 #: Ids per IN (...) list: far below every backend's parameter limit.
@@ -57,72 +56,6 @@ def existing_keys(session: Session, table: Table, key: str, ids: Iterable[str]) 
     for part in chunks(ordered):
         found.update(session.execute(select(table.c[key]).where(table.c[key].in_(part))).scalars())
     return found
-
-
-def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(table), list(rows))
-
-
-def update_rows(session: Session, table: Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE by primary key, every row setting the same columns (one executemany)."""
-    if not rows:
-        return
-    columns = [c for c in rows[0] if c not in keys]
-    stmt = (
-        update(table)
-        .where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys)))
-        .values({c: bindparam(f"v_{c}") for c in columns})
-    )
-    params = [
-        {**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows
-    ]
-    session.execute(stmt, params)
-
-
-def insert_ignore(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], noop_column: str | None = None
-) -> None:
-    """Insert rows, leaving those that hit any unique key untouched (set semantics).
-
-    MySQL has no "do nothing": a no-op assignment of ``noop_column`` (default: the first
-    primary-key column) stands in for it.
-    """
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing()
-    else:
-        column = noop_column or next(iter(table.primary_key.columns)).name
-        ins = mysql.insert(table)
-        stmt = ins.on_duplicate_key_update({column: table.c[column]})
-    session.execute(stmt, list(rows))
-
-
-def insert_keep_min(session: Session, table: Table, rows: Sequence[dict[str, Any]], column: str) -> None:
-    """Insert rows; on a key conflict keep the smaller ``column`` value (order-insensitive)."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    keys = [c.name for c in table.primary_key.columns]
-    existing = table.c[column]
-    if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        stmt: Any = pg.on_conflict_do_update(
-            index_elements=keys, set_={column: func.least(existing, pg.excluded[column])}
-        )
-    elif dialect == "sqlite":
-        lite = sqlite.insert(table)
-        stmt = lite.on_conflict_do_update(
-            index_elements=keys, set_={column: func.min(existing, lite.excluded[column])}
-        )
-    else:
-        my = mysql.insert(table)
-        stmt = my.on_duplicate_key_update({column: func.least(existing, my.inserted[column])})
-    session.execute(stmt, list(rows))
 
 
 def load_by_composite(

@@ -17,7 +17,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from schemas.errors import ConfigError, StoreError, TransientStoreError
 
@@ -62,7 +61,6 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
     in_memory = not database or database == ":memory:" or database.startswith("file::memory")
     if not in_memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("poolclass", NullPool)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
     @event.listens_for(engine, "connect")

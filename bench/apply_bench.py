@@ -1,0 +1,186 @@
+"""Apply throughput on SQLite, PostgreSQL and MariaDB, with MLMD beside it in one run.
+
+Applies a synthetic pipeline workload (bench/workload.py) from serialized bytes through
+``apply_records`` (validation included) in batches, into a fresh migrated store per
+backend. Prints events/s and records/s (artifacts + executions + edges, MLMD's sense),
+the median of --repeats runs, and writes bench/results/apply.json.
+
+    python bench/apply_bench.py [--runs 2000] [--batch 500] [--repeats 3] [--mlmd-runs 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench.workload import STEPS, records_in, run_events  # noqa: E402
+from consumer.apply import RawRecord, apply_records  # noqa: E402
+from consumer.store.engine import open_engine  # noqa: E402
+from consumer.store.migrate import upgrade  # noqa: E402
+from schemas import dump_event  # noqa: E402
+
+SERVERS = {
+    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test",
+}
+RESULTS = Path(__file__).parent / "results" / "apply.json"
+
+
+def fresh_store(backend: str, scratch: Path) -> tuple[str, object]:
+    """A migrated empty store and a cleanup callable."""
+    if backend == "sqlite":
+        path = scratch / f"{uuid.uuid4().hex}.db"
+        url = f"sqlite:///{path}"
+        return url, lambda: [p.unlink() for p in scratch.glob(f"{path.name}*")]
+    admin = create_engine(SERVERS[backend], isolation_level="AUTOCOMMIT")
+    name = f"mt_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name}" + (" WITH (FORCE)" if backend == "postgresql" else "")))
+        admin.dispose()
+
+    return url, drop
+
+
+def measure(backend: str, payloads: list[bytes], batch: int, scratch: Path) -> float:
+    """Seconds to apply every payload in batches into a fresh store."""
+    url, cleanup = fresh_store(backend, scratch)
+    engine = open_engine(url)
+    upgrade(engine)
+    records = [RawRecord(p, f"bench:{i}") for i, p in enumerate(payloads)]
+    start = time.perf_counter()
+    for i in range(0, len(records), batch):
+        report = apply_records(engine, records[i : i + batch])
+        assert report.dead_lettered == 0
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    cleanup()  # type: ignore[operator]
+    return elapsed
+
+
+def mlmd_records_per_s(runs: int, rng: random.Random, scratch: Path, batched_runs: int = 1) -> dict[str, float] | None:
+    """MLMD recording the same runs the way TFX does: one put_execution per component
+    (execution, its input/output artifacts and events, its contexts), SQLite file."""
+    try:
+        from ml_metadata import metadata_store
+        from ml_metadata.proto import metadata_store_pb2 as pb
+    except ImportError:
+        return None
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(scratch / f"mlmd-{uuid.uuid4().hex}.db")
+    config.sqlite.connection_mode = 3
+    store = metadata_store.MetadataStore(config)
+    type_ids = {}
+    for name in ("Examples", "TransformGraph", "Model", "ModelEvaluation"):
+        t = pb.ArtifactType(name=name)
+        t.properties["split"] = pb.STRING
+        t.properties["size_bytes"] = pb.INT
+        type_ids[name] = store.put_artifact_type(t)
+    exec_types = {}
+    for step in STEPS:
+        t = pb.ExecutionType(name=step)
+        t.properties["seed"] = pb.INT
+        exec_types[step] = store.put_execution_type(t)
+    ctx_type = store.put_context_type(pb.ContextType(name="Run"))
+    outputs = {"ExampleGen": "Examples", "Transform": "TransformGraph", "Trainer": "Model", "Evaluator": "ModelEvaluation"}
+    inputs_of = {"ExampleGen": [], "Transform": ["ExampleGen"], "Trainer": ["ExampleGen", "Transform"], "Evaluator": ["ExampleGen", "Trainer"]}
+    records = 0
+    executions = 0
+    start = time.perf_counter()
+    for index in range(runs):
+        ctx = pb.Context(type_id=ctx_type, name=f"run-{index}-{uuid.uuid4().hex[:6]}")
+        [ctx_id] = store.put_contexts([ctx])
+        ctx.id = ctx_id
+        produced: dict[str, pb.Artifact] = {}
+        for step in STEPS:
+            execution = pb.Execution(type_id=exec_types[step], last_known_state=pb.Execution.COMPLETE)
+            execution.properties["seed"].int_value = index
+            pairs = []
+            for src in inputs_of[step]:
+                ev = pb.Event(type=pb.Event.INPUT)
+                pairs.append((produced[src], ev))
+            art = pb.Artifact(type_id=type_ids[outputs[step]], uri=f"s3://b/{index}/{step}", state=pb.Artifact.LIVE)
+            art.properties["split"].string_value = "train"
+            art.properties["size_bytes"].int_value = rng.randint(1, 10**9)
+            pairs.append((art, pb.Event(type=pb.Event.OUTPUT)))
+            _, art_ids, _ = store.put_execution(execution, pairs, [ctx])
+            art.id = art_ids[-1]
+            produced[step] = art
+            records += 1 + 1 + len(pairs)  # execution + new artifact + events
+            executions += 1
+    elapsed = time.perf_counter() - start
+    return {"records_per_s": records / elapsed, "executions_per_s": executions / elapsed, "runs": runs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000, help="pipeline runs to apply")
+    parser.add_argument("--batch", type=int, default=500, help="events per transaction")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (median reported)")
+    parser.add_argument("--backends", default="sqlite,postgresql,mariadb")
+    parser.add_argument("--mlmd-runs", type=int, default=300, help="runs recorded through MLMD (0: skip)")
+    args = parser.parse_args()
+
+    rng = random.Random(7)
+    events = [e for i in range(args.runs) for e in run_events(i, rng)]
+    counts = records_in(events)
+    payloads = [dump_event(e) for e in events]
+    print(f"workload: {args.runs} runs, {len(events)} events, {counts['records']} records "
+          f"({counts['artifacts']} artifacts, {counts['executions']} executions, {counts['edges']} edges), "
+          f"batches of {args.batch}")
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        for backend in args.backends.split(","):
+            times = [measure(backend, payloads, args.batch, scratch) for _ in range(args.repeats)]
+            median = statistics.median(times)
+            row = {
+                "events_per_s": round(len(events) / median),
+                "records_per_s": round(counts["records"] / median),
+                "executions_per_s": round(counts["executions"] / median),
+                "seconds": [round(t, 3) for t in times],
+            }
+            results[backend] = row
+            print(f"{backend:>10}: {row['events_per_s']:>7} events/s  {row['records_per_s']:>7} records/s  "
+                  f"{row['executions_per_s']:>6} executions/s  (median of {args.repeats}: {median:.2f} s)")
+        mlmd = mlmd_records_per_s(args.mlmd_runs, rng, scratch) if args.mlmd_runs else None
+    if mlmd:
+        results["mlmd_sqlite"] = {k: round(v) for k, v in mlmd.items()}
+        print(f"  MLMD 1.17.1 (SQLite file, put_execution per component): {mlmd['records_per_s']:.0f} records/s, "
+              f"{mlmd['executions_per_s']:.0f} executions/s")
+        sqlite_row = results.get("sqlite")
+        if isinstance(sqlite_row, dict):
+            ratio = sqlite_row["records_per_s"] / mlmd["records_per_s"]
+            results["ratio_sqlite_vs_mlmd_records"] = round(ratio, 1)
+            print(f"  metatrail SQLite / MLMD records/s: {ratio:.1f}x")
+    else:
+        print("  MLMD not installed (pip install ml-metadata==1.17.1): comparison skipped")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "apply", "python": platform.python_version(), "cpus": os.cpu_count(),
+        "runs": args.runs, "events": len(events), "records": counts["records"], "batch": args.batch,
+        "repeats": args.repeats, "results": results,
+    }, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

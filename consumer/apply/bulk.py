@@ -1,0 +1,151 @@
+"""Fast multi-row writes: one ``INSERT ... VALUES (...), (...)`` per chunk of rows, with
+the conflict clause each dialect needs, executed on the driver directly.
+
+Why not plain SQLAlchemy executemany: its per-row parameter processing cost more than
+the database work (about 20 µs a row), and psycopg pipelines one statement per row. Here
+values are converted once per column by a converter chosen per column type, and a batch
+of 500 events (about 2,500 rows) takes a handful of round trips on every backend.
+
+Modes: ``insert`` (a key conflict is an error: a concurrent applier raced us),
+``ignore`` (set semantics), ``keep_min`` (on conflict keep the smaller value of one
+column), ``replace`` (on conflict overwrite every non-key column: how merged rows that
+already exist are written back).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Literal
+
+from sqlalchemy import Boolean, Table
+from sqlalchemy.orm import Session
+
+from consumer.store.types import JSONText, UTCDateTime
+
+Mode = Literal["insert", "ignore", "keep_min", "replace"]
+#: Bind parameters per statement: below PostgreSQL's 65,535 and SQLite's 32,766.
+MAX_PARAMS = 30_000
+
+
+def _utc_naive(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _utc_sqlite_text(value: datetime | None) -> str | None:
+    # The exact text SQLAlchemy's SQLite DATETIME stores and parses back.
+    if value is None:
+        return None
+    return f"{value.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S.%f}"
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _sqlite_bool(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _converter(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, UTCDateTime):
+        return _utc_sqlite_text if dialect == "sqlite" else _utc_naive
+    if isinstance(column_type, JSONText):
+        return _json_text
+    if isinstance(column_type, Boolean) and dialect != "postgresql":
+        return _sqlite_bool
+    return None
+
+
+@lru_cache(maxsize=256)
+def _plan(table: Table, columns: tuple[str, ...], dialect: str, mode: Mode, min_column: str | None) -> tuple[str, str, list[Any]]:
+    """(statement head, conflict clause, converters) for a table, columns and mode."""
+    quote = _quoter(dialect)
+    keys = [c.name for c in table.primary_key.columns]
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
+    non_keys = [c for c in columns if c not in keys]
+    if mode == "insert":
+        tail = ""
+    elif dialect in ("mysql", "mariadb"):
+        if mode == "ignore":
+            first = next(iter(keys)) if keys else columns[0]
+            tail = f" ON DUPLICATE KEY UPDATE {quote(first)} = {quote(first)}"
+        elif mode == "keep_min":
+            col = quote(min_column or "")
+            tail = f" ON DUPLICATE KEY UPDATE {col} = LEAST({col}, VALUES({col}))"
+        else:
+            tail = " ON DUPLICATE KEY UPDATE " + ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in non_keys)
+    else:
+        target = f"({', '.join(quote(k) for k in keys)})"
+        if mode == "ignore":
+            tail = " ON CONFLICT DO NOTHING"
+        elif mode == "keep_min":
+            col = quote(min_column or "")
+            least = "LEAST" if dialect == "postgresql" else "MIN"
+            tail = f" ON CONFLICT {target} DO UPDATE SET {col} = {least}({quote(table.name)}.{col}, excluded.{col})"
+        else:
+            tail = f" ON CONFLICT {target} DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in non_keys)
+    converters = [_converter(table.c[c].type, dialect) for c in columns]
+    return head, tail, converters
+
+
+@lru_cache(maxsize=256)
+def _unnest_select(table: Table, columns: tuple[str, ...]) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    pg = postgresql.dialect()
+    casts = [f"%s::{table.c[c].type.compile(dialect=pg)}[]" for c in columns]
+    return f"SELECT * FROM unnest({', '.join(casts)})"
+
+
+def _quoter(dialect: str) -> Callable[[str], str]:
+    if dialect in ("mysql", "mariadb"):
+        return lambda name: f"`{name}`"
+    return lambda name: f'"{name}"'
+
+
+def write(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    mode: Mode = "insert",
+    min_column: str | None = None,
+) -> None:
+    """Write ``rows`` (dicts with the same keys) to ``table`` inside the session's
+    transaction. Raises the driver's IntegrityError (wrapped by SQLAlchemy) on a key
+    conflict in ``insert`` mode."""
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect.name
+    columns = tuple(rows[0])
+    head, tail, converters = _plan(table, columns, dialect, mode, min_column)
+    paired = list(zip(columns, converters))
+    values = [
+        tuple(row[c] if conv is None else conv(row[c]) for c, conv in paired) for row in rows
+    ]
+    if dialect == "sqlite":
+        # No round trips to save: one prepared statement, executemany.
+        one_row = "(" + ", ".join(["?"] * len(columns)) + ")"
+        connection.exec_driver_sql(head + one_row + tail, values)
+        return
+    if dialect == "postgresql":
+        # One array per column, zipped back into rows by unnest(): a handful of
+        # parameters whatever the row count (psycopg parses placeholders in Python).
+        select = _unnest_select(table, columns)
+        arrays = tuple(list(column) for column in zip(*values))
+        connection.exec_driver_sql(head.removesuffix("VALUES ") + select + tail, arrays)
+        return
+    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    per_statement = max(1, MAX_PARAMS // len(columns))
+    for start in range(0, len(values), per_statement):
+        part = values[start : start + per_statement]
+        sql = head + ", ".join([one_row] * len(part)) + tail
+        flat = tuple(v for row in part for v in row)
+        connection.exec_driver_sql(sql, flat)
