@@ -38,15 +38,18 @@ __all__ = [
     "current_execution",
     "current_run",
     "flush",
+    "latest",
     "log_artifact",
     "log_metric",
     "log_metrics",
     "log_params",
     "propagate",
     "run",
+    "step",
     "track",
 ]
 
+#: Defined by the orchestration modules, imported on first use (they import this package).
 _LAZY = {"step": "producer.steps", "latest": "producer.steps"}
 
 

@@ -70,14 +70,36 @@ def serialize(event: BaseModel) -> bytes:
     return type(event).__pydantic_serializer__.to_json(event)
 
 
+_KEYS: dict[Any, str] = {}
+_ID_PREFIX = b'{"event_id":"'
+
+
 def partition_key(event: BaseModel) -> str:
     """Kafka key: the root run id, else the execution/context/artifact id, else the event id."""
     values = event.__dict__
-    for field in ("run_id", "execution_id", "context_id", "artifact_id"):
+    run_id = values.get("run_id")
+    if run_id is not None:
+        key = _KEYS.get(run_id)
+        if key is None:
+            if len(_KEYS) > 10_000:
+                _KEYS.clear()
+            key = _KEYS[run_id] = str(run_id)
+        return key
+    for field in ("execution_id", "context_id", "artifact_id"):
         value = values.get(field)
         if value is not None:
             return str(value)
     return str(values["event_id"])
+
+
+def record(event: BaseModel) -> tuple[str, str, bytes]:
+    """(event id, partition key, wire bytes): what the spool stores for an event."""
+    payload = type(event).__pydantic_serializer__.to_json(event)
+    if payload.startswith(_ID_PREFIX):  # the id is the first field: no UUID formatting
+        event_id = payload[13:49].decode("ascii")
+    else:
+        event_id = str(event.__dict__["event_id"])
+    return event_id, partition_key(event), payload
 
 
 def known_kinds() -> frozenset[str]:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from producer import digest
-from producer.build import partition_key, serialize
+from producer.build import record
 from producer.relay import Relay
 from producer.spool import Spool
 from producer.transports import make_transport
@@ -76,7 +76,7 @@ class Emitter:
 
     def emit(self, events: Sequence[Any]) -> None:
         """Spool ``events`` durably; raises on failure (the recorder decides what to do)."""
-        records = [(str(e.event_id), partition_key(e), serialize(e)) for e in events]
+        records = [record(e) for e in events]
         if self.strict:
             for _, _, payload in records:
                 parse_event(payload)

@@ -244,6 +244,7 @@ def test_public_api() -> None:
     assert set(producer.__all__) >= {
         "track", "run", "log_artifact", "log_metric", "log_metrics", "log_params", "Artifact",
         "Dataset", "Model", "Metrics", "Schema", "Statistics", "configure", "flush", "propagate", "Thread",
+        "step", "latest",
     }
     for name in producer.__all__:
         assert getattr(producer, name) is not None
