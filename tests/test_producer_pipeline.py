@@ -17,6 +17,7 @@ from consumer.store.models import (
     ArtifactRow,
     AssociationRow,
     AttributionRow,
+    ContextPropertyRow,
     ContextRow,
     EdgeRow,
     ExecutionPropertyRow,
@@ -236,3 +237,67 @@ def test_local_files_get_a_content_digest_and_the_same_content_the_same_id(store
     assert first.id == second.id
     (artifact,) = rows(store, ArtifactRow)
     assert artifact.digest == first.digest
+
+
+CALLS: list[str] = []
+
+
+@track(cache=True)
+def featurize(data: Dataset, scale: float = 1.0) -> tuple[Artifact, Artifact]:
+    CALLS.append(data.uri)
+    return Artifact("mem://features/train", type="Features"), Artifact("mem://features/stats", type="Stats")
+
+
+def test_cache_hit_skips_the_call_and_returns_the_same_shape(store: str) -> None:
+    CALLS.clear()
+    data = Dataset("data/cached.csv", digest="sha256:" + "ab" * 32)
+    first = featurize(data, scale=2.0)
+    second = featurize(Dataset("data/cached.csv", digest="sha256:" + "ab" * 32), scale=2.0)
+    third = featurize(data, scale=3.0)  # other parameters: runs again
+    assert CALLS == ["data/cached.csv", "data/cached.csv"]
+    assert isinstance(second, tuple) and len(second) == 2
+    assert [a.id for a in second] == [a.id for a in first]
+    assert third[0].id != first[0].id
+    execs = rows(store, ExecutionRow)
+    assert sorted(e.state for e in execs) == ["CACHED", "COMPLETE", "COMPLETE"]
+    (cached,) = [e for e in execs if e.state == "CACHED"]
+    (original,) = [e for e in execs if e.state == "COMPLETE" and e.fingerprint == cached.fingerprint]
+    assert cached.cached_from == original.id
+
+
+@track
+async def stream(n: int) -> Any:
+    for i in range(n):
+        await asyncio.sleep(0)
+        log_metric("streamed", i)
+        yield Artifact(f"mem://stream/{i}", type="Chunk")
+
+
+@run("decorated-run", pipeline="deco")
+def decorated_main() -> list[Artifact]:
+    async def consume() -> list[Artifact]:
+        return [a async for a in stream(2)]
+
+    producer.log_artifact(Artifact("mem://notes", type="Notes"))  # attributed to the run
+    return asyncio.run(consume())
+
+
+def test_run_decorator_async_generator_and_run_level_artifacts(store: str) -> None:
+    got = decorated_main()
+    assert [a.uri for a in got] == ["mem://stream/0", "mem://stream/1"]
+    (execution,) = rows(store, ExecutionRow)
+    assert execution.state == "COMPLETE" and execution.type == "stream"
+    run_ctx = str(context_id("Run", "decorated-run"))
+    attributed = {r.artifact_id for r in rows(store, AttributionRow) if r.context_id == run_ctx}
+    assert {a.id for a in rows(store, ArtifactRow)} == attributed
+    status = rows(store, ContextPropertyRow)
+    assert {(p.name, p.string_value) for p in status if p.name == "status"} == {("status", "COMPLETE")}
+
+
+def test_code_version_names_the_git_commit(store: str) -> None:
+    train(Dataset("data/git.csv"), epochs=1)
+    (execution,) = rows(store, ExecutionRow)
+    commit = execution.code_version["git_commit"]
+    assert commit is not None and len(commit) == 40 and int(commit, 16) >= 0
+    assert execution.code_version["qualname"] == "train"
+    assert isinstance(execution.code_version["git_dirty"], bool)
