@@ -12,6 +12,7 @@ from consumer.cli import query  # noqa: F401
 from consumer.cli import worker  # noqa: F401
 from consumer.cli import consume  # noqa: F401
 from consumer.cli import dlq  # noqa: F401
+from consumer.cli import status  # noqa: F401
 from consumer.cli import demo  # noqa: F401
 from consumer.cli import flush  # noqa: F401
 from consumer.cli.app import app
