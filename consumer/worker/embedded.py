@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from consumer.apply import retry_transient
 from consumer.store.migrate import upgrade
 from consumer.triggers.relay import relay_once
 from consumer.worker.lookup import shared_engine
@@ -150,10 +151,10 @@ def run_embedded(
     step_ids = runner.step_ids
     while True:
         _flush(settings)
-        relay_once(engine, queue, step_ids=step_ids)
+        retry_transient(lambda: relay_once(engine, queue, step_ids=step_ids), settings)
         request = queue.pop_due()
         if request is not None:
-            outcome = runner.handle(request)
+            outcome = retry_transient(lambda: runner.handle(request), settings)
             report.outcomes.append(outcome)
             if outcome.retry is not None:
                 queue.publish([outcome.retry])

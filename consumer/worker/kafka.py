@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from consumer.apply import retry_transient
 from consumer.triggers.kafka import KafkaTriggerPublisher, ensure_triggers_topic
 from consumer.worker.runner import Outcome, TriggerRunner
 from schemas.errors import EventValidationError, MetatrailError, TransientTransportError
@@ -102,7 +103,7 @@ class KafkaWorker:
         wait_s = self.runner.due_in_s(event)
         if wait_s > 0 and self._stopping.wait(wait_s):
             raise _Stopping
-        outcome = self.runner.handle(event)
+        outcome = retry_transient(lambda: self.runner.handle(event), self.settings)
         self.outcomes.append(outcome)
         if outcome.retry is not None:
             self._publish_retry(outcome.retry)

@@ -35,6 +35,7 @@ from consumer.store.models import TriggerClaimRow
 from consumer.triggers.relay import request_event
 from consumer.triggers.sql import insert_ignore
 from consumer.worker.lookup import execution_for_trigger, load_artifacts
+from schemas.errors import MetatrailError
 from schemas.events import TriggerRequested
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ class TriggerRunner:
             return execution_for_trigger(session, trigger, states)
 
     def _claim(self, trigger: str, attempt: int) -> bool:
+        """Claim (trigger, attempt). True when this worker holds an unfinished claim on it
+        (just inserted, or left by an earlier try of this same worker that failed on a
+        transient store error), so retrying ``handle`` never loses the trigger."""
         row = {
             "trigger_id": trigger,
             "attempt": attempt,
@@ -107,15 +111,23 @@ class TriggerRunner:
             "claimed_at": datetime.now(timezone.utc),
         }
         with session_scope(self._engine) as session:
-            return insert_ignore(session, TriggerClaimRow.__table__, row)  # type: ignore[arg-type]
+            if insert_ignore(session, TriggerClaimRow.__table__, row):  # type: ignore[arg-type]
+                return True
+            held = session.get(TriggerClaimRow, (trigger, attempt))
+            return held is not None and held.worker == row["worker"] and held.finished_at is None
 
     def _finish(self, trigger: str, attempt: int, status: str) -> None:
-        with session_scope(self._engine) as session:
-            session.execute(
-                update(TriggerClaimRow)
-                .where(TriggerClaimRow.trigger_id == trigger, TriggerClaimRow.attempt == attempt)
-                .values(finished_at=datetime.now(timezone.utc), outcome=status)
-            )
+        """Stamp the claim finished. Advisory (it ends a ``latest`` step's in-flight state
+        early), so a store error here is logged, not raised: the step must not rerun."""
+        try:
+            with session_scope(self._engine) as session:
+                session.execute(
+                    update(TriggerClaimRow)
+                    .where(TriggerClaimRow.trigger_id == trigger, TriggerClaimRow.attempt == attempt)
+                    .values(finished_at=datetime.now(timezone.utc), outcome=status)
+                )
+        except MetatrailError as exc:
+            log.warning("trigger %s: could not mark the claim finished: %s", trigger, exc)
 
     def handle(self, request: TriggerRequested) -> Outcome:
         """See :meth:`_handle`; also stamps the claim finished (when this worker won it)."""
