@@ -14,7 +14,8 @@ hyperparameters, loss, epochs, batch size and the other ``fit`` arguments); the 
 and validation data as INPUT artifacts (``Artifact``\\ s, file paths, objects with a
 ``name`` such as named datasets, numpy arrays with a sha256 digest of their bytes up to
 ``max_digest_bytes``); every epoch's logs as metrics with ``step = epoch`` (and every n
-batches, key ``batch/<name>``, step = global batch number); every file a
+batches, key ``batch/<name>``, step = global batch number; spooled in groups, at least
+once a second and at each epoch's end, so a batch costs a few microseconds); every file a
 ``keras.callbacks.ModelCheckpoint`` of the same fit writes, and the final model saved to
 ``model_dir`` (``log_model=True``), as OUTPUT ``Model`` artifacts with digests. An
 ``evaluate()`` given the callback afterwards is recorded as a ``keras.evaluate``
@@ -46,15 +47,21 @@ from typing import Any
 
 import keras
 
-from producer import recorder
+from producer import emitter, recorder
+from producer.build import build
 from producer.artifacts import Artifact, Dataset, Model
 from producer.context import RunScope
 from producer.recorder import ExecutionHandle
+from schemas.events import MetricsLogged
 
 log = logging.getLogger("metatrail.producer.keras")
 
 #: Arrays larger than this are recorded without a content digest (hashing would stall fit).
 DEFAULT_MAX_DIGEST_BYTES = 256 << 20
+#: Batch metrics are spooled as one event per this many points, or per this many seconds,
+#: and at every epoch's end (one event per batch would cost a spool append per batch).
+MAX_BUFFERED_POINTS = 2_000
+BATCH_FLUSH_S = 1.0
 _FIT_ARGS = (
     "batch_size", "epochs", "initial_epoch", "shuffle", "steps_per_epoch",
     "validation_split", "validation_steps", "validation_batch_size", "validation_freq",
@@ -108,6 +115,8 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._pending_epochs: list[tuple[int, dict[str, Any]]] = []
         self._seen_files: set[tuple[str, int, int]] = set()
         self._batches = 0
+        self._points: list[Any] = []
+        self._flushed_at = 0.0
         self._wrapped: dict[str, Any] = {}
         self._started_at = 0.0
 
@@ -131,14 +140,51 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._batches % self._every or self._rec is None:
             return
         try:
-            self._rec.log_metrics(_numbers(logs, "batch/"), step=self._batches)
+            self._points.extend(recorder.metric_points(_numbers(logs, "batch/"), self._batches))
+            if len(self._points) >= MAX_BUFFERED_POINTS or time.monotonic() - self._flushed_at >= BATCH_FLUSH_S:
+                self._flush_points()
         except Exception:
             log.warning("metatrail: batch metrics not recorded", exc_info=True)
+
+    def _flush_points(self) -> None:
+        """Spool the buffered batch metrics as one ``MetricsLogged`` event."""
+        points, self._points = self._points, []
+        self._flushed_at = time.monotonic()
+        rec = self._rec
+        if not points or rec is None:
+            return
+        try:
+            run_id = rec.scope.run_id if rec.scope is not None else None
+            emitter.emit([build(MetricsLogged, run_id=run_id, execution_id=rec.execution_id, points=points)])
+        except Exception as exc:
+            recorder.report("log_metrics", exc)
+
+    def _list_released(self, rec: ExecutionHandle) -> None:
+        """The fit's CallbackList is gone: if that fit never ended, it failed."""
+        if rec.done:
+            return
+        error = FitAborted("fit raised before on_train_end, outside a training step")
+        if rec is self._rec:
+            self._failed(error)
+        else:
+            _record_failure(rec, error)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Record the running fit FAILED with ``exc`` (after its buffered metrics)."""
+        rec = self._rec
+        if rec is None or rec.done:
+            return
+        try:
+            self._flush_points()
+            rec.fail(exc)
+        except Exception:
+            log.warning("metatrail: could not record the failed fit", exc_info=True)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._rec is None:
             return
         try:
+            self._flush_points()
             self._rec.log_metrics(_numbers(logs), step=epoch)
             self._pending_epochs.append((epoch, dict(logs or {})))
             self._scan_checkpoints()
@@ -223,6 +269,8 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._pending_epochs = []
         self.checkpoints = []
         self._started_at = time.time()
+        self._points = []
+        self._flushed_at = time.monotonic()
         args = self._caller_args("fit")
         cb_list = self._callback_list()
         self._checkpointers = [
@@ -235,7 +283,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         )
         self._wrap_step_functions()
         if cb_list is not None:
-            weakref.finalize(cb_list, _list_released, self._rec)
+            weakref.finalize(cb_list, self._list_released, self._rec)
 
     def _parameters(self, args: dict[str, Any]) -> dict[str, Any]:
         model = self.model
@@ -310,13 +358,11 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
             fn = getattr(model, attr, None)
             if fn is None or getattr(fn, "_metatrail_wrapped", False):
                 continue
-            rec = self._rec
-
             def guarded(*a: Any, __fn: Any = fn, **kw: Any) -> Any:
                 try:
                     return __fn(*a, **kw)
                 except BaseException as exc:
-                    _record_failure(rec, exc)
+                    self._failed(exc)
                     raise
 
             guarded._metatrail_wrapped = True  # type: ignore[attr-defined]
@@ -367,6 +413,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         rec = self._rec
         if rec is None or rec.done:
             return
+        self._flush_points()
         self._scan_checkpoints()
         if self.log_model:
             folder = self.model_dir or Path(tempfile.gettempdir(), "metatrail-models")
@@ -401,12 +448,6 @@ def _record_failure(rec: ExecutionHandle | None, exc: BaseException) -> None:
         rec.fail(exc)
     except Exception:
         log.warning("metatrail: could not record the failed fit", exc_info=True)
-
-
-def _list_released(rec: ExecutionHandle) -> None:
-    """The fit's CallbackList is gone: if the fit never ended, it failed."""
-    if not rec.done:
-        _record_failure(rec, FitAborted("fit raised before on_train_end, outside a training step"))
 
 
 def _numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float]:

@@ -1,0 +1,182 @@
+"""Added time of ``producer.keras.MetadataCallback`` per epoch and per batch.
+
+The same Keras 3 fit (PyTorch CPU backend, a dense model sized so an epoch takes about a
+second here) runs without the callback, with it (epoch metrics, inputs by digest, final
+model saved and recorded), and with batch logging on every batch, interleaved round by
+round so machine noise hits all three alike. Every fit carries the same epoch timer.
+Reported: median epoch time of each, the added time per epoch (and as a share of the
+epoch) and per batch, and — because a 1 % difference is within the noise of a shared
+machine — the time measured inside the callback's own hooks, which is the cost it adds
+to the training thread. Events go to the embedded store in a temporary folder (the
+relay applies them in a background thread, as in real use). Writes
+bench/results/keras.json.
+
+    python bench/keras_overhead.py [--rounds 5] [--epochs 3] [--rows 12800] [--batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from producer import emitter  # noqa: E402
+from producer.keras import MetadataCallback  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "keras.json"
+HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end", "on_train_batch_end")
+
+
+class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
+    """Wall time of each epoch (present in every variant)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+class TimedCallback(MetadataCallback):
+    """MetadataCallback whose hooks (and the step-function wrapper it installs) are timed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hook_s = 0.0
+        for name in HOOKS:
+            fn = getattr(self, name)
+            if name == "on_train_batch_end" and self.log_every_n_batches is None:
+                continue  # not installed: Keras skips it
+
+            def timed(*a: Any, __fn: Any = fn, **k: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return __fn(*a, **k)
+                finally:
+                    self.hook_s += time.perf_counter() - t0
+
+            setattr(self, name, timed)
+
+
+def build_model(width: int, features: int) -> Any:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((features,)),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ],
+        name="bench_model",
+    )
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit_once(model: Any, x: Any, y: Any, args: argparse.Namespace, cb: MetadataCallback | None) -> tuple[list[float], float]:
+    timer = EpochTimer()
+    callbacks = [timer] + ([cb] if cb is not None else [])
+    model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, shuffle=False, callbacks=callbacks)
+    return timer.seconds, getattr(cb, "hook_s", 0.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=12_800)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--no-write", action="store_true", help="Do not write the results file.")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="metatrail-keras-bench-"))
+    emitter.configure(transport="embedded", store_url=f"sqlite:///{scratch}/metadata.db", spool_path=scratch / "spool.db")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.rows, 32)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+    batches = -(-args.rows // args.batch)
+    model = build_model(args.width, x.shape[1])
+    model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0)  # warm-up (compiles, allocates)
+
+    variants = {
+        "without": lambda: None,
+        "callback": lambda: TimedCallback(model_dir=scratch / "models"),
+        "callback_batch_logging": lambda: TimedCallback(model_dir=scratch / "models", log_every_n_batches=1),
+    }
+    epochs: dict[str, list[float]] = {k: [] for k in variants}
+    hooks: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(args.rounds):
+        for name, make in variants.items():
+            seconds, hook_s = fit_once(model, x, y, args, make())
+            epochs[name].extend(seconds)
+            hooks[name].append(hook_s)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {statistics.median(v):.3f} s" for k, v in epochs.items()))
+    delivered = emitter.flush(60)
+
+    med = {k: statistics.median(v) for k, v in epochs.items()}
+    base = med["without"]
+    fits = args.rounds
+    result: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "setup": {
+            "rows": args.rows, "batch_size": args.batch, "batches_per_epoch": batches, "epochs_per_fit": args.epochs,
+            "rounds": args.rounds, "width": args.width, "params": int(model.count_params()),
+        },
+        "median_epoch_s": {k: round(v, 4) for k, v in med.items()},
+        "added_per_epoch_ms": {k: round((med[k] - base) * 1000, 2) for k in ("callback", "callback_batch_logging")},
+        "added_per_epoch_pct": {k: round((med[k] - base) / base * 100, 3) for k in ("callback", "callback_batch_logging")},
+        "added_per_batch_us_from_epoch_medians": round((med["callback_batch_logging"] - base) / batches * 1e6, 1),
+        # time spent inside the callback's hooks (incl. model save + fit start/end), per unit
+        "hook_time_per_epoch_ms": {
+            k: round(statistics.median(hooks[k]) / args.epochs * 1000, 3) for k in ("callback", "callback_batch_logging")
+        },
+        "hook_time_per_epoch_pct": {
+            k: round(statistics.median(hooks[k]) / args.epochs / base * 100, 3)
+            for k in ("callback", "callback_batch_logging")
+        },
+        "hook_time_per_batch_us_batch_logging": round(
+            statistics.median(hooks["callback_batch_logging"]) / (args.epochs * batches) * 1e6, 2
+        ),
+        "events_delivered": delivered,
+        "targets": {"added_per_epoch_pct": "< 1", "added_per_batch_us_batch_logging": "< 100"},
+    }
+    del fits
+    print()
+    print(f"epoch median (s): without {med['without']:.4f} | callback {med['callback']:.4f} | "
+          f"callback+batch logging {med['callback_batch_logging']:.4f}  ({batches} batches/epoch)")
+    for k in ("callback", "callback_batch_logging"):
+        print(f"{k:>24}: added per epoch {result['added_per_epoch_ms'][k]:+.2f} ms "
+              f"({result['added_per_epoch_pct'][k]:+.3f} %), time inside hooks "
+              f"{result['hook_time_per_epoch_ms'][k]:.3f} ms/epoch ({result['hook_time_per_epoch_pct'][k]:.3f} %)")
+    print(f"batch logging every batch: added per batch {result['added_per_batch_us_from_epoch_medians']:+.1f} µs "
+          f"(epoch medians), {result['hook_time_per_batch_us_batch_logging']:.2f} µs inside the hook")
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
