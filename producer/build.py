@@ -51,7 +51,8 @@ def build(cls: type[E], **values: Any) -> E:
     static, fresh = _defaults(cls)
     data = dict(static)
     for name, factory in fresh:
-        data[name] = factory()
+        if name not in values:
+            data[name] = factory()
     data["event_id"] = new_id()
     data["occurred_at"] = datetime.now(_UTC)
     data["producer"] = ProducerInfo.current()

@@ -69,6 +69,7 @@ class _Spec:
         self.cache = cache
         self.capture_args = capture_args
         self._code_version: CodeVersion | None = None
+        self._fingerprints: dict[Any, str] = {}
         self.sig = inspect.signature(fn)
         params = list(self.sig.parameters.values())
         self.positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -83,6 +84,22 @@ class _Spec:
         if self._code_version is None:
             self._code_version = code_version(self.fn)
         return self._code_version
+
+    def fingerprint(self, plain: dict[str, Any], inputs: list[tuple[Artifact, str]]) -> str:
+        """``fingerprint(...)``, memoised for calls whose parameters are all scalars."""
+        try:
+            key = (
+                tuple(sorted(plain.items())),
+                tuple((role, a.digest or a.resolve_id(as_output=False)) for a, role in inputs),
+            )
+            found = self._fingerprints.get(key)
+        except TypeError:  # unhashable parameter values
+            return fingerprint(self.type, source_hash(self.fn), plain, inputs)
+        if found is None:
+            if len(self._fingerprints) > 1024:
+                self._fingerprints.clear()
+            found = self._fingerprints[key] = fingerprint(self.type, source_hash(self.fn), plain, inputs)
+        return found
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self.simple and len(args) <= len(self.positional):
@@ -202,7 +219,7 @@ class _Call:
 def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
     try:
         inputs, typed_params, plain = _split(spec, spec.bind(args, kwargs))
-        fp = fingerprint(spec.type, source_hash(spec.fn), plain, inputs)
+        fp = spec.fingerprint(plain, inputs)
         if spec.cache:
             hit = _lookup(spec, fp, inputs, typed_params)
             if hit is not _MISS:
