@@ -65,6 +65,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop._on_revoked(set(lost), commit=False)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._loop.assigned = set(assigned)
         log.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
 
 
@@ -95,6 +96,8 @@ class ConsumeLoop:
         self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
         self.stats = ConsumeStats()
         self.started = threading.Event()
+        #: Partitions this member holds now (updated on every rebalance).
+        self.assigned: set[TopicPartition] = set()
 
     # --- control -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -249,6 +252,7 @@ class ConsumeLoop:
                 self._consumer.commit(offsets=mine)
         for tp in partitions:
             self._pending.pop(tp, None)
+        self.assigned -= partitions
         if partitions:
             log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
 
