@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from producer import digest
@@ -41,6 +42,7 @@ class Emitter:
     """Owns one spool, its relay and transport, for one ``Settings``."""
 
     def __init__(self, settings: Settings, *, journal: bool = True) -> None:
+        settings = _anchored(settings)
         self.settings = settings
         self.strict = settings.strict
         self.use_journal = journal
@@ -109,6 +111,20 @@ class Emitter:
         self._relay = None
         if self._spool is not None:
             self._spool.abandon_after_fork()
+
+
+def _anchored(settings: Settings) -> Settings:
+    """Relative local paths (spool, JSONL file, SQLite store) resolved against the working
+    directory NOW, so a later ``chdir`` does not move where this emitter writes."""
+    update: dict[str, Any] = {
+        "spool_path": settings.spool_path.absolute(),
+        "file_path": settings.file_path.absolute(),
+    }
+    url = settings.store_url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        update["store_url"] = prefix + str(Path(url[len(prefix):]).absolute())
+    return settings.model_copy(update=update)
 
 
 _ABANDONED: list[Any] = []
