@@ -254,39 +254,23 @@ class TriggerRequested(_Envelope):
     attempt: int = Field(default=0, ge=0, le=1_000_000)
 
 
-Event = Annotated[
-    Union[
-        TypeRegistered,
-        ContextUpserted,
-        ArtifactRecorded,
-        ArtifactStateChanged,
-        ExecutionStarted,
-        ExecutionCompleted,
-        ExecutionFailed,
-        ExecutionCached,
-        MetricsLogged,
-        StepRegistered,
-        TriggerRequested,
-    ],
-    Field(discriminator="kind"),
-]
+#: Every event model of this schema version, one per kind.
+EVENT_TYPES = (
+    TypeRegistered,
+    ContextUpserted,
+    ArtifactRecorded,
+    ArtifactStateChanged,
+    ExecutionStarted,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionCached,
+    MetricsLogged,
+    StepRegistered,
+    TriggerRequested,
+)
+Event = Annotated[Union[EVENT_TYPES], Field(discriminator="kind")]  # type: ignore[valid-type]
 
-#: kind -> model, for every kind of this schema version.
-EVENT_MODELS: dict[str, type[_Envelope]] = {
-    m.model_fields["kind"].default: m
-    for m in (
-        TypeRegistered,
-        ContextUpserted,
-        ArtifactRecorded,
-        ArtifactStateChanged,
-        ExecutionStarted,
-        ExecutionCompleted,
-        ExecutionFailed,
-        ExecutionCached,
-        MetricsLogged,
-        StepRegistered,
-        TriggerRequested,
-    )
-}
+#: kind -> model.
+EVENT_MODELS: dict[str, type[_Envelope]] = {m.model_fields["kind"].default: m for m in EVENT_TYPES}
 EVENT_KINDS: frozenset[str] = frozenset(EVENT_MODELS)
 EXECUTION_EVENT_TYPES = (ExecutionStarted, ExecutionCompleted, ExecutionFailed, ExecutionCached)

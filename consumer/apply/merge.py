@@ -57,16 +57,21 @@ def _max(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def merge_node(row: dict[str, Any], draft: NodeDraft) -> dict[str, Any]:
-    """The row after the draft: per field group the greatest stamp wins; created/updated
-    come from describing events once there are any, from references before that."""
-    merged = dict(row)
+def _take_newer_groups(merged: dict[str, Any], draft: NodeDraft) -> dict[str, Any]:
+    """Per field group, the value with the greater stamp wins (stored or drafted)."""
     stamps = dict(merged.get("field_stamps") or {})
     for name, stamp in draft.stamps.items():
         if stamp > stamps.get(name, ""):
             stamps[name] = stamp
             merged.update(draft.groups[name])
     merged["field_stamps"] = stamps
+    return merged
+
+
+def merge_node(row: dict[str, Any], draft: NodeDraft) -> dict[str, Any]:
+    """The row after the draft: per field group the greatest stamp wins; created/updated
+    come from describing events once there are any, from references before that."""
+    merged = _take_newer_groups(dict(row), draft)
     for column, value in draft.min_values.items():
         merged[column] = _min(merged.get(column), value)
     if draft.described_at:
@@ -84,13 +89,8 @@ def merge_node(row: dict[str, Any], draft: NodeDraft) -> dict[str, Any]:
 
 
 def merge_step(row: dict[str, Any] | None, step_id: str, draft: NodeDraft) -> dict[str, Any]:
-    merged: dict[str, Any] = dict(row) if row else {"id": step_id, "field_stamps": {}, "registered_at": None}
-    stamps = dict(merged.get("field_stamps") or {})
-    for name, stamp in draft.stamps.items():
-        if stamp > stamps.get(name, ""):
-            stamps[name] = stamp
-            merged.update(draft.groups[name])
-    merged["field_stamps"] = stamps
+    start: dict[str, Any] = dict(row) if row else {"id": step_id, "field_stamps": {}, "registered_at": None}
+    merged = _take_newer_groups(start, draft)
     if draft.described_at:
         merged["registered_at"] = _min(merged.get("registered_at"), min(draft.described_at))
     return merged
