@@ -262,8 +262,8 @@ def bench_kafka(workdir: Path, samples: int) -> dict[str, Any]:
         register_steps([react])
         emitter.flush(30)
         deadline = time.monotonic() + 60
-        from consumer.store.models import StepRow
         from consumer.store.engine import session_scope
+        from consumer.store.models import StepRow
 
         while time.monotonic() < deadline:  # the step is registered in the store
             with session_scope(engine, write=False) as s:

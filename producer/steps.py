@@ -162,7 +162,6 @@ class Step:
         converted to producer artifacts). The execution carries ``trigger_id``. Raises
         what the step raises (after ``@track`` recorded the failure)."""
         from producer.cache import to_producer_artifact
-
         from producer.runs import run
 
         args = {slot: to_producer_artifact(a) for slot, a in inputs.items()}

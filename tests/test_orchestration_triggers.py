@@ -14,7 +14,14 @@ from consumer.store.engine import session_scope
 from consumer.store.models import StepPendingRow, TriggerOutboxRow
 from consumer.triggers.candidates import PIPELINE_CONTEXT_TYPE
 from consumer.triggers.relay import fetch_unsent, mark_sent, relay_once
-from schemas.events import ArtifactRecorded, ContextUpserted, ExecutionCompleted, StepInput, StepRegistered, TriggerRequested
+from schemas.events import (
+    ArtifactRecorded,
+    ContextUpserted,
+    ExecutionCompleted,
+    StepInput,
+    StepRegistered,
+    TriggerRequested,
+)
 from schemas.ids import context_id, new_id, step_id, trigger_id
 from schemas.values import typed
 

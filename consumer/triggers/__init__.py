@@ -2,6 +2,12 @@
 transaction (``evaluate_triggers``) and the relay that publishes the trigger outbox."""
 
 from consumer.triggers.evaluate import evaluate_triggers
-from consumer.triggers.relay import RelayThread, TriggerPublisher, fetch_unsent, mark_sent, relay_once
+from consumer.triggers.relay import (
+    RelayThread,
+    TriggerPublisher,
+    fetch_unsent,
+    mark_sent,
+    relay_once,
+)
 
 __all__ = ["RelayThread", "TriggerPublisher", "evaluate_triggers", "fetch_unsent", "mark_sent", "relay_once"]

@@ -23,7 +23,13 @@ from sqlalchemy import Engine, and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from consumer.store.engine import session_scope
-from consumer.store.models import ExecutionRow, StepPendingRow, StepRow, TriggerClaimRow, TriggerOutboxRow
+from consumer.store.models import (
+    ExecutionRow,
+    StepPendingRow,
+    StepRow,
+    TriggerClaimRow,
+    TriggerOutboxRow,
+)
 from consumer.triggers.sql import insert_ignore
 from schemas.errors import MetatrailError
 from schemas.events import TriggerRequested

@@ -17,6 +17,7 @@ second run when they are re-requested.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import importlib
 import logging
@@ -154,7 +155,7 @@ def run_embedded(
         retry_transient(lambda: relay_once(engine, queue, step_ids=step_ids), settings)
         request = queue.pop_due()
         if request is not None:
-            outcome = retry_transient(lambda: runner.handle(request), settings)
+            outcome = retry_transient(functools.partial(runner.handle, request), settings)
             report.outcomes.append(outcome)
             if outcome.retry is not None:
                 queue.publish([outcome.retry])

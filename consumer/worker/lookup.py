@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlparse
 
