@@ -30,12 +30,11 @@ _DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], tuple[tuple[str, type], .
 def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[tuple[str, type], ...]]:
     cached = _DEFAULTS.get(cls)
     if cached is None:
-        static: dict[str, Any] = {}
+        static: dict[str, Any] = {}  # every field, in declaration order (the JSON order)
         fresh: list[tuple[str, type]] = []
         for name, field in cls.model_fields.items():
-            if field.default is not PydanticUndefined:
-                static[name] = field.default
-            elif field.default_factory in (list, dict):
+            static[name] = None if field.default is PydanticUndefined else field.default
+            if field.default_factory in (list, dict):
                 fresh.append((name, field.default_factory))  # type: ignore[arg-type]
         cached = (static, tuple(fresh))
         _DEFAULTS[cls] = cached

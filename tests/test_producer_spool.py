@@ -248,3 +248,15 @@ def test_public_api() -> None:
     }
     for name in producer.__all__:
         assert getattr(producer, name) is not None
+
+
+def test_hot_path_events_serialize_exactly_like_the_contract() -> None:
+    from producer.build import build, record
+    from schemas import dump_event, parse_event
+    from schemas.events import ExecutionCompleted
+    from schemas.ids import new_id
+
+    event = build(ExecutionCompleted, execution_id=new_id(), type="t", run_id=new_id())
+    event_id, key, payload = record(event)
+    assert payload == dump_event(parse_event(payload))  # same bytes as the contract writes
+    assert event_id == str(event.event_id) and key == str(event.run_id)
