@@ -334,3 +334,23 @@ def test_artifacts_outside_the_pipeline_do_not_trigger(embedded: str) -> None:
     assert calls["train"] == 0
 
 
+
+
+def test_a_step_does_not_trigger_on_its_own_outputs(embedded: str) -> None:
+    seen: list[str] = []
+
+    @track(name="ingest")
+    def ingest() -> Dataset:
+        return Dataset("mem://data/raw")
+
+    @step(inputs={"data": "Dataset"}, outputs=["Dataset"], pipeline="self")
+    def clean(data: Artifact) -> Dataset:
+        seen.append(data.uri)
+        return Dataset(f"{data.uri}+clean")
+
+    register_steps([clean])
+    with run("r", pipeline="self"):
+        ingest()
+    report = run_embedded([clean], timeout_s=60)
+    assert not report.timed_out
+    assert seen == ["mem://data/raw"]

@@ -11,10 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, true
+from sqlalchemy import ColumnElement, and_, exists, select, true
 from sqlalchemy.orm import Session
 
-from consumer.store.models import ArtifactRow, AttributionRow
+from consumer.store.models import (
+    ArtifactRow,
+    AttributionRow,
+    EdgeRow,
+    ExecutionRow,
+    TriggerOutboxRow,
+)
 from schemas.events import StepInput
 from schemas.ids import context_id
 
@@ -33,8 +39,23 @@ def filter_clause(text: str | None, dialect: str) -> ColumnElement[bool]:
     return Compiler(dialect).compile(parse_filter(text), ARTIFACT)
 
 
-def slot_clause(slot: StepInput, pipeline: str | None, dialect: str) -> ColumnElement[bool]:
-    """Every condition an artifact must meet to fill ``slot`` of a step in ``pipeline``."""
+def not_output_of(step: str) -> ColumnElement[bool]:
+    """The artifact is not an output of a triggered run of ``step``: a step whose output
+    type is also its input type (Dataset -> Dataset) must not trigger itself forever."""
+    x, o = ExecutionRow.__table__, TriggerOutboxRow.__table__
+    return ~exists().where(
+        EdgeRow.artifact_id == ArtifactRow.id,
+        EdgeRow.direction == "OUTPUT",
+        x.c.id == EdgeRow.execution_id,
+        o.c.trigger_id == x.c.trigger_id,
+        o.c.step_id == step,
+    )
+
+
+def slot_clause(
+    slot: StepInput, pipeline: str | None, dialect: str, step: str | None = None
+) -> ColumnElement[bool]:
+    """Every condition an artifact must meet to fill ``slot`` of ``step`` in ``pipeline``."""
     parts: list[ColumnElement[bool]] = [
         ArtifactRow.type == slot.type,
         ArtifactRow.state == "LIVE",
@@ -48,6 +69,8 @@ def slot_clause(slot: StepInput, pipeline: str | None, dialect: str) -> ColumnEl
                 select(AttributionRow.artifact_id).where(AttributionRow.context_id == ctx)
             )
         )
+    if step is not None:
+        parts.append(not_output_of(step))
     return and_(*parts)
 
 
@@ -56,24 +79,26 @@ def _dialect(session: Session) -> str:
 
 
 def matching(
-    session: Session, slot: StepInput, pipeline: str | None, ids: Sequence[str]
+    session: Session, slot: StepInput, pipeline: str | None, ids: Sequence[str], step: str | None = None
 ) -> list[ArtifactRow]:
     """The artifacts among ``ids`` that fit ``slot``, oldest first."""
     if not ids:
         return []
     rows = session.scalars(
         select(ArtifactRow)
-        .where(ArtifactRow.id.in_(list(ids)), slot_clause(slot, pipeline, _dialect(session)))
+        .where(ArtifactRow.id.in_(list(ids)), slot_clause(slot, pipeline, _dialect(session), step))
         .order_by(ArtifactRow.created_at, ArtifactRow.id)
     )
     return list(rows)
 
 
-def newest(session: Session, slot: StepInput, pipeline: str | None) -> ArtifactRow | None:
-    """The newest artifact that fits ``slot`` now, or None."""
+def newest(
+    session: Session, slot: StepInput, pipeline: str | None, step: str | None = None
+) -> ArtifactRow | None:
+    """The newest artifact that fits ``slot`` (of ``step``, when given) now, or None."""
     return session.scalars(
         select(ArtifactRow)
-        .where(slot_clause(slot, pipeline, _dialect(session)))
+        .where(slot_clause(slot, pipeline, _dialect(session), step))
         .order_by(ArtifactRow.created_at.desc(), ArtifactRow.id.desc())
         .limit(1)
     ).first()

@@ -18,7 +18,9 @@ Policies (``StepRegistered.policy``):
     Airflow's rule: a run when every slot has an artifact newer than the one the step's
     last trigger used (the first run needs one artifact per slot).
 
-A step triggers only on artifacts that become LIVE after it is registered (no backfill).
+A step triggers only on artifacts that become LIVE after it is registered (no backfill),
+and never on the outputs of its own triggered runs (a Dataset -> Dataset step would
+otherwise trigger itself forever).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def request_trigger(session: Session, step: StepRow, inputs: dict[str, str]) -> 
 def _newest_set(session: Session, step: StepRow, slots: dict[str, StepInput]) -> dict[str, str] | None:
     chosen: dict[str, str] = {}
     for name, slot in slots.items():
-        row = candidates.newest(session, slot, step.pipeline)
+        row = candidates.newest(session, slot, step.pipeline, step.id)
         if row is None:
             return None
         chosen[name] = row.id
@@ -84,13 +86,13 @@ def _each(session: Session, step: StepRow, slots: dict[str, StepInput], ids: Seq
     written = 0
     newest: dict[str, str | None] = {}
     for name, slot in slots.items():
-        for art in candidates.matching(session, slot, step.pipeline, ids):
+        for art in candidates.matching(session, slot, step.pipeline, ids, step.id):
             inputs: dict[str, str] = {name: art.id}
             for other, other_slot in slots.items():
                 if other == name:
                     continue
                 if other not in newest:
-                    row = candidates.newest(session, other_slot, step.pipeline)
+                    row = candidates.newest(session, other_slot, step.pipeline, step.id)
                     newest[other] = row.id if row is not None else None
                 chosen = newest[other]
                 if chosen is None:
@@ -141,7 +143,7 @@ def _all_new(session: Session, step: StepRow, slots: dict[str, StepInput]) -> in
 
 
 def _evaluate_step(session: Session, step: StepRow, slots: dict[str, StepInput], ids: Sequence[str]) -> int:
-    if not any(candidates.matching(session, s, step.pipeline, ids) for s in slots.values()):
+    if not any(candidates.matching(session, s, step.pipeline, ids, step.id) for s in slots.values()):
         return 0
     if step.policy == "latest":
         return _latest(session, step, slots)
