@@ -27,7 +27,9 @@ def _import_user_module(name: str) -> object:
 @app.command("worker")
 def worker(
     module: str = typer.Argument(..., help="Dotted module declaring @step functions, e.g. my_pipeline.steps."),
-    group: str | None = typer.Option(None, "--group", help="Consumer group (default <METATRAIL_KAFKA_GROUP>.workers)."),
+    group: str | None = typer.Option(
+        None, "--group", help="Consumer group (default <METATRAIL_KAFKA_GROUP>.workers.<MODULE>)."
+    ),
     idle_timeout_s: float | None = typer.Option(
         None, "--idle-timeout-s", help="Exit after this long without a trigger (default: run until stopped)."
     ),
@@ -35,8 +37,9 @@ def worker(
 ) -> None:
     """Register MODULE's steps, then run them when the lineage graph triggers them.
 
-    With METATRAIL_TRANSPORT=kafka: joins the worker group on <prefix>.triggers (several
-    workers share the load). Otherwise (embedded): takes triggers straight from the local
+    With METATRAIL_TRANSPORT=kafka: joins the module's worker group on <prefix>.triggers
+    (several workers of a module share the load; triggers of other modules' steps are
+    skipped). Otherwise (embedded): takes triggers straight from the local
     store. Stops cleanly on SIGTERM / SIGINT.
     """
     from consumer.service.signals import stop_on_signals
@@ -53,9 +56,11 @@ def worker(
         raise ConfigError(f"module {module!r} declares no @step functions")
     names = ", ".join(s.name for s in steps)
     if settings.transport == "kafka":
-        from consumer.worker.kafka import KafkaWorker
+        from consumer.worker.kafka import KafkaWorker, default_group
 
         register_steps(steps)
+        # One group per module: every module's workers see every trigger and run their own.
+        group = group or f"{default_group(settings)}.{module}"
         kafka_worker = KafkaWorker(settings, shared_engine(settings.store_url), steps, group=group)
         err_console.print(f"worker: steps {names} from {settings.triggers_topic} as group {kafka_worker.group}")
         with stop_on_signals(kafka_worker.stop):

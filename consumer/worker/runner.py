@@ -145,7 +145,7 @@ class TriggerRunner:
         step = self._steps.get(str(request.step_id))
         if step is None:
             out.status, out.detail = "unknown_step", f"step {request.step_name!r} is not served here"
-            log.warning("trigger %s: %s; skipping", trigger, out.detail)
+            log.debug("trigger %s: %s; skipping", trigger, out.detail)
             return out
         existing = self._done_already(trigger, attempt)
         if existing is not None:
