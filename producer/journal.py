@@ -50,13 +50,15 @@ def encode(records: Sequence[Record]) -> bytes:
     return b"".join(parts)
 
 
-def decode(data: bytes) -> tuple[list[Record], int, bool]:
-    """Frames of ``data``: (records, bytes consumed by whole frames, whether a torn or
-    corrupt frame stopped the scan before the end)."""
+def decode(data: bytes, limit: int | None = None) -> tuple[list[Record], int, bool]:
+    """Frames of ``data`` (at most ``limit``): (records, bytes consumed by whole frames,
+    whether a torn or corrupt frame stopped the scan before the end)."""
     records: list[Record] = []
     pos = 0
     end = len(data)
     while pos + HEADER.size <= end:
+        if limit is not None and len(records) >= limit:
+            return records, pos, False
         length, crc = HEADER.unpack_from(data, pos)
         start = pos + HEADER.size
         if start + length > end:
@@ -130,12 +132,13 @@ class JournalWriter:
         self.lock = threading.Lock()
 
 
-def read_from(path: Path, offset: int) -> tuple[list[Record], int, bool]:
-    """Decode ``path`` from ``offset``: (records, new offset, torn tail?)."""
+def read_from(path: Path, offset: int, limit: int | None = None, end: int | None = None) -> tuple[list[Record], int, bool]:
+    """Decode ``path`` from ``offset`` (up to byte ``end``, at most ``limit`` frames):
+    (records, new offset, torn tail?)."""
     with open(path, "rb") as fh:
         fh.seek(offset)
-        data = fh.read()
-    records, used, torn = decode(data)
+        data = fh.read() if end is None else fh.read(max(0, end - offset))
+    records, used, torn = decode(data, limit)
     return records, offset + used, torn
 
 

@@ -1,8 +1,10 @@
 """The relay: moves spooled events to the transport in batches, in a background thread.
 
-Each cycle: ingest this process's journal into the outbox (and, every few seconds, the
-journals of processes that are gone), apply the size bound, read up to
-``relay_batch_size`` rows, send them, delete them. Sending uses ONE tenacity policy:
+Each cycle (see ``producer.spool`` for the two paths): every few seconds recover the
+journals and rows of processes that are gone; then, if this process has no rows waiting
+in the outbox, send up to ``relay_batch_size`` journal frames directly (one attempt);
+otherwise, or if that attempt failed, move the journal into the outbox, apply the size
+bound, and send up to ``relay_batch_size`` rows, deleting them once delivered. Sending uses ONE tenacity policy:
 errors whose ``retriable`` flag is set are retried with exponential back-off (jittered,
 capped at ``RETRY_MAX_WAIT_S``) until they succeed or the relay stops; any other error
 ends the cycle, is logged, and the batch is tried again after ``ERROR_PAUSE_S`` (or at the
@@ -68,22 +70,41 @@ class Relay:
         with self._cond:
             self._cycles_started += 1
             index = self._cycles_started
-        self.spool.ingest()
         now = time.monotonic()
         if now >= self._next_orphan_scan:
             self._next_orphan_scan = now + ORPHAN_SCAN_S
             self.spool.recover_orphans()
-        self.spool.enforce_bound()
-        batch = self.spool.read_batch(self.batch_size)
-        if batch:
-            self._send(batch)
-            self.spool.delete(batch)
-            self.delivered += len(batch)
-        idle = not batch and self.spool.pending_journal_bytes() <= 0
+        sent = self._direct() if not self.spool.own_rows() else None
+        if sent is None:
+            self.spool.ingest()
+            self.spool.enforce_bound()
+            batch = self.spool.read_batch(self.batch_size)
+            if batch:
+                self._send(batch)
+                self.spool.delete(batch)
+                self.delivered += len(batch)
+            sent = len(batch)
+        idle = sent == 0 and self.spool.pending_journal_bytes() <= 0
         with self._cond:
             if idle:
                 self._last_idle_cycle = index
             self._cond.notify_all()
+        return sent
+
+    def _direct(self) -> int | None:
+        """Healthy path: send journal frames as they are (one attempt). On failure they go
+        into the table and ``None`` says "use the table path" (which retries)."""
+        batch, offset = self.spool.read_journal(self.batch_size)
+        if not batch:
+            return 0
+        try:
+            self.transport.send(batch)
+        except Exception:
+            self.spool.ingest()
+            return None
+        self.spool.journal_delivered(offset)
+        self.delivered += len(batch)
+        self.last_error = None
         return len(batch)
 
     def _send(self, batch: list[SpooledEvent]) -> None:

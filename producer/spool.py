@@ -1,8 +1,11 @@
 """The spool: the producer's durable local outbox (SQLite, WAL) fed by a journal.
 
-``append`` (hot path) writes to this process's journal (see ``producer.journal``); the
-relay calls ``ingest`` to move journal frames into the ``spool`` table in one transaction,
-then ``read_batch`` / ``delete`` as it delivers. Rows are deleted once delivered. Several
+``append`` (hot path) writes to this process's journal (see ``producer.journal``). While
+deliveries succeed, the relay sends journal frames straight to the transport and only
+records how far the journal is delivered (``read_journal`` / ``journal_delivered``); when a
+delivery fails, or older rows wait, it moves frames into the ``spool`` table (``ingest``,
+one transaction) and delivers from there (``read_batch`` / ``delete``), so an outage never
+leaves more than one batch outside the table. Rows are deleted once delivered. Several
 processes may share one spool file (forked workers, ``metatrail flush``); each one has
 its own journal, and dead processes' journals are recovered by ``recover_orphans``.
 Each row belongs to the process that moved it into the table (``owner`` = its pid), and
@@ -161,6 +164,36 @@ class Spool:
                 self._ingested = 0
                 self.conn().execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
             return len(records)
+
+    def read_journal(self, limit: int) -> tuple[list[SpooledEvent], int]:
+        """Up to ``limit`` of this process's journal frames not yet handled, and the offset
+        after them (for the direct path: send, then ``journal_delivered`` or ``ingest``)."""
+        with self._ingest_lock:
+            path, end = self.writer.path, self.writer.offset
+            if path is None or end <= self._ingested:
+                return [], self._ingested
+            records, offset, _torn = journal.read_from(path, self._ingested, limit, end)
+            return [SpooledEvent(0, e, k, p) for e, k, p in records], offset
+
+    def journal_delivered(self, offset: int) -> None:
+        """The journal up to ``offset`` was delivered without passing through the table."""
+        with self._ingest_lock:
+            path = self.writer.path
+            if path is None or offset <= self._ingested:
+                return
+            self.conn().execute(
+                "INSERT INTO journal_offsets (file, offset) VALUES (?, ?) "
+                "ON CONFLICT(file) DO UPDATE SET offset = excluded.offset",
+                (str(path), offset),
+            )
+            self._ingested = offset
+            if self.writer.rotate_if_done(offset) is not None:
+                self._ingested = 0
+                self.conn().execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
+
+    def own_rows(self) -> bool:
+        """Whether the table holds undelivered rows of this process."""
+        return self.conn().execute("SELECT 1 FROM spool WHERE owner = ? LIMIT 1", (os.getpid(),)).fetchone() is not None
 
     def recover_orphans(self) -> int:
         """Move journals of processes that are gone into the table; returns how many events."""
