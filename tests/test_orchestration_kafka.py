@@ -127,3 +127,55 @@ def test_chain_through_kafka_runs_each_step_once_despite_redelivery(kafka_settin
         assert count(engine, ExecutionRow, ExecutionRow.trigger_id.is_not(None)) == 2
     finally:
         engine.dispose()
+
+
+WORKER_MODULE = """
+from pathlib import Path
+
+from producer import Model
+from producer.steps import step
+
+
+@step(inputs={"data": "Dataset"}, outputs=["Model"], pipeline="kcli")
+def fit(data):
+    Path("fit-ran.txt").write_text(data.uri)
+    return Model("mem://models/kcli")
+"""
+
+
+def test_worker_command_runs_steps_from_the_triggers_topic(kafka_settings: Settings, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.fixtures.broker import settings_env
+
+    settings = kafka_settings
+    (tmp_path / "orch_kafka_steps.py").write_text(WORKER_MODULE)
+    env = {**os.environ, **settings_env(settings), "METATRAIL_SPOOL_PATH": str(tmp_path / "worker-spool.db")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+
+    @track(name="ingest")
+    def ingest() -> Dataset:
+        return Dataset("mem://data/kcli")
+
+    engine = open_engine(settings.store_url)
+    relay = kafka_relay(settings, engine, interval_s=0.2)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "consumer", "worker", "orch_kafka_steps", "--idle-timeout-s", "60"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        with relay, running_loop(settings, engine, on_batch=relay.on_batch):
+            wait_for(lambda: count(engine, StepRow) == 1, 60, what="the worker to register its step")
+            with run("r", pipeline="kcli"):
+                ingest()
+            wait_for(lambda: (tmp_path / "fit-ran.txt").exists(), 60, what="the step to run")
+            wait_for(lambda: count(engine, ExecutionRow, ExecutionRow.name == "fit",
+                                   ExecutionRow.state == "COMPLETE") == 1, 60, what="the execution")
+        assert (tmp_path / "fit-ran.txt").read_text() == "mem://data/kcli"
+    finally:
+        worker.terminate()
+        out, _ = worker.communicate(timeout=60)
+        engine.dispose()
+    assert worker.returncode in (0, -15), out.decode(errors="replace")
