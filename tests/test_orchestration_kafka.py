@@ -179,3 +179,42 @@ def test_worker_command_runs_steps_from_the_triggers_topic(kafka_settings: Setti
         out, _ = worker.communicate(timeout=60)
         engine.dispose()
     assert worker.returncode in (0, -15), out.decode(errors="replace")
+
+
+def test_a_failed_step_is_retried_through_the_topic(kafka_settings: Settings) -> None:
+    settings = kafka_settings
+    attempts: list[int] = []
+
+    @track(name="ingest")
+    def ingest() -> Dataset:
+        return Dataset("mem://data/kretry")
+
+    @step(inputs={"data": "Dataset"}, pipeline="kretry", max_retries=1)
+    def shaky(data: Artifact) -> None:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+
+    engine = open_engine(settings.store_url)
+    relay = kafka_relay(settings, engine, interval_s=0.2)
+    worker = KafkaWorker(settings, engine, [shaky], worker_id="w", retry_base_s=0.2)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    try:
+        with relay, running_loop(settings, engine, on_batch=relay.on_batch):
+            thread.start()
+            register_steps([shaky])
+            wait_for(lambda: count(engine, StepRow) == 1, 60, what="the step registered")
+            with run("r", pipeline="kretry"):
+                ingest()
+            wait_for(lambda: count(engine, ExecutionRow, ExecutionRow.name == "shaky",
+                                   ExecutionRow.state == "COMPLETE") == 1, 90, what="the retry to complete")
+            assert count(engine, ExecutionRow, ExecutionRow.name == "shaky", ExecutionRow.state == "FAILED") == 1
+        assert attempts == [0, 1]
+        assert [(o.status, o.attempt) for o in worker.outcomes] == [("failed", 0), ("ran", 1)]
+        with session_scope(engine, write=False) as s:
+            trigger_ids = set(s.scalars(select(ExecutionRow.trigger_id).where(ExecutionRow.name == "shaky")))
+        assert len(trigger_ids) == 1 and None not in trigger_ids
+    finally:
+        worker.stop()
+        thread.join(60)
+        engine.dispose()
