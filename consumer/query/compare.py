@@ -10,7 +10,8 @@ from sqlalchemy import Connection, or_, select
 
 from consumer.query import sqlparts as sp
 from consumer.query.compile import CONTEXT, EXECUTION
-from consumer.query.convert import chunks, load_nodes, metric_value
+from consumer.query.convert import chunks, metric_value
+from consumer.query.raw import Raw, load_nodes
 from consumer.query.domain import Comparison, Context, Execution, MetricHistoryRow, RunColumn
 from consumer.store import models as m
 from schemas.errors import FilterError, NotFoundError
@@ -20,41 +21,39 @@ ASSOC = m.AssociationRow.__table__
 PARENTS = m.ParentContextRow.__table__
 
 
-def _last_values(conn: Connection, column: Any, ids: list[str]) -> dict[str, dict[str, float]]:
+def _last_values(raw: Raw, column: str, ids: list[str]) -> dict[str, dict[str, float]]:
     """owner id -> key -> last value (highest step, then latest time, then event order)."""
     out: dict[str, dict[str, float]] = {}
-    for part in chunks(ids):
-        rows = conn.execute(
-            select(column.label("owner"), METRICS.c.key, METRICS.c.value, METRICS.c.nonfinite)
-            .where(column.in_(part))
-            .order_by(column, METRICS.c.key, METRICS.c.step, METRICS.c.timestamp, METRICS.c.event_id, METRICS.c.seq)
-        )
-        for r in rows:
-            out.setdefault(r.owner, {})[r.key] = metric_value(r.value, r.nonfinite)
+    for part in chunks(ids, 900):
+        sql = (f"SELECT {column}, metric_key, value, nonfinite FROM mt_metrics WHERE {column} IN {raw.in_list(len(part))} "
+               f"ORDER BY {column}, metric_key, CASE WHEN step IS NULL THEN 0 ELSE 1 END, step, timestamp, event_id, seq")
+        for owner, key, value, nonfinite in raw.rows(sql.replace("metric_key", raw.quote("key")), part):
+            out.setdefault(owner, {})[key] = metric_value(value, nonfinite)
     return out
 
 
-def _run_executions(conn: Connection, context_ids: list[str]) -> dict[str, list[str]]:
+def _run_executions(raw: Raw, context_ids: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for part in chunks(context_ids):
-        for r in conn.execute(select(ASSOC).where(ASSOC.c.context_id.in_(part)).order_by(ASSOC.c.execution_id)):
-            out.setdefault(r.context_id, []).append(r.execution_id)
+    for part in chunks(context_ids, 900):
+        sql = f"SELECT context_id, execution_id FROM mt_associations WHERE context_id IN {raw.in_list(len(part))}"
+        for cid, xid in sorted(raw.rows(sql, part)):
+            out.setdefault(cid, []).append(xid)
     return out
 
 
-def compare(conn: Connection, ids: list[str], wanted: Collection[str] | None) -> Comparison:
+def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Comparison:
     if not ids:
         raise FilterError("compare needs at least one run or execution id")
-    contexts = load_nodes(conn, CONTEXT, ids)
-    executions = load_nodes(conn, EXECUTION, ids)
+    contexts = load_nodes(raw, "context", ids)
+    executions = load_nodes(raw, "execution", [i for i in ids if i not in contexts])
     missing = [i for i in ids if i not in contexts and i not in executions]
     if missing:
         raise NotFoundError(f"no run (context) or execution with id {missing[0]!r}")
-    members = _run_executions(conn, [i for i in ids if i in contexts])
+    members = _run_executions(raw, [i for i in ids if i in contexts])
     member_ids = sorted({e for es in members.values() for e in es})
-    member_nodes = load_nodes(conn, EXECUTION, member_ids)
-    exec_metrics = _last_values(conn, METRICS.c.execution_id, sorted(set(member_ids) | set(executions)))
-    ctx_metrics = _last_values(conn, METRICS.c.context_id, [i for i in ids if i in contexts])
+    member_nodes = load_nodes(raw, "execution", member_ids)
+    exec_metrics = _last_values(raw, "execution_id", sorted(set(member_ids) | set(executions)))
+    ctx_metrics = _last_values(raw, "context_id", [i for i in ids if i in contexts])
 
     columns: list[RunColumn] = []
     params: list[dict[str, Any]] = []

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Table, and_, exists, false, not_, or_, select
+from sqlalchemy import ColumnElement, FromClause, Table, and_, false, not_, or_, select, type_coerce
 
 from consumer.query import sqlparts as sp
 from consumer.query.filters import And, Compare, Expr, LineageOf, Not, Or
@@ -80,6 +80,8 @@ CONTEXT = Entity(
 )
 ENTITIES = {"artifact": ARTIFACT, "execution": EXECUTION, "context": CONTEXT}
 PROPERTY_HEADS = {"properties": False, "custom_properties": True, "parameters": False}
+#: Operators that hold on one matching property row (so they can share one lookup).
+POSITIVE_OPS = frozenset({"=", "IN", "LIKE", "<", "<=", ">", ">="})
 
 
 def parse_time(value: object, pos: int) -> datetime:
@@ -101,13 +103,14 @@ class Compiler:
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self._names = itertools.count()
+        self._deindex = False
 
     def compile(self, expr: Expr, entity: Entity, node: FromClause | None = None) -> ColumnElement[bool]:
         return self._expr(expr, entity, entity.table if node is None else node)
 
     def _expr(self, expr: Expr, ent: Entity, node: FromClause) -> ColumnElement[bool]:
         if isinstance(expr, And):
-            return and_(*(self._expr(e, ent, node) for e in expr.items))
+            return self._and(expr.items, ent, node)
         if isinstance(expr, Or):
             return or_(*(self._expr(e, ent, node) for e in expr.items))
         if isinstance(expr, Not):
@@ -134,7 +137,9 @@ class Compiler:
         )
 
     def _column(self, c: Compare, ent: Entity, node: FromClause, name: str) -> ColumnElement[bool]:
-        col = node.c[name]
+        col: Any = node.c[name]
+        if self._deindex:  # SQLite's "+col": the same values, no index
+            col = type_coerce(col.op("||")(""), col.type)
         if c.op == "IS NULL":
             return col.is_(None)
         if c.op == "IS NOT NULL":
@@ -169,36 +174,77 @@ class Compiler:
 
     def _property(self, c: Compare, ent: Entity, node: FromClause, custom: bool, key: str) -> ColumnElement[bool]:
         p = ent.props.alias(f"p{next(self._names)}")
-
-        def has(*conds: ColumnElement[bool]) -> ColumnElement[bool]:
-            return exists(
-                select(p.c.node_id).where(p.c.node_id == node.c.id, p.c.is_custom == custom, p.c.name == key, *conds)
-            )
-
+        if c.op in POSITIVE_OPS:
+            return self._has(p, node, custom, key, self._positive(c, p))
         if c.op == "IS NULL":
-            return not_(has())
+            return not_(self._has(p, node, custom, key, []))
         if c.op == "IS NOT NULL":
-            return has()
+            return self._has(p, node, custom, key, [])
+        positive = Compare(c.field, {"!=": "=", "NOT IN": "IN", "NOT LIKE": "LIKE"}[c.op], c.value, c.pos)
+        q = ent.props.alias(f"p{next(self._names)}")
+        return and_(self._has(p, node, custom, key, []), not_(self._has(q, node, custom, key, self._positive(positive, q))))
+
+    @staticmethod
+    def _has(p: FromClause, node: FromClause, custom: bool, key: str, conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+        """The node has property ``key`` meeting ``conds``: an uncorrelated IN, so the
+        property index (name, is_custom, value) drives the query on every backend."""
+        return node.c.id.in_(select(p.c.node_id).where(p.c.name == key, p.c.is_custom == custom, *conds))
+
+    def _positive(self, c: Compare, p: FromClause) -> list[ColumnElement[bool]]:
+        """Conditions on one property row for = IN LIKE < <= > >=."""
         values = c.value if isinstance(c.value, tuple) else (c.value,)
         if c.op in ("=", "IN"):
-            return has(self._value_in(p, values, c.pos))
-        if c.op in ("!=", "NOT IN"):
-            return and_(has(), not_(has(self._value_in(p, values, c.pos))))
-        if c.op in ("LIKE", "NOT LIKE"):
+            return [self._value_in(p, values, c.pos)]
+        if c.op == "LIKE":
             pattern = str(values[0])
             sp.check_like_pattern(pattern, c.pos)
-            cond = has(sp.like(p.c.string_value, pattern, self.dialect))
-            return cond if c.op == "LIKE" else and_(has(), not_(cond))
+            return [p.c.value_type == "string", sp.like(p.c.string_value, pattern, self.dialect)]
         v = values[0]
         if isinstance(v, bool):
             raise FilterError(f"position {c.pos}: booleans compare with =, != or IN only", c.pos)
         if isinstance(v, str):
-            conds = [sp.str_cmp(p.c.string_value, c.op, v, self.dialect)]
+            conds = [p.c.value_type == "string", sp.str_cmp(p.c.string_value, c.op, v, self.dialect)]
             if not sp.is_mysql(self.dialect):  # narrow through the string_key index
                 bound = v[:STRING_KEY_LEN]
                 conds.append(p.c.string_key <= bound if c.op in ("<", "<=") else p.c.string_key >= bound)
-            return has(p.c.value_type == "string", *conds)
-        return has(sp.compare_op(p.c.double_value, c.op, float(v)))
+            return conds
+        return [sp.compare_op(p.c.double_value, c.op, float(v))]
+
+    def _and(self, items: tuple[Expr, ...], ent: Entity, node: FromClause) -> ColumnElement[bool]:
+        """AND, with positive comparisons on the same property merged into one lookup
+        (``p >= 1 AND p < 9`` is one index range, not two large sets intersected); exact,
+        since a node has at most one row per property."""
+        groups: dict[tuple[bool, str], list[Compare]] = {}
+        rest: list[Expr] = []
+        for item in items:
+            prop = self._property_key(item, ent)
+            if prop is not None and isinstance(item, Compare) and item.op in POSITIVE_OPS:
+                groups.setdefault(prop, []).append(item)
+            else:
+                rest.append(item)
+        conds: list[ColumnElement[bool]] = []
+        for (custom, key), compares in groups.items():
+            p = ent.props.alias(f"p{next(self._names)}")
+            merged = [cond for c in compares for cond in self._positive(c, p)]
+            conds.append(self._has(p, node, custom, key, merged))
+        # SQLite without statistics prefers any equality index (type = 'Model') over the
+        # far more selective property lookup; hide the column indexes when one is here.
+        deindex = self.dialect == "sqlite" and bool(groups or any(isinstance(e, LineageOf) for e in rest))
+        saved, self._deindex = self._deindex, deindex
+        try:
+            conds.extend(self._expr(e, ent, node) for e in rest)
+        finally:
+            self._deindex = saved
+        return and_(*conds)
+
+    @staticmethod
+    def _property_key(item: Expr, ent: Entity) -> tuple[bool, str] | None:
+        if not isinstance(item, Compare) or len(item.field) != 2:
+            return None
+        head = item.field[0]
+        if head in PROPERTY_HEADS and (head != "parameters" or ent is EXECUTION):
+            return PROPERTY_HEADS[head], item.field[1]
+        return None
 
     def _value_in(self, p: FromClause, values: tuple[Any, ...], pos: int) -> ColumnElement[bool]:
         strs = [v for v in values if isinstance(v, str)]
@@ -223,10 +269,8 @@ class Compiler:
         ctx = CONTEXT.table.alias(f"c{next(self._names)}")
         inner = Compare(c.field[1:], c.op, c.value, c.pos)
         cond = self._compare(inner, CONTEXT, ctx)
-        return exists(
-            select(link.c[ctx_col])
-            .select_from(link.join(ctx, ctx.c.id == link.c[ctx_col]))
-            .where(link.c[node_col] == node.c.id, cond)
+        return node.c.id.in_(
+            select(link.c[node_col]).select_from(link.join(ctx, ctx.c.id == link.c[ctx_col])).where(cond)
         )
 
     # -- lineage ------------------------------------------------------------------------

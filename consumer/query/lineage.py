@@ -2,7 +2,8 @@
 edges around them, and a breadth-first pass in Python assigns exact distances, applies the
 hop, type and size limits and decides ``truncated``.
 
-Why this split: the CTE does the unbounded part (the walk) in the database with indexed
+The SQL is plain text on the DBAPI cursor (:mod:`consumer.query.raw`): a trace is a few
+index lookups, cheaper than building SQLAlchemy constructs. Why this split: the CTE does the unbounded part (the walk) in the database with indexed
 joins; the edge set it returns is small (the reached neighbourhood), so exact distances
 and a deterministic cut (by distance, then id) cost nothing and are identical on every
 backend, whatever order each database returns rows in.
@@ -13,35 +14,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection
 
-from sqlalchemy import Connection, func, or_, select
-
-from consumer.query.compile import ARTIFACT, EXECUTION
-from consumer.query.convert import load_nodes
 from consumer.query.domain import Artifact, Edge, Execution, LineageGraph
-from consumer.query.reach import EDGES, STEP, artifact_reach
+from consumer.query.raw import STEP, Raw, load_graph_nodes, node_kind, walk_edges
+from schemas.errors import NotFoundError
 
 #: Default hop limit (edges) and node limit of ``Store.lineage``.
 DEFAULT_MAX_HOPS = 50
 DEFAULT_LIMIT = 10_000
 
 _EdgeKey = tuple[str, str, str, str]  # (execution_id, direction, artifact_id, role)
-
-
-def _walk_edges(conn: Connection, start: str, start_kind: str, direction: str, max_hops: int) -> set[_EdgeKey]:
-    """Every edge of every execution adjacent to an artifact reachable within
-    ``max_hops + 1`` edges (one more than asked, so a cut can be detected)."""
-    first, _ = STEP[direction]
-    cte = artifact_reach(start, direction, max_hops + 1, "lin")
-    reached = select(cte.c.id).group_by(cte.c.id)
-    adj = EDGES.alias("adj")
-    execs = select(adj.c.execution_id).where(adj.c.direction == first, adj.c.artifact_id.in_(reached))
-    cond = EDGES.c.execution_id.in_(execs)
-    if start_kind == "execution":
-        cond = or_(cond, EDGES.c.execution_id == start)
-    rows = conn.execute(
-        select(EDGES.c.execution_id, EDGES.c.direction, EDGES.c.artifact_id, EDGES.c.role).where(cond)
-    )
-    return {(r[0], r[1], r[2], r[3]) for r in rows}
 
 
 def _bfs(start: str, start_kind: str, direction: str, edges: set[_EdgeKey], max_hops: int) -> tuple[dict[str, tuple[int, str]], bool]:
@@ -73,30 +54,26 @@ def _bfs(start: str, start_kind: str, direction: str, edges: set[_EdgeKey], max_
     return seen, truncated
 
 
-def node_kind(conn: Connection, node_id: str) -> str | None:
-    """'artifact', 'execution' or None when the id is neither."""
-    for entity in (ARTIFACT, EXECUTION):
-        if conn.execute(select(func.count()).where(entity.table.c.id == node_id)).scalar_one():
-            return entity.kind
-    return None
-
-
 def lineage_graph(
-    conn: Connection,
+    raw: Raw,
     start: str,
-    start_kind: str,
     direction: str,
     max_hops: int,
     types: Collection[str] | None,
     limit: int,
 ) -> LineageGraph:
     """The lineage subgraph around ``start`` (see ``Store.lineage``)."""
+    """Raises ``NotFoundError`` when ``start`` is neither an artifact nor an execution."""
     directions = ("upstream", "downstream") if direction == "both" else (direction,)
+    walked = {d: set(walk_edges(raw, start, d, max_hops + 1)) for d in directions}
+    start_kind = _kind_from_edges(start, walked) or node_kind(raw, start)
+    if start_kind is None:
+        raise NotFoundError(f"no artifact or execution with id {start!r}")
     depths: dict[str, tuple[int, str]] = {}
     all_edges: set[_EdgeKey] = set()
     truncated = False
     for d in directions:
-        edges = _walk_edges(conn, start, start_kind, d, max_hops)
+        edges = walked[d]
         seen, cut = _bfs(start, start_kind, d, edges, max_hops)
         truncated = truncated or cut
         for node, (depth, kind) in seen.items():
@@ -106,11 +83,11 @@ def lineage_graph(
         for e in edges:  # keep the edges this direction traverses between reached nodes
             if e[0] in seen and e[2] in seen and e[1] in (first, second):
                 all_edges.add(e)
-    artifacts = load_nodes(conn, ARTIFACT, [n for n, (_, k) in depths.items() if k == "artifact"])
-    executions = load_nodes(conn, EXECUTION, [n for n, (_, k) in depths.items() if k == "execution"])
+    found = load_graph_nodes(raw, [n for n, (_, k) in depths.items() if k == "artifact"],
+                             [n for n, (_, k) in depths.items() if k == "execution"])
     nodes: list[Artifact | Execution] = []
     for node_id, (depth, kind) in sorted(depths.items(), key=lambda kv: (kv[1][0], kv[0])):
-        node = (artifacts if kind == "artifact" else executions).get(node_id)
+        node = found.get(node_id)
         if node is None:  # an edge to a node never recorded, not even as a placeholder
             node = (Artifact(node_id, None, None, None, "UNKNOWN", is_placeholder=True) if kind == "artifact"
                     else Execution(node_id, None, None, "UNKNOWN", is_placeholder=True))
@@ -129,3 +106,13 @@ def lineage_graph(
         nodes=tuple(nodes), edges=tuple(out_edges), truncated=truncated, start_id=start,
         depths={n: depths[n][0] for n in kept},
     )
+
+
+def _kind_from_edges(start: str, walked: dict[str, set[_EdgeKey]]) -> str | None:
+    for edges in walked.values():
+        for ex, _, art, _ in edges:
+            if art == start:
+                return "artifact"
+            if ex == start:
+                return "execution"
+    return None

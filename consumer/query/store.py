@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, false, func, select
+from sqlalchemy import Connection, Engine, Text, false, func, select, type_coerce
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 
 from consumer.query import compare as cmp
 from consumer.query.compile import ARTIFACT, ENTITIES, Compiler, Entity
-from consumer.query.convert import COLUMNS, build_nodes, load_nodes, metric_points
+from consumer.query.convert import metric_points
 from consumer.query.domain import (
     RETIRED_STATES,
     Artifact,
@@ -31,13 +32,16 @@ from consumer.query.domain import (
     Page,
 )
 from consumer.query.filters import parse_filter
-from consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph, node_kind
+from consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
+from consumer.query.raw import TABLES, Raw, build_nodes, load_nodes
 from consumer.query.paging import after, apply_order, decode_cursor, encode_cursor, sort_keys
 from consumer.store.engine import is_transient, open_engine
 from consumer.store.models import MetricRow
 from schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
 
 Kind = Literal["artifact", "execution", "context"]
+#: Columns holding JSON text, read raw and decoded by the node builder.
+JSON_COLUMNS = frozenset({"code_version", "environment"})
 #: Largest page ``find`` returns.
 MAX_PAGE = 10_000
 
@@ -54,7 +58,15 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """A store on ``url`` (SQLAlchemy URL). Raises ``ConfigError`` on a bad URL."""
-        return cls(open_engine(url), owns_engine=True)
+        if make_url_safe(url) == "sqlite-file":
+            engine = open_engine(url, poolclass=QueuePool)
+        elif url.startswith("sqlite"):
+            engine = open_engine(url)
+        else:
+            # Reads need no transaction (each statement sees committed data) and no
+            # liveness ping per checkout: both would add a round trip to every call.
+            engine = open_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        return cls(engine, owns_engine=True)
 
     def close(self) -> None:
         if self._owns_engine:
@@ -67,10 +79,15 @@ class Store:
         self.close()
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def _read(self, begin: bool = True) -> Iterator[Connection]:
+        """One read transaction (a consistent snapshot for the several queries of a call)."""
         try:
             with self.engine.connect() as conn:
-                yield conn
+                if begin:
+                    with conn.begin():
+                        yield conn
+                else:
+                    yield conn
         except SQLAlchemyError as exc:
             text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             msg = text[0][:500] if text else type(exc).__name__
@@ -78,12 +95,24 @@ class Store:
                 raise TransientStoreError(f"transient database error: {msg}") from exc
             raise StoreError(f"database error: {msg}") from exc
 
+    @contextmanager
+    def _raw(self) -> Iterator[Raw]:
+        """A DBAPI cursor for the plain-SQL hot paths. No explicit transaction: each
+        statement reads committed data, and apply commits whole batches (nodes with
+        their edges), so the few statements of one call agree in practice."""
+        with self._read(begin=False) as conn:
+            raw = Raw(conn)
+            try:
+                yield raw
+            finally:
+                raw.close()
+
     # -- single nodes -------------------------------------------------------------------
     def get(self, node_id: str) -> Artifact | Execution | Context:
         """The artifact, execution or context with this id. Raises ``NotFoundError``."""
-        with self._read() as conn:
-            for entity in ENTITIES.values():
-                found = load_nodes(conn, entity, [node_id])
+        with self._raw() as raw:
+            for kind in ENTITIES:
+                found = load_nodes(raw, kind, [node_id])
                 if node_id in found:
                     return found[node_id]  # type: ignore[no-any-return]
         raise NotFoundError(f"no artifact, execution or context with id {node_id!r}")
@@ -125,7 +154,8 @@ class Store:
             raise FilterError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         keys = sort_keys(entity, order_by, self.dialect)
         table = entity.table
-        query = select(*COLUMNS[kind](), *(k.expr.label(f"sort_{i}") for i, k in enumerate(keys)))
+        cols = [type_coerce(table.c[c], Text) if c in JSON_COLUMNS else table.c[c] for c in TABLES[kind][2]]
+        query = select(*cols, *(k.expr.label(f"sort_{i}") for i, k in enumerate(keys)))
         query = query.where(*self._where(entity, filter, include_retired))
         if cursor:
             values, last_id = decode_cursor(cursor, len(keys))
@@ -135,7 +165,11 @@ class Store:
             rows = list(conn.execute(query))
             more = len(rows) > limit
             rows = rows[:limit]
-            items = build_nodes(conn, entity, rows)
+            raw = Raw(conn)
+            try:
+                items = build_nodes(raw, kind, rows)
+            finally:
+                raw.close()
         next_cursor = None
         if more and rows:
             last = rows[-1]
@@ -181,11 +215,8 @@ class Store:
             raise FilterError(f"direction must be upstream, downstream or both, got {direction!r}")
         if max_hops < 0 or limit < 1:
             raise FilterError("max_hops must be >= 0 and limit >= 1")
-        with self._read() as conn:
-            kind = node_kind(conn, node_id)
-            if kind is None:
-                raise NotFoundError(f"no artifact or execution with id {node_id!r}")
-            return lineage_graph(conn, node_id, kind, direction, max_hops, types, limit)
+        with self._raw() as raw:
+            return lineage_graph(raw, node_id, direction, max_hops, types, limit)
 
     # -- warm start ---------------------------------------------------------------------
     def latest(self, artifact_type: str, *, context: str | None = None, where: str | None = None) -> Artifact | None:
@@ -200,11 +231,16 @@ class Store:
             conds.append(compiler.compile(parse_filter(q), ARTIFACT))
         if where:
             conds.append(compiler.compile(parse_filter(where), ARTIFACT))
-        query = (select(*COLUMNS["artifact"]()).where(*conds)
-                 .order_by(table.c.created_at.desc(), table.c.id.desc()).limit(1))
+        query = select(table.c.id).where(*conds).order_by(table.c.created_at.desc(), table.c.id.desc()).limit(1)
         with self._read() as conn:
-            rows = list(conn.execute(query))
-            return build_nodes(conn, ARTIFACT, rows)[0] if rows else None  # type: ignore[no-any-return]
+            found = conn.execute(query).scalar()
+            if found is None:
+                return None
+            raw = Raw(conn)
+            try:
+                return load_nodes(raw, "artifact", [found])[found]  # type: ignore[no-any-return]
+            finally:
+                raw.close()
 
     # -- metrics and comparison ---------------------------------------------------------
     def metrics(self, node_id: str, key: str | None = None) -> list[MetricPoint]:
@@ -222,8 +258,8 @@ class Store:
         params are its own properties plus its executions' parameters as
         ``<execution type>.<name>``; metrics its own plus ``<execution type>.<key>``.
         Raises ``NotFoundError`` for an unknown id."""
-        with self._read() as conn:
-            return cmp.compare(conn, list(ids), metrics)
+        with self._raw() as raw:
+            return cmp.compare(raw, list(ids), metrics)
 
     def metric_history(
         self,
@@ -241,6 +277,13 @@ class Store:
         pipeline (``context`` id or name, matched directly or as a parent) since a date."""
         with self._read() as conn:
             return cmp.metric_history(conn, self.dialect, key, execution_type, context, since, until, key_like, limit)
+
+
+def make_url_safe(url: str) -> str:
+    """'sqlite-file' for an SQLite file URL (reads then reuse pooled connections)."""
+    if url.startswith("sqlite") and ":memory:" not in url and url.rstrip("/") not in ("sqlite:", "sqlite+pysqlite:"):
+        return "sqlite-file"
+    return "other"
 
 
 def _entity(kind: str) -> Entity:
