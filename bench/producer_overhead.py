@@ -4,9 +4,10 @@ Measures, in one run on this machine:
 
 * median and p99 wall time of the tracked no-op against the same function undecorated
   (interleaved calls, ``perf_counter_ns``), with the durable spool on and the relay
-  running (transport: ``--transport``, default ``embedded`` = the zero-configuration
-  default, applying to a SQLite store in the background while we measure). "Added" =
-  decorated - undecorated at the same percentile;
+  running, for the ``file`` transport (headline, ``--transport``) and the ``embedded``
+  one (the zero-configuration default, which applies every event to a SQLite store in a
+  thread of the same process while we measure: its Python work competes for the GIL).
+  "Added" = decorated - undecorated at the same percentile;
 * the same with every emit committed straight to SQLite (no journal), to show why the
   journal exists;
 * MLMD's synchronous ``put_execution`` (ml-metadata 1.17.1, SQLite file store) recording
@@ -168,15 +169,23 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--mlmd-calls", type=int, default=1_000)
     parser.add_argument("--metrics", type=int, default=50_000)
-    parser.add_argument("--transport", choices=["embedded", "file"], default="embedded")
+    parser.add_argument("--transport", choices=["embedded", "file"], default="file",
+                        help="headline transport; the other one is measured too")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    load_before = list(os.getloadavg())
 
     with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
         work = Path(tmp)
         os.chdir(work)
         common = {"spool_path": work / "spool.db", "store_url": f"sqlite:///{work / 'store.db'}",
                   "file_path": work / "events.jsonl"}
+        other = "file" if args.transport == "embedded" else "embedded"
+        producer.configure(transport=other, **{**common, "spool_path": work / "other.db"})
+        gc.collect()
+        other_result = measure_tracked(args.calls)
+        emitter.shutdown(120)
+
         settings = producer.configure(transport=args.transport, **common)
         gc.collect()
         journal = measure_tracked(args.calls)
@@ -198,12 +207,14 @@ def main() -> int:
         ratio = mlmd["put_execution"]["median_us"] / max(journal["added_median_us"], 1e-9)
     result = {
         "benchmark": "producer_overhead",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_at_start": load_before, "load_average_at_end": list(os.getloadavg())},
         "transport": settings.transport,
         "relay_running": True,
         "calls": args.calls,
         "tracked_noop": journal,
         "tracked_noop_direct_sqlite_commit": direct,
+        f"tracked_noop_{other}_transport": other_result,
         "mlmd": mlmd,
         "mlmd_median_over_added_median": ratio,
         "log_metric": metric,
@@ -215,10 +226,13 @@ def main() -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
     t, d = journal, direct
-    print(f"transport={settings.transport} (relay running, durable spool), {args.calls} calls, interleaved")
+    print(f"transport={settings.transport} (relay running, durable spool), {args.calls} calls, interleaved; "
+          f"load average {load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end ({os.cpu_count()} CPUs)")
     print(f"undecorated no-op            median {t['undecorated']['median_us']:8.1f} µs   p99 {t['undecorated']['p99_us']:8.1f} µs")
     print(f"@track no-op (1 in, 1 out)   median {t['tracked']['median_us']:8.1f} µs   p99 {t['tracked']['p99_us']:8.1f} µs")
     print(f"added by @track              median {t['added_median_us']:8.1f} µs   p99 {t['added_p99_us']:8.1f} µs   (target <= 50 / <= 500)")
+    o = other_result
+    print(f"same, {other} transport{' ' * (14 - len(other))}median {o['added_median_us']:8.1f} µs   p99 {o['added_p99_us']:8.1f} µs")
     print(f"same, SQLite commit per emit median {d['added_median_us']:8.1f} µs   p99 {d['added_p99_us']:8.1f} µs   (no journal)")
     if ratio is not None:
         m = mlmd["put_execution"]
