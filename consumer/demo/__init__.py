@@ -10,7 +10,9 @@ days' per-slice metrics, where the store is and what to run next.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,12 +20,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from consumer.demo.pipeline import STEPS, DayResult, run_day
+from consumer.demo import components
+from consumer.demo.pipeline import STEPS, DayResult, day_start, land, read_results, watch_day
 from consumer.demo.report import print_summary
+from consumer.query.store import Store
 
 __all__ = ["DemoResult", "run_demo"]
 
 _STATUS = {"COMPLETE": "[green]ran[/]", "CACHED": "[cyan]cached[/]", "FAILED": "[red]failed[/]"}
+#: Longest a day may take before the demo gives up waiting for its steps.
+DAY_TIMEOUT_S = 300.0
+#: Starts whatever runs the triggered steps for one day; returns "nothing more will run".
+Runner = Callable[[], Callable[[], bool]]
 
 
 @dataclass
@@ -36,6 +44,27 @@ class DemoResult:
     seconds: float
 
 
+def embedded_runner() -> Runner:
+    """Register the steps, then per day run the triggers in a background thread of this
+    process (``consumer.worker.run_embedded``) until nothing is left to run."""
+    from consumer.worker.embedded import register_steps, resolve_steps, run_embedded
+    from producer import flush
+
+    steps = resolve_steps(components)
+    register_steps(steps)
+    flush(timeout_s=30)
+
+    def start() -> Callable[[], bool]:
+        thread = threading.Thread(
+            target=run_embedded, args=(steps,), kwargs={"register": False, "timeout_s": DAY_TIMEOUT_S},
+            name="metatrail-demo-worker", daemon=True,
+        )
+        thread.start()
+        return lambda: not thread.is_alive()
+
+    return start
+
+
 def run_demo(
     *,
     store_url: str,
@@ -44,24 +73,27 @@ def run_demo(
     rows: int = 20_000,
     console: Console | None = None,
     summary: bool = True,
+    runner: Runner | None = None,
 ) -> DemoResult:
     """Run day 1 and day 2 of the pipeline, printing progress and (``summary``) the end
     report. ``framework``: ``keras``, ``numpy`` or ``auto`` (Keras when importable).
-    Blocking; raises what a step raises."""
+    ``runner``: what runs the triggered steps (default: an in-process worker). Blocking."""
     from consumer.demo.model import keras_available
 
     console = console or Console()
     _prepare_store(store_url)
     if framework == "auto":
         framework = "keras" if keras_available() else "numpy"
+    components.TRAINER = framework
     started = time.perf_counter()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     console.print(
         f"[bold]metatrail demo[/]: shoe-store click-through pipeline, trainer on [bold]{framework}[/], "
         f"files in {workspace}"
     )
+    start_worker = (runner or embedded_runner)()
     results: list[DayResult] = []
-    with Progress(
+    with Store.open(store_url) as store, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(), console=console, transient=False,
     ) as progress:
@@ -70,24 +102,27 @@ def run_demo(
             task = progress.add_task(f"[bold]{title}[/]", total=len(STEPS), status="")
 
             def report(d: int, step: str, status: str, seconds: float, task: int = task) -> None:
-                if status == "running":
-                    progress.update(task, status=f"{step}…")
-                    return
                 progress.advance(task)
-                progress.update(task, status="" if progress.tasks[task].finished else f"{step} done")
+                progress.update(task, status=f"{step} {status.lower()}")
                 label = _STATUS.get(status, status)
                 progress.console.print(f"  day {d}  {step:<17} {label:<22} {seconds * 1000:7.0f} ms")
 
-            results.append(
-                run_day(workspace, store_url, day, stamp=stamp, framework=framework, rows=rows, progress=report)
-            )
-            _print_day(console, results[-1])
-    result = DemoResult(results, store_url, workspace, time.perf_counter() - started)
+            result = DayResult(day=day, run_name=f"{components.PIPELINE}/day-{day}-{stamp}")
+            since = day_start()
+            land(workspace, day, result.run_name, rows, seed=7)
+            done = start_worker()
+            watch_day(store, result, since, done=done, timeout_s=DAY_TIMEOUT_S, progress=report)
+            read_results(store, result)
+            results.append(result)
+            _print_day(console, result)
+    missing = [f"day {r.day} {s}" for r in results for s in STEPS if s not in r.states]
+    if missing:
+        console.print(f"[red]steps that did not run: {', '.join(missing)}[/]")
+    result_all = DemoResult(results, store_url, workspace, time.perf_counter() - started)
     if summary:
-        model = results[-1].artifacts["Trainer"].id
-        print_summary(console, store_url, results, str(model) if model else None)
-        console.print(f"[dim]demo finished in {result.seconds:.1f} s[/]")
-    return result
+        print_summary(console, store_url, results, results[-1].model_id)
+        console.print(f"[dim]demo finished in {result_all.seconds:.1f} s[/]")
+    return result_all
 
 
 def _prepare_store(store_url: str) -> None:

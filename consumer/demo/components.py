@@ -1,15 +1,22 @@
-"""The demo pipeline's components, TFX-style, as cached ``@track``-ed functions.
+"""The demo pipeline's components, TFX-style, as ``@step``s the lineage graph triggers.
 
 ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Trainer -> Evaluator ->
-Pusher, for an online shoe retailer's click-through-rate model. Each component reads its
-input artifacts' files and returns output artifacts whose files live under the demo's
-workspace; metatrail records every call (inputs, outputs, parameters, code version) and
-serves a repeated call with the same inputs, parameters and code from its cache.
+Pusher, for an online shoe retailer's click-through-rate model. Each step declares the
+artifact type that starts it; a worker (``run_embedded`` in-process, or
+``metatrail worker consumer.demo.components`` with Kafka) runs it when such an artifact of
+the pipeline becomes LIVE. Whatever else a step needs it looks up in the store and records
+as an INPUT with a role (the schema, the validator's baseline statistics, the model an
+evaluation is of, the model in production), so lineage shows it.
+
+ExampleGen, StatisticsGen and SchemaGen are pure functions of their one input and are
+cached (TFX semantics: same code, parameters and input digests -> reuse the outputs); the
+others depend on what they look up, so they always run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,9 +24,14 @@ from typing import Any
 import numpy as np
 
 from consumer.demo import analysis, data, model
-from producer import Artifact, log_metrics, track
+from producer import Artifact, log_artifact, log_metrics, log_params
+from producer.cache import latest, to_producer_artifact
+from producer.steps import step
 
 PIPELINE = "shoe-ctr"
+#: The trainer's framework: keras, numpy or auto (Keras when importable). The demo sets it
+#: for an in-process worker; a worker process reads DEMO_TRAINER.
+TRAINER = os.environ.get("DEMO_TRAINER", "auto")
 #: A candidate is refused when any slice's AUC falls by more than this against the model
 #: in production, or when its overall AUC is lower.
 MAX_SLICE_AUC_DROP = 0.08
@@ -42,15 +54,49 @@ def _tag(artifact: Artifact | None) -> str:
     return "none" if artifact is None else (artifact.digest or "nodigest").split(":")[-1][:12]
 
 
+def _workspace(artifact: Artifact) -> Path:
+    uri = Path(artifact.uri).resolve()
+    return next((p for p in uri.parents if (p / WORKSPACE_MARKER).exists()), uri.parent)
+
+
 def _out(artifact: Artifact, folder: str) -> Path:
     """Outputs go under the workspace of the input they derive from, named by the input's
     digest, so the same inputs always produce the same paths."""
-    uri = Path(artifact.uri).resolve()
-    workspace = next((p for p in uri.parents if (p / WORKSPACE_MARKER).exists()), uri.parent)
-    return workspace / folder / _tag(artifact)
+    return _workspace(artifact) / folder / _tag(artifact)
 
 
-@track(type="ExampleGen", cache=True)
+def _lookup(artifact_type: str, role: str, where: str | None = None) -> Artifact | None:
+    """The pipeline's newest LIVE artifact of a type (matching ``where``), recorded as an
+    INPUT of the running step with ``role``; None if there is none."""
+    if where is None:
+        return latest(artifact_type, PIPELINE, role=role)
+    from consumer.query.store import Store
+    from consumer.worker.lookup import shared_engine
+    from producer import emitter
+    from schemas.ids import context_id
+
+    settings = emitter.settings()
+    if settings.transport == "embedded":
+        emitter.flush(settings.exit_flush_timeout_s)
+    found = Store(shared_engine(settings.store_url)).latest(
+        artifact_type, context=str(context_id("Pipeline", PIPELINE)), where=where
+    )
+    if found is None:
+        return None
+    return log_artifact(to_producer_artifact(found), role, direction="input")
+
+
+def _by_id(artifact_id: str, role: str) -> Artifact:
+    """An artifact of the store by id, recorded as an INPUT of the running step."""
+    from consumer.query.store import Store
+    from consumer.worker.lookup import shared_engine
+    from producer import emitter
+
+    stored = Store(shared_engine(emitter.settings().store_url)).artifact(artifact_id)
+    return log_artifact(to_producer_artifact(stored), role, direction="input")
+
+
+@step(inputs={"raw": "ImpressionLog"}, outputs=["Examples"], pipeline=PIPELINE, type="ExampleGen", cache=True)
 def example_gen(raw: Artifact, eval_fraction: float = 0.2) -> Artifact:
     """Split the day's impression log into train and eval examples."""
     rows = data.read_csv(Path(raw.uri))
@@ -64,7 +110,7 @@ def example_gen(raw: Artifact, eval_fraction: float = 0.2) -> Artifact:
     )
 
 
-@track(type="StatisticsGen", cache=True)
+@step(inputs={"examples": "Examples"}, outputs=["Statistics"], pipeline=PIPELINE, type="StatisticsGen", cache=True)
 def statistics_gen(examples: Artifact) -> Artifact:
     """Per-feature statistics of the training split, overall and per product category."""
     stats = analysis.compute_statistics(data.read_csv(Path(examples.uri) / "train.csv"))
@@ -77,7 +123,7 @@ def statistics_gen(examples: Artifact) -> Artifact:
     )
 
 
-@track(type="SchemaGen", cache=True)
+@step(inputs={"feature_spec": "FeatureSpec"}, outputs=["Schema"], pipeline=PIPELINE, type="SchemaGen", cache=True)
 def schema_gen(feature_spec: Artifact) -> Artifact:
     """The schema (domains, presence, drift comparators) from the catalog's feature spec."""
     schema = analysis.infer_schema(_read_json(feature_spec))
@@ -86,10 +132,14 @@ def schema_gen(feature_spec: Artifact) -> Artifact:
     return Artifact(str(path), type="Schema", name="ctr-schema", properties={"features": len(schema["features"])})
 
 
-@track(type="ExampleValidator", cache=True)
-def example_validator(statistics: Artifact, schema: Artifact, baseline: Artifact | None = None) -> Artifact:
-    """Anomalies of the statistics against the schema, and drift against ``baseline`` (the
-    previous run's statistics)."""
+@step(inputs={"statistics": "Statistics"}, outputs=["ExampleAnomalies"], pipeline=PIPELINE, type="ExampleValidator")
+def example_validator(statistics: Artifact) -> Artifact:
+    """Anomalies of the statistics against the pipeline's schema, and drift against the
+    previous statistics of the pipeline (the baseline)."""
+    schema = _lookup("Schema", "schema")
+    if schema is None:
+        raise RuntimeError("no Schema in the pipeline yet")
+    baseline = _lookup("Statistics", "baseline", f"id != '{statistics.id}'")
     base = _read_json(baseline) if baseline is not None else None
     found = analysis.validate(_read_json(statistics), _read_json(schema), base)
     path = _out(statistics, "anomalies") / f"anomalies-vs-{_tag(baseline)}.json"
@@ -104,9 +154,15 @@ def example_validator(statistics: Artifact, schema: Artifact, baseline: Artifact
     )
 
 
-@track(type="Trainer", cache=True)
-def trainer(examples: Artifact, schema: Artifact, epochs: int = 6, framework: str = "numpy") -> Artifact:
-    """Train the click-through model on the train split (Keras or numpy)."""
+@step(inputs={"examples": "Examples"}, outputs=["Model"], pipeline=PIPELINE, type="Trainer")
+def trainer(examples: Artifact, epochs: int = 6) -> Artifact:
+    """Train the click-through model on the train split (Keras or numpy) with the
+    pipeline's schema."""
+    schema = _lookup("Schema", "schema")
+    if schema is None:
+        raise RuntimeError("no Schema in the pipeline yet")
+    framework = TRAINER if TRAINER != "auto" else ("keras" if model.keras_available() else "numpy")
+    log_params({"framework": framework})
     train = data.read_csv(Path(examples.uri) / "train.csv")
     enc = model.encoder_from_schema(_read_json(schema), train)
     x, y = model.encode(train, enc), train.clicked.astype(np.float32)
@@ -121,16 +177,21 @@ def trainer(examples: Artifact, schema: Artifact, epochs: int = 6, framework: st
     else:
         params = model.train_numpy(x, y.astype(np.float64), iterations=2 * epochs)
         (folder / "model.json").write_text(json.dumps(params))
-    return Artifact(str(folder), type="Model", name="ctr-model", properties={"framework": framework})
+    return Artifact(
+        str(folder), type="Model", name="ctr-model",
+        properties={"framework": framework, "examples_id": str(examples.id)},
+    )
 
 
 def _model_file(folder: Path) -> Path:
     return folder / "model.keras" if (folder / "model.keras").exists() else folder / "model.json"
 
 
-@track(type="Evaluator", cache=True)
-def evaluator(model_artifact: Artifact, examples: Artifact) -> Artifact:
-    """AUC and accuracy on the eval split, overall and per product category."""
+@step(inputs={"model_artifact": "Model"}, outputs=["ModelEvaluation"], pipeline=PIPELINE, type="Evaluator")
+def evaluator(model_artifact: Artifact) -> Artifact:
+    """AUC and accuracy of the model on the eval split of the examples it was trained on,
+    overall and per product category."""
+    examples = _by_id(str(model_artifact.properties["examples_id"].python()), "examples")
     folder = Path(model_artifact.uri)
     rows = data.read_csv(Path(examples.uri) / "eval.csv")
     enc = json.loads((folder / "encoder.json").read_text())
@@ -144,7 +205,10 @@ def evaluator(model_artifact: Artifact, examples: Artifact) -> Artifact:
     _write_json(path, result)
     return Artifact(
         str(path), type="ModelEvaluation", name="evaluation",
-        properties={"auc": result["overall"]["auc"], "accuracy": result["overall"]["accuracy"]},
+        properties={
+            "auc": result["overall"]["auc"], "accuracy": result["overall"]["accuracy"],
+            "model_id": str(model_artifact.id),
+        },
         custom_properties={"slice_auc": {k: v["auc"] for k, v in result["slices"].items()}},
     )
 
@@ -165,12 +229,14 @@ def push_decision(candidate: dict[str, Any], deployed: dict[str, Any] | None) ->
     return True, f"overall AUC {candidate['overall']['auc']:.3f} >= {deployed['overall']['auc']:.3f}"
 
 
-@track(type="Pusher", cache=True)
-def pusher(
-    model_artifact: Artifact, evaluation: Artifact, serving_dir: str, deployed: Artifact | None = None
-) -> Artifact:
-    """Deploy the model to ``serving_dir`` if it beats the deployed one (``deployed``: the
-    last PushedModel that was pushed). Always returns a PushedModel saying what happened."""
+@step(inputs={"evaluation": "ModelEvaluation"}, outputs=["PushedModel"], pipeline=PIPELINE, type="Pusher")
+def pusher(evaluation: Artifact) -> Artifact:
+    """Deploy the evaluated model to the workspace's serving/ folder if it beats the one
+    deployed (the newest PushedModel with pushed = true). Always returns a PushedModel
+    saying what happened (TFX's ``pushed`` property)."""
+    model_artifact = _by_id(str(evaluation.properties["model_id"].python()), "model")
+    deployed = _lookup("PushedModel", "deployed", "properties.pushed = TRUE")
+    serving_dir = _workspace(evaluation) / "serving"
     candidate = _read_json(evaluation)
     baseline = json.loads((Path(deployed.uri) / "evaluation.json").read_text()) if deployed else None
     pushed, reason = push_decision(candidate, baseline)

@@ -128,7 +128,9 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
             console.print("[bold]Lineage of the newest model, back to its data[/]")
             console.print(lineage_tree(graph))
         evaluations = [
-            (f"day {r.day}", evaluation_from_store(store, r.execution_ids["Evaluator"])) for r in results
+            (f"day {r.day}", evaluation_from_store(store, r.execution_ids["Evaluator"]))
+            for r in results
+            if "Evaluator" in r.execution_ids
         ]
     drifted = {
         a["slice"].split("=", 1)[-1]
@@ -137,7 +139,8 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
         if a["kind"] == "distribution_drift" and a["slice"] != "all"
     }
     console.print()
-    console.print(slice_table(evaluations, drifted))
+    if evaluations:
+        console.print(slice_table(evaluations, drifted))
     for r in results:
         verdict = "[green]deployed[/]" if r.pushed else "[red]not deployed[/]"
         console.print(f"Pusher, day {r.day}: {verdict} — {r.push_reason}", soft_wrap=True)
@@ -146,7 +149,7 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
     where = Path(database).resolve() if store_url.startswith("sqlite") else database
     console.print(f"[bold]Store:[/] {where}", soft_wrap=True)
     console.print("[bold]Explore it:[/]")
-    evaluators = " ".join(r.execution_ids["Evaluator"] for r in results)
+    evaluators = " ".join(r.execution_ids.get("Evaluator", "") for r in results)
     cmds = [
         "metatrail ls executions --filter \"context.name = 'shoe-ctr'\"",
         "metatrail ls artifacts --filter \"type = 'ExampleAnomalies' AND properties.drift = TRUE\"",
