@@ -77,7 +77,8 @@ def run_demo(
 ) -> DemoResult:
     """Run day 1 and day 2 of the pipeline, printing progress and (``summary``) the end
     report. ``framework``: ``keras``, ``numpy`` or ``auto`` (Keras when importable).
-    ``runner``: what runs the triggered steps (default: an in-process worker). Blocking."""
+    ``runner``: starts whatever runs the triggered steps for a day (default: an in-process
+    worker, :func:`embedded_runner`). Blocking."""
     from consumer.demo.model import keras_available
 
     console = console or Console()
@@ -91,7 +92,7 @@ def run_demo(
         f"[bold]metatrail demo[/]: shoe-store click-through pipeline, trainer on [bold]{framework}[/], "
         f"files in {workspace}"
     )
-    start_worker = (runner or embedded_runner)()
+    start_worker = runner or embedded_runner()
     results: list[DayResult] = []
     with Store.open(store_url) as store, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
