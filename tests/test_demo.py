@@ -92,3 +92,28 @@ def test_demo_records_both_days(demo_store: tuple[Store, str]) -> None:
 
 def _metrics(store: Store, execution_id: str) -> dict[str, float]:
     return {p.key: p.value for p in store.metrics(execution_id)}
+
+
+@pytest.mark.kafka
+def test_demo_through_kafka_with_consume_and_worker_processes(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        assert main(["demo", "--kafka", kafka_bootstrap, "--framework", "numpy"]) == 0
+    finally:
+        emitter.configure()
+    out = capsys.readouterr().out
+    assert "started metatrail consume" in out and "started metatrail worker" in out
+    store = Store.open("sqlite:///.metatrail/metadata.db")
+    try:
+        for step in STEPS:
+            runs = _executions(store, step)
+            assert len(runs) == 2, step
+            ran = [e for e in runs if e.state == "COMPLETE"]
+            assert ran and all(e.trigger_id for e in ran), step  # run by the worker, on triggers
+        assert [e.state for e in _executions(store, "SchemaGen")] == ["COMPLETE", "CACHED"]
+        pushed = sorted(store.artifacts("type = 'PushedModel'").items, key=lambda a: a.created_at)
+        assert [p.properties["pushed"] for p in pushed] == [True, False]
+    finally:
+        store.close()
+    assert "worker" in Path(".metatrail/demo/logs/worker.log").read_text()
