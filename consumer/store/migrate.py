@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -11,6 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Alembic keeps its environment in module globals: one migration at a time per process.
+_LOCK = threading.Lock()
 
 
 def _config() -> Config:
@@ -19,10 +23,15 @@ def _config() -> Config:
     return cfg
 
 
+#: Alembic keeps the running migration in module globals: one upgrade at a time per process
+#: (the embedded transport's relay thread and a worker may both start one).
+_UPGRADE_LOCK = threading.Lock()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the store's schema to ``revision``. Idempotent; safe to run at every start."""
     cfg = _config()
-    with engine.begin() as conn:
+    with _UPGRADE_LOCK, engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -41,4 +50,10 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    global _HEAD
+    if _HEAD is None:
+        _HEAD = ScriptDirectory.from_config(_config()).get_current_head()
+    return _HEAD
+
+
+_HEAD: str | None = None
