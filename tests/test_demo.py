@@ -20,7 +20,7 @@ pytestmark = [
 
 
 @pytest.fixture
-def demo_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Store, str]]:
+def demo_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Store, str, pytest.CaptureFixture[str]]]:
     """Run `metatrail demo --framework numpy` in tmp_path (the cwd); yield the store and
     what it printed."""
     assert Path.cwd() == tmp_path
@@ -28,7 +28,7 @@ def demo_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[t
         assert main(["demo", "--framework", "numpy"]) == 0
         out = capsys.readouterr().out
         store = Store.open("sqlite:///.metatrail/metadata.db")
-        yield store, out
+        yield store, out, capsys
         store.close()
     finally:
         emitter.configure()  # drop the demo's emitter (and its spool in tmp_path)
@@ -38,8 +38,8 @@ def _executions(store: Store, step: str) -> list[Any]:
     return sorted(store.executions(f"type = '{step}'", limit=100).items, key=lambda e: e.created_at)
 
 
-def test_demo_records_both_days(demo_store: tuple[Store, str]) -> None:
-    store, out = demo_store
+def test_demo_records_both_days(demo_store: tuple[Store, str, pytest.CaptureFixture[str]]) -> None:
+    store, out, capsys = demo_store
     assert Path(".metatrail/metadata.db").exists()
     assert Path(".metatrail/demo/raw/impressions-day2.csv").exists()
 
@@ -89,6 +89,10 @@ def test_demo_records_both_days(demo_store: tuple[Store, str]) -> None:
     assert f"metatrail lineage {model.id} --up" in out
     assert "Store:" in out and "metadata.db" in out
 
+    # A second demo in the same place has nothing new to do: it says so instead.
+    assert main(["demo", "--framework", "numpy"]) == 1
+    assert "already holds a demo run" in capsys.readouterr().out
+
 
 def _metrics(store: Store, execution_id: str) -> dict[str, float]:
     return {p.key: p.value for p in store.metrics(execution_id)}
@@ -117,3 +121,24 @@ def test_demo_through_kafka_with_consume_and_worker_processes(
     finally:
         store.close()
     assert "worker" in Path(".metatrail/demo/logs/worker.log").read_text()
+
+
+def test_demo_with_keras_trainer_records_the_fits(capsys: pytest.CaptureFixture[str]) -> None:
+    from consumer.demo.model import keras_available
+
+    if not keras_available():
+        pytest.skip("Keras 3 and a backend are not installed")
+    try:
+        assert main(["demo", "--framework", "keras", "--rows", "6000"]) == 0
+    finally:
+        emitter.configure()
+    assert "trainer on keras" in capsys.readouterr().out
+    store = Store.open("sqlite:///.metatrail/metadata.db")
+    try:
+        fits = store.executions("type = 'keras.fit'").items
+        assert len(fits) == 2 and all(f.state == "COMPLETE" for f in fits)
+        assert sorted(p.step for p in store.metrics(fits[0].id, "loss")) == list(range(6))
+        models = store.artifacts("type = 'Model'").items
+        assert all((Path(m.uri or "") / "model.keras").exists() for m in models)
+    finally:
+        store.close()

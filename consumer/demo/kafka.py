@@ -81,14 +81,15 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run_demo_kafka(bootstrap: str, *, workspace: Path, framework: str, rows: int, console: Console) -> None:
+def run_demo_kafka(
+    bootstrap: str, *, workspace: Path, framework: str, rows: int, console: Console, store_url: str
+) -> None:
     """Run the demo through the broker at ``bootstrap`` (see module doc). Blocking; raises
     ``MetatrailError`` if the background services do not come up."""
     from producer import configure, flush
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     prefix = f"metatrail-demo-{stamp}"
-    store_url = f"sqlite:///{Path('.metatrail/metadata.db').resolve()}"
     logs = workspace / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     engine = open_engine(store_url)
