@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine
 
 from consumer import Store
-from consumer.query import Artifact
+from consumer.query import Artifact, Context
+from consumer.store.engine import open_engine
 from schemas.errors import FilterError, NotFoundError
 from tests.fixtures.graphs import LONG_PREFIX, gid, pipeline_graph
 
@@ -133,3 +134,18 @@ def test_errors(store: Store) -> None:
         store.artifacts("colour = 'red'")
     with pytest.raises(FilterError, match="invalid cursor"):
         store.artifacts(cursor="garbage!")
+
+
+def test_store_open_reads_every_way(store_url: str) -> None:
+    """``Store.open`` (pooled, autocommit reads on servers) answers like a Store on an engine."""
+    engine = open_engine(store_url)
+    pipeline_graph().apply(engine)
+    engine.dispose()
+    with Store.open(store_url) as store:
+        assert names(store.artifacts("type = 'Model'", order_by="name")) == ["model-2", "model-3"]
+        assert store.count("execution", "type = 'Trainer'") == 3
+        assert len(store.lineage(gid("model-2")).nodes) == 6
+        assert store.latest("Model").name == "model-3"  # type: ignore[union-attr]
+        assert store.compare([gid("run-2")]).params["seed"] == (2,)
+        assert isinstance(store.get(gid("pipe")), Context)
+        assert [m.key for m in store.metrics(gid("trainer-1"))] == ["accuracy", "loss"]
