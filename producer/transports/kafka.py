@@ -81,7 +81,18 @@ class KafkaTransport:
             for future in futures:
                 future.get(timeout=timeout_s)
         except Exception as exc:
+            # Start the next attempt from a fresh client: after a broker restart an old one
+            # can keep stale metadata and half-sent batches.
+            self._discard()
             raise _translate(exc, "send") from exc
+
+    def _discard(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:
+                log.debug("metatrail: discarding the kafka producer: %s", exc)
 
     def close(self, timeout_s: float) -> bool:
         if self._producer is None:
