@@ -149,3 +149,9 @@ def test_store_open_reads_every_way(store_url: str) -> None:
         assert store.compare([gid("run-2")]).params["seed"] == (2,)
         assert isinstance(store.get(gid("pipe")), Context)
         assert [m.key for m in store.metrics(gid("trainer-1"))] == ["accuracy", "loss"]
+
+
+def test_time_and_property_filters_together(store: Store) -> None:
+    """A property lookup with a time range (the SQLite planner hint path)."""
+    got = store.artifacts("created_at >= '2026-10-01T03:00:00' AND properties.rows < 2500 AND type != 'x'", order_by="name")
+    assert names(got) == ["features-2", "raw-2"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Table, and_, false, not_, or_, select, type_coerce
+from sqlalchemy import ColumnElement, FromClause, String, Table, and_, false, literal, not_, or_, select, type_coerce
 
 from consumer.query import sqlparts as sp
 from consumer.query.filters import And, Compare, Expr, LineageOf, Not, Or
@@ -139,7 +139,7 @@ class Compiler:
     def _column(self, c: Compare, ent: Entity, node: FromClause, name: str) -> ColumnElement[bool]:
         col: Any = node.c[name]
         if self._deindex:  # SQLite's "+col": the same values, no index
-            col = type_coerce(col.op("||")(""), col.type)
+            col = type_coerce(col.op("||")(literal("", String())), col.type)
         if c.op == "IS NULL":
             return col.is_(None)
         if c.op == "IS NOT NULL":
