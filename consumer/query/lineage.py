@@ -2,11 +2,12 @@
 edges around them, and a breadth-first pass in Python assigns exact distances, applies the
 hop, type and size limits and decides ``truncated``.
 
-The SQL is plain text on the DBAPI cursor (:mod:`consumer.query.raw`): a trace is a few
-index lookups, cheaper than building SQLAlchemy constructs. Why this split: the CTE does the unbounded part (the walk) in the database with indexed
+Why this split: the CTE does the unbounded part (the walk) in the database with indexed
 joins; the edge set it returns is small (the reached neighbourhood), so exact distances
 and a deterministic cut (by distance, then id) cost nothing and are identical on every
-backend, whatever order each database returns rows in.
+backend, whatever order each database returns rows in. The SQL is plain text on the
+DBAPI cursor (:mod:`consumer.query.raw`): a trace is a few index lookups, cheaper than
+building SQLAlchemy constructs for them.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ execution_id); downstream the mirror. Executions are recovered from the edges of
 reached artifacts. Distances count edges. The same SQL runs on SQLite, PostgreSQL and
 MariaDB (casts keep the seed and recursive column types equal, which PostgreSQL and
 MariaDB require).
+
+This SQLAlchemy form serves the filter predicates ``upstream_of`` / ``downstream_of``
+(it nests inside a filtered query); ``raw.walk_edges`` is the same walk as plain SQL for
+``Store.lineage``.
 """
 
 from __future__ import annotations
