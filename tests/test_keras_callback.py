@@ -233,3 +233,13 @@ def test_import_producer_does_not_import_keras() -> None:
 
     code = "import sys, producer, producer.recorder; sys.exit(1 if 'keras' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_run_argument_attributes_the_fit_to_that_run(store: Store) -> None:
+    x, y = _data()
+    with run("chosen-run", pipeline="keras-tests") as scope:
+        pass
+    # The fit happens outside the with block: run= says where it belongs.
+    _model().fit(x, y, epochs=1, verbose=0, callbacks=[MetadataCallback(run=scope, log_model=False)])
+    [ex] = _fit_executions(store)
+    assert [e.id for e in store.executions("context.name = 'chosen-run'").items] == [ex.id]
