@@ -6,9 +6,9 @@ in the outbox, send up to ``relay_batch_size`` journal frames directly (one atte
 otherwise, or if that attempt failed, move the journal into the outbox, apply the size
 bound, and send up to ``relay_batch_size`` rows, deleting them once delivered. Sending uses ONE tenacity policy:
 errors whose ``retriable`` flag is set are retried with exponential back-off (jittered,
-capped at ``RETRY_MAX_WAIT_S``) until they succeed or the relay stops; any other error
-ends the cycle, is logged, and the batch is tried again after ``ERROR_PAUSE_S`` (or at the
-next ``flush``). Events are never dropped for a delivery error.
+capped at ``RETRY_MAX_WAIT_S``) for up to ``RETRY_CYCLE_S``, then in the next cycle; any
+other error ends the cycle, is logged, and the batch is tried again after ``ERROR_PAUSE_S``
+(or at the next ``flush``). Events are never dropped for a delivery error.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception, stop_any, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_any, wait_random_exponential
 from tenacity.stop import stop_base
 
 from producer.spool import Spool
@@ -27,6 +27,10 @@ from producer.transports.base import SpooledEvent, Transport
 log = logging.getLogger("metatrail.producer")
 
 RETRY_MAX_WAIT_S = 2.0
+#: A batch is retried for this long within one cycle; then the cycle ends (the error is
+#: logged), and the next one moves new journal frames into the outbox and re-applies the
+#: size bound before trying again.
+RETRY_CYCLE_S = 15.0
 ERROR_PAUSE_S = 5.0
 ORPHAN_SCAN_S = 2.0
 
@@ -111,7 +115,7 @@ class Relay:
         for attempt in Retrying(
             retry=retry_if_exception(_retriable),
             wait=wait_random_exponential(multiplier=0.05, max=RETRY_MAX_WAIT_S),
-            stop=stop_any(_StopWhen(self._should_give_up)),
+            stop=stop_any(_StopWhen(self._should_give_up), stop_after_delay(RETRY_CYCLE_S)),
             sleep=self._sleep,
             reraise=True,
         ):
