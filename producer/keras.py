@@ -38,7 +38,6 @@ import hashlib
 import logging
 import os
 import sys
-import tempfile
 import time
 import weakref
 from collections.abc import Mapping
@@ -58,6 +57,8 @@ log = logging.getLogger("metatrail.producer.keras")
 
 #: Arrays larger than this are recorded without a content digest (hashing would stall fit).
 DEFAULT_MAX_DIGEST_BYTES = 256 << 20
+#: Where final models go when no ``model_dir`` is given.
+DEFAULT_MODEL_DIR = Path(".metatrail/models")
 #: Batch metrics are spooled as one event per this many points, or per this many seconds,
 #: and at every epoch's end (one event per batch would cost a spool append per batch).
 MAX_BUFFERED_POINTS = 2_000
@@ -74,8 +75,8 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     ``run``: the ``producer.run(...)`` scope (or run name) to record into; default the
     run open around the fit, if any. ``log_every_n_batches``: also log batch metrics.
-    ``log_model``: save the final model to ``model_dir`` (default: a temporary folder
-    unless given) and record it. ``inputs``: extra named input artifacts (name -> Artifact
+    ``log_model``: save the final model to ``model_dir`` (default ``./.metatrail/models``,
+    next to the embedded store) and record it. ``inputs``: extra named input artifacts (name -> Artifact
     or path). ``max_digest_bytes``: arrays above it get no digest.
     """
 
@@ -414,19 +415,30 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if rec is None or rec.done:
             return
         self._flush_points()
-        self._scan_checkpoints()
+        try:
+            self._scan_checkpoints()
+        except Exception:
+            log.warning("metatrail: checkpoint scan failed", exc_info=True)
+        custom: dict[str, Any] = {}
         if self.log_model:
-            folder = self.model_dir or Path(tempfile.gettempdir(), "metatrail-models")
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{self._model_name()}-{rec.execution_id}.keras"
-            self.model.save(path)
-            art = Model(
-                str(path.resolve()), name=self._model_name(),
-                properties={"framework": "keras", "format": "keras", "epochs_trained": len(self._pending_epochs)},
-            )
-            rec.add_output(art, role="model")
-            self.model_artifact = art
-        rec.complete()
+            try:
+                self._save_model(rec)
+            except Exception as exc:  # an unserializable model must not leave the fit RUNNING
+                log.warning("metatrail: the final model could not be saved: %s", exc)
+                custom["model_save_error"] = f"{type(exc).__name__}: {exc}"[:1000]
+        rec.complete(custom_properties=custom or None)
+
+    def _save_model(self, rec: ExecutionHandle) -> None:
+        folder = self.model_dir or DEFAULT_MODEL_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self._model_name()}-{rec.execution_id}.keras"
+        self.model.save(path)
+        art = Model(
+            str(path.resolve()), name=self._model_name(),
+            properties={"framework": "keras", "format": "keras", "epochs_trained": len(self._pending_epochs)},
+        )
+        rec.add_output(art, role="model")
+        self.model_artifact = art
 
 
 def _size(weight: Any) -> int:
@@ -488,7 +500,15 @@ def _as_artifact(value: Any, role: str, max_digest_bytes: int) -> Artifact | Non
 
 
 def _as_numpy(value: Any) -> Any:
+    """A contiguous numpy array of numpy arrays and of pandas objects (``to_numpy``)."""
     np = sys.modules.get("numpy")
-    if np is None or not isinstance(value, np.ndarray):
+    if np is None:
         return None
+    if not isinstance(value, np.ndarray):
+        to_numpy = getattr(value, "to_numpy", None)
+        if to_numpy is None or not hasattr(value, "shape"):
+            return None
+        value = to_numpy()
+        if not isinstance(value, np.ndarray) or value.dtype == object:
+            return None
     return np.ascontiguousarray(value)

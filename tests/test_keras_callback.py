@@ -243,3 +243,13 @@ def test_run_argument_attributes_the_fit_to_that_run(store: Store) -> None:
     _model().fit(x, y, epochs=1, verbose=0, callbacks=[MetadataCallback(run=scope, log_model=False)])
     [ex] = _fit_executions(store)
     assert [e.id for e in store.executions("context.name = 'chosen-run'").items] == [ex.id]
+
+
+def test_a_model_that_cannot_be_saved_still_completes_the_fit(store: Store, tmp_path: Path) -> None:
+    x, y = _data()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the model folder should be")
+    _model().fit(x, y, epochs=1, verbose=0, callbacks=[MetadataCallback(model_dir=blocker)])
+    [ex] = _fit_executions(store)
+    assert ex.state == "COMPLETE"
+    assert "model_save_error" in ex.custom_properties
