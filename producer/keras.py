@@ -47,8 +47,8 @@ from typing import Any
 import keras
 
 from producer import emitter, recorder
-from producer.build import build
 from producer.artifacts import Artifact, Dataset, Model
+from producer.build import build
 from producer.context import RunScope
 from producer.recorder import ExecutionHandle
 from schemas.events import MetricsLogged
@@ -97,7 +97,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.log_every_n_batches = log_every_n_batches
         self._every = log_every_n_batches or 1
         if log_every_n_batches is not None:
-            self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
+            self.on_train_batch_end = self._on_train_batch_end
         self.log_model = log_model
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.extra_inputs = dict(inputs or {})
@@ -340,8 +340,8 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 out[name] = art
         x, y = args.get("x"), args.get("y")
         prefix = "train" if validation else "eval"
-        for role, value in ((f"{prefix}_x", x), (f"{prefix}_y", y)):
-            art = _as_artifact(value, role, self.max_digest_bytes)
+        for role, data in ((f"{prefix}_x", x), (f"{prefix}_y", y)):
+            art = _as_artifact(data, role, self.max_digest_bytes)
             if art is not None:
                 out.setdefault(role, art)
         if validation and args.get("validation_data") is not None:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from consumer.demo import components
 from consumer.demo.pipeline import STEPS, DayResult, day_start, land, read_results, watch_day
@@ -102,7 +102,7 @@ def run_demo(
             title = "day 1: first data" if day == 1 else "day 2: men's dress shoes drift"
             task = progress.add_task(f"[bold]{title}[/]", total=len(STEPS), status="")
 
-            def report(d: int, step: str, status: str, seconds: float, task: int = task) -> None:
+            def report(d: int, step: str, status: str, seconds: float, task: TaskID = task) -> None:
                 progress.advance(task)
                 progress.update(task, status=f"{step} {status.lower()}")
                 label = _STATUS.get(status, status)
