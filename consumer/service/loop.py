@@ -76,7 +76,9 @@ class ConsumeLoop:
     finishes the batch in hand, commits what was applied, leaves the group and returns the
     stats. It raises ``StoreError`` when the store fails for good (transient retries
     exhausted): nothing of the failed batch is committed. ``engine`` defaults to one
-    opened on ``settings.store_url`` (and disposed by ``run``).
+    opened on ``settings.store_url`` (and disposed by ``run``). ``on_batch(report, stats)``
+    is called after each applied batch, ``on_commit(batch)`` once its offsets are
+    committed (both in the loop's thread: keep them short).
     """
 
     def __init__(
@@ -85,11 +87,13 @@ class ConsumeLoop:
         engine: Engine | None = None,
         *,
         on_batch: Callable[[ApplyReport, ConsumeStats], None] | None = None,
+        on_commit: Callable[[Batch], None] | None = None,
     ) -> None:
         self.settings = settings
         self._engine = engine
         self._owns_engine = engine is None
         self._on_batch = on_batch
+        self._on_commit = on_commit
         self._stop = threading.Event()
         self._consumer: KafkaConsumer | None = None
         #: Applied in the DB but not yet committed to Kafka (a commit failed).
@@ -188,7 +192,9 @@ class ConsumeLoop:
             self._rewind(consumer, batch)
             return
         self._count(report, len(records))
-        self._commit(consumer, next_offsets(batch))
+        committed = self._commit(consumer, next_offsets(batch))
+        if committed and self._on_commit is not None:
+            self._on_commit(batch)
         log.debug(
             "batch of %d: %d applied, %d duplicates, %d dead-lettered in %.3f s",
             len(records), report.applied, report.duplicates, report.dead_lettered, time.monotonic() - started,
@@ -215,12 +221,13 @@ class ConsumeLoop:
         self.stats.duplicates += report.duplicates
         self.stats.dead_lettered += report.dead_lettered
 
-    def _commit(self, consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def _commit(self, consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
         """Commit ``offsets`` plus anything pending; on failure keep them pending (the DB
-        already has the batch, so a re-delivery after a lost commit changes nothing)."""
+        already has the batch, so a re-delivery after a lost commit changes nothing).
+        Returns whether the commit went through."""
         wanted = merge_offsets(self._pending, offsets)
         if not wanted:
-            return
+            return False
         try:
             consumer.commit(offsets=wanted)
         except CommitFailedError as exc:
@@ -228,13 +235,14 @@ class ConsumeLoop:
             # now, who will re-read (and skip as duplicates) from the last commit.
             log.warning("commit refused after a rebalance (%s); batch will be re-delivered", exc)
             self._pending = {}
-            return
+            return False
         except KafkaError as exc:
             log.warning("offset commit failed (%s); will retry with the next batch", exc)
             self._pending = wanted
-            return
+            return False
         self._pending = {}
         self.stats.commits += 1
+        return True
 
     def _rewind(self, consumer: KafkaConsumer, batch: Batch) -> None:
         self.stats.rewound_batches += 1
