@@ -18,7 +18,6 @@ from pydantic_core import PydanticUndefined
 
 from schemas.events import EVENT_MODELS, ProducerInfo
 from schemas.ids import new_id
-from schemas.version import SCHEMA_VERSION
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -41,27 +40,44 @@ def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[tuple[str, ty
     return cached
 
 
-def build(cls: type[E], **values: Any) -> E:
+_PRODUCER: list[ProducerInfo] = []
+_new = object.__new__
+_set = object.__setattr__
+
+
+def producer_info() -> ProducerInfo:
+    """This process's ``ProducerInfo`` (cached; ``reset_after_fork`` clears it in a child)."""
+    if not _PRODUCER:
+        _PRODUCER.append(ProducerInfo.current())
+    return _PRODUCER[0]
+
+
+def reset_after_fork() -> None:
+    _PRODUCER.clear()
+    _LAST_KEY[0] = (None, "")
+
+
+def build(cls: type[E], occurred_at: datetime | None = None, **values: Any) -> E:
     """An event of model ``cls`` holding ``values`` (unvalidated, see module doc).
 
-    Envelope fields not given are filled: a new ``event_id``, ``occurred_at`` now, this
-    process's ``producer``, the schema version and ``kind``.
+    Envelope fields not given are filled: a new ``event_id``, ``occurred_at`` now (pass one
+    to share it between the events of one call), this process's ``producer``, the schema
+    version and ``kind``.
     """
-    static, fresh = _defaults(cls)
-    data = dict(static)
+    static, fresh = _DEFAULTS.get(cls) or _defaults(cls)
+    data = static.copy()
     for name, factory in fresh:
         if name not in values:
             data[name] = factory()
     data["event_id"] = new_id()
-    data["occurred_at"] = datetime.now(_UTC)
-    data["producer"] = ProducerInfo.current()
-    data["schema_version"] = SCHEMA_VERSION
+    data["occurred_at"] = occurred_at or datetime.now(_UTC)
+    data["producer"] = _PRODUCER[0] if _PRODUCER else producer_info()
     data.update(values)
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", data)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    model = _new(cls)
+    _set(model, "__dict__", data)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
     return model
 
 
@@ -71,6 +87,8 @@ def serialize(event: BaseModel) -> bytes:
 
 
 _KEYS: dict[Any, str] = {}
+#: (run id object, its key) of the previous event, read and written as one tuple.
+_LAST_KEY: list[tuple[Any, str]] = [(None, "")]
 _ID_PREFIX = b'{"event_id":"'
 
 
@@ -79,11 +97,15 @@ def partition_key(event: BaseModel) -> str:
     values = event.__dict__
     run_id = values.get("run_id")
     if run_id is not None:
+        last = _LAST_KEY[0]
+        if last[0] is run_id:  # the same run as the previous event: no hashing
+            return last[1]  # type: ignore[no-any-return]
         key = _KEYS.get(run_id)
         if key is None:
             if len(_KEYS) > 10_000:
                 _KEYS.clear()
             key = _KEYS[run_id] = str(run_id)
+        _LAST_KEY[0] = (run_id, key)
         return key
     for field in ("execution_id", "context_id", "artifact_id"):
         value = values.get(field)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from producer import digest
+from producer import build, digest
 from producer.build import record
 from producer.relay import Relay
 from producer.spool import Spool
@@ -236,6 +236,10 @@ def _after_fork_in_child() -> None:
     import schemas.ids
 
     schemas.ids._lock = threading.Lock()  # a parent thread may have held it at fork time
+    build.reset_after_fork()
+    from producer import recorder
+
+    recorder._HANDLE_LOCK = threading.Lock()
     em = _current
     if em is not None:
         em.after_fork_in_child()

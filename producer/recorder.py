@@ -69,9 +69,12 @@ _UTC = timezone.utc
 MAX_TRACEBACK_CHARS = 20_000
 MAX_MESSAGE_CHARS = 10_000
 
-#: (artifact id, context ids) already recorded as an input by this process.
-_RECORDED_INPUTS: set[tuple[UUID, tuple[UUID, ...]]] = set()
-_RECORDED_LIMIT = 100_000
+#: Input artifacts this process already recorded, per tuple of context ids (keyed by the
+#: tuple's identity, which the entry keeps alive, so no UUID is hashed but the artifact's).
+_RECORDED_INPUTS: dict[int, tuple[tuple[UUID, ...], set[UUID]]] = {}
+_RECORDED_LIMIT = 10_000
+#: Guards the handles' short critical sections (one lock for all: creating one per call costs).
+_HANDLE_LOCK = threading.Lock()
 
 
 def report(what: str, exc: BaseException) -> None:
@@ -91,20 +94,27 @@ def _pairs(items: Iterable[ArtifactArg], default_role: str = "") -> list[tuple[A
     return out
 
 
-def artifact_event(artifact: Artifact, *, as_output: bool, scope: RunScope | None) -> ArtifactRecorded | None:
+def artifact_event(
+    artifact: Artifact, *, as_output: bool, scope: RunScope | None, occurred_at: datetime | None = None
+) -> ArtifactRecorded | None:
     """The ``ArtifactRecorded`` event of ``artifact`` (fixing its id), or ``None`` when this
     process already recorded this input artifact in these contexts."""
     artifact_id = artifact.resolve_id(as_output=as_output)
     context_ids = scope.context_ids if scope is not None else ()
     if not as_output:
-        key = (artifact_id, context_ids)
-        if key in _RECORDED_INPUTS:
+        entry = _RECORDED_INPUTS.get(id(context_ids))
+        if entry is None or entry[0] is not context_ids:
+            if len(_RECORDED_INPUTS) > _RECORDED_LIMIT:
+                _RECORDED_INPUTS.clear()
+            entry = _RECORDED_INPUTS[id(context_ids)] = (context_ids, set())
+        if artifact_id in entry[1]:
             return None
-        if len(_RECORDED_INPUTS) > _RECORDED_LIMIT:
-            _RECORDED_INPUTS.clear()
-        _RECORDED_INPUTS.add(key)
+        if len(entry[1]) > _RECORDED_LIMIT:
+            entry[1].clear()
+        entry[1].add(artifact_id)
     return build(
         ArtifactRecorded,
+        occurred_at,
         run_id=scope.run_id if scope is not None else None,
         artifact_id=artifact_id,
         type=artifact.type,
@@ -120,11 +130,12 @@ def artifact_event(artifact: Artifact, *, as_output: bool, scope: RunScope | Non
 
 
 def _record_artifacts(
-    pairs: list[tuple[Artifact, str]], *, as_output: bool, scope: RunScope | None, events: list[Any]
+    pairs: list[tuple[Artifact, str]], *, as_output: bool, scope: RunScope | None, events: list[Any],
+    occurred_at: datetime | None = None,
 ) -> list[ArtifactRef]:
     refs = []
     for artifact, role in pairs:
-        event = artifact_event(artifact, as_output=as_output, scope=scope)
+        event = artifact_event(artifact, as_output=as_output, scope=scope, occurred_at=occurred_at)
         if event is not None:
             events.append(event)
         refs.append(make(ArtifactRef, artifact_id=artifact.resolve_id(as_output=as_output), role=role))
@@ -153,7 +164,6 @@ class ExecutionHandle:
         self._output_refs: list[ArtifactRef] = []
         self._params: Properties = {}
         self._custom: Properties = {}
-        self._lock = threading.Lock()
         self.done = False
 
     # --- while running ----------------------------------------------------------------
@@ -164,7 +174,7 @@ class ExecutionHandle:
             refs = _record_artifacts([(artifact, role)], as_output=False, scope=self.scope, events=events)
             if events:
                 emitter.emit(events)
-            with self._lock:
+            with _HANDLE_LOCK:
                 self._late_inputs.extend(refs)
         except Exception as exc:
             report("add_input", exc)
@@ -175,7 +185,7 @@ class ExecutionHandle:
             events: list[Any] = []
             refs = _record_artifacts([(artifact, role)], as_output=True, scope=self.scope, events=events)
             emitter.emit(events)
-            with self._lock:
+            with _HANDLE_LOCK:
                 self._output_refs.extend(refs)
                 self.outputs.append((artifact, role))
         except Exception as exc:
@@ -199,7 +209,7 @@ class ExecutionHandle:
         try:
             from producer.capture import summarise
 
-            with self._lock:
+            with _HANDLE_LOCK:
                 self._params.update(typed({k: summarise(v) for k, v in params.items()}))
         except Exception as exc:
             report("log_params", exc)
@@ -207,7 +217,7 @@ class ExecutionHandle:
     def set_custom_properties(self, values: Mapping[str, Any]) -> None:
         """Add custom properties; they travel with the terminal event."""
         try:
-            with self._lock:
+            with _HANDLE_LOCK:
                 self._custom.update(typed(dict(values)))
         except Exception as exc:
             report("set_custom_properties", exc)
@@ -216,17 +226,18 @@ class ExecutionHandle:
     def complete(self, outputs: Iterable[ArtifactArg] = (), custom_properties: Mapping[str, Any] | None = None) -> None:
         """Record the outputs and mark the execution COMPLETE."""
         try:
-            with self._lock:
+            with _HANDLE_LOCK:
                 if self.done:
                     return
                 self.done = True
             events: list[Any] = []
+            now = datetime.now(_UTC)
             pairs = _pairs(outputs)
-            refs = _record_artifacts(pairs, as_output=True, scope=self.scope, events=events)
+            refs = _record_artifacts(pairs, as_output=True, scope=self.scope, events=events, occurred_at=now)
             self.outputs.extend(pairs)
             if custom_properties:
                 self._custom.update(typed(dict(custom_properties)))
-            events.append(self._terminal(ExecutionCompleted, self._output_refs + refs))
+            events.append(self._terminal(ExecutionCompleted, self._output_refs + refs, occurred_at=now))
             emitter.emit(events)
         except Exception as exc:
             report("complete", exc)
@@ -235,7 +246,7 @@ class ExecutionHandle:
         """Mark the execution FAILED with ``exc``'s type, message and traceback. Does not
         raise ``exc`` (the caller re-raises it)."""
         try:
-            with self._lock:
+            with _HANDLE_LOCK:
                 if self.done:
                     return
                 self.done = True
@@ -317,10 +328,12 @@ def start_execution(
 
             typed_parameters = typed({k: summarise(v) for k, v in (parameters or {}).items()})
         events: list[Any] = []
-        refs = _record_artifacts(_pairs(inputs), as_output=False, scope=scope, events=events)
+        now = datetime.now(_UTC)
+        refs = _record_artifacts(_pairs(inputs), as_output=False, scope=scope, events=events, occurred_at=now)
         events.append(
             build(
                 ExecutionStarted,
+                now,
                 run_id=scope.run_id if scope is not None else None,
                 execution_id=handle.execution_id,
                 type=type,
