@@ -3,6 +3,7 @@ bound, strict mode, exit warning, settings errors."""
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -260,3 +261,16 @@ def test_hot_path_events_serialize_exactly_like_the_contract() -> None:
     event_id, key, payload = record(event)
     assert payload == dump_event(parse_event(payload))  # same bytes as the contract writes
     assert event_id == str(event.event_id) and key == str(event.run_id)
+
+
+def test_parameters_are_summarised_json_safe() -> None:
+    import numpy as np
+
+    from producer.capture import MAX_STRING_CHARS, summarise
+
+    assert summarise(np.zeros((3, 4), dtype="float32")) == {"type": "ndarray", "shape": [3, 4], "dtype": "float32"}
+    long = summarise("x" * 5000)
+    assert len(long) < 5000 and long.startswith("x" * MAX_STRING_CHARS) and long.endswith("[5000 chars]")
+    assert summarise({"a": [1, 2.5, None, float("nan")], "b": object()})["a"] == [1, 2.5, None, "nan"]
+    assert summarise(list(range(10_000))) == {"type": "list", "len": 10_000}
+    json.dumps(summarise({"nested": {"deep": {"deeper": {"deepest": {"bottom": [object()]}}}}}))
