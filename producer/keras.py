@@ -35,9 +35,11 @@ Nothing here raises into the training loop: every hook catches and logs its own 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -73,12 +75,17 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Records the ``fit`` it is given to (see the module doc). One instance per fit is
     the simplest; reusing one across several fits records one execution per fit.
 
-    ``run``: the ``producer.run(...)`` scope (or run name) to record into; default the
-    run open around the fit, if any. ``log_every_n_batches``: also log batch metrics.
+    ``run``: the run to record into — the scope ``with producer.run(...) as scope`` gives,
+    or that ``run`` object; default the run open around the fit, if any.
+    ``log_every_n_batches``: also log batch metrics every n batches.
     ``log_model``: save the final model to ``model_dir`` (default ``./.metatrail/models``,
-    next to the embedded store) and record it. ``inputs``: extra named input artifacts (name -> Artifact
-    or path). ``max_digest_bytes``: arrays above it get no digest.
+    next to the embedded store) and record it. ``inputs``: extra named input artifacts
+    (name -> Artifact or path). ``max_digest_bytes``: arrays above it get no digest.
     """
+
+    #: The batch hook is thread-safe: Keras may keep dispatching batch hooks to its thread
+    #: pool (off the training thread) instead of running every callback's inline.
+    async_safe = True
 
     def __init__(
         self,
@@ -115,8 +122,10 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._checkpointers: list[Any] = []
         self._pending_epochs: list[tuple[int, dict[str, Any]]] = []
         self._seen_files: set[tuple[str, int, int]] = set()
-        self._batches = 0
         self._points: list[Any] = []
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._counter = itertools.count(1)
         self._flushed_at = 0.0
         self._wrapped: dict[str, Any] = {}
         self._started_at = 0.0
@@ -129,28 +138,35 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
             log.warning("metatrail: could not start recording fit", exc_info=True)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
         try:
             self._scan_checkpoints()
         except Exception:
             log.warning("metatrail: checkpoint scan failed", exc_info=True)
 
     def _on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        # Installed as on_train_batch_end only when batch logging is on: a callback that
-        # overrides it makes Keras dispatch every batch hook synchronously.
-        self._batches += 1
-        if self._batches % self._every or self._rec is None:
+        # Installed as on_train_batch_end only when batch logging is on. With async_safe,
+        # Keras may run it in its callback thread pool (backends that allow it), several
+        # at once: the step comes from (epoch, batch), the buffer is guarded by a lock.
+        steps = self.params.get("steps") if self.params else None
+        step = self._epoch * steps + batch + 1 if isinstance(steps, int) else next(self._counter)
+        if step % self._every or self._rec is None:
             return
         try:
-            self._points.extend(recorder.metric_points(_numbers(logs, "batch/"), self._batches))
-            if len(self._points) >= MAX_BUFFERED_POINTS or time.monotonic() - self._flushed_at >= BATCH_FLUSH_S:
+            points = recorder.metric_points(_numbers(logs, "batch/"), step)
+            with self._lock:
+                self._points.extend(points)
+                due = len(self._points) >= MAX_BUFFERED_POINTS or time.monotonic() - self._flushed_at >= BATCH_FLUSH_S
+            if due:
                 self._flush_points()
         except Exception:
             log.warning("metatrail: batch metrics not recorded", exc_info=True)
 
     def _flush_points(self) -> None:
         """Spool the buffered batch metrics as one ``MetricsLogged`` event."""
-        points, self._points = self._points, []
-        self._flushed_at = time.monotonic()
+        with self._lock:
+            points, self._points = self._points, []
+            self._flushed_at = time.monotonic()
         rec = self._rec
         if not points or rec is None:
             return
@@ -266,12 +282,13 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._rec is not None and not self._rec.done:
             self._rec.fail(FitAborted("the previous fit ended without on_train_end"))
         self._in_fit = True
-        self._batches = 0
         self._pending_epochs = []
         self.checkpoints = []
         self._started_at = time.time()
         self._points = []
         self._flushed_at = time.monotonic()
+        self._epoch = 0
+        self._counter = itertools.count(1)
         args = self._caller_args("fit")
         cb_list = self._callback_list()
         self._checkpointers = [
