@@ -34,7 +34,7 @@ def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[tuple[str, ty
         for name, field in cls.model_fields.items():
             static[name] = None if field.default is PydanticUndefined else field.default
             if field.default_factory in (list, dict):
-                fresh.append((name, field.default_factory))  # type: ignore[arg-type]
+                fresh.append((name, field.default_factory))
         cached = (static, tuple(fresh))
         _DEFAULTS[cls] = cached
     return cached
@@ -99,7 +99,7 @@ def partition_key(event: BaseModel) -> str:
     if run_id is not None:
         last = _LAST_KEY[0]
         if last[0] is run_id:  # the same run as the previous event: no hashing
-            return last[1]  # type: ignore[no-any-return]
+            return last[1]
         key = _KEYS.get(run_id)
         if key is None:
             if len(_KEYS) > 10_000:

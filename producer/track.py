@@ -41,7 +41,7 @@ _MISS = object()
 
 
 def _type_name(fn: Callable[..., Any]) -> str:
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "call")
+    qualname = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or "call")
     name = _TYPE_RE.sub("_", qualname.replace("<locals>.", ""))[:128]
     return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"[:128]
 
@@ -284,9 +284,14 @@ def track(fn: Any = None, *, type: str | None = None, name: str | None = None, c
     """Record each call of ``fn`` as an execution (see module doc). Usable bare (``@track``)
     or with options (``@track(type="Trainer", cache=True, exclude=["password"])``)."""
     if fn is None:
-        return lambda f: track(f, type=type, name=name, cache=cache, capture_args=capture_args, exclude=exclude)
+        return lambda f: _decorate(f, type, name, cache, capture_args, tuple(exclude))
+    return _decorate(fn, type, name, cache, capture_args, tuple(exclude))
+
+
+def _decorate(fn: Any, type: str | None, name: str | None, cache: bool, capture_args: bool,
+              exclude: tuple[str, ...]) -> Any:
     is_gen = inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn)
-    spec = _Spec(fn, type, name, cache and not is_gen, capture_args, tuple(exclude))
+    spec = _Spec(fn, type, name, cache and not is_gen, capture_args, exclude)
     if inspect.isasyncgenfunction(fn):
         from producer.track_gen import async_gen_wrapper
 
