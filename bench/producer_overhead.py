@@ -38,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import producer  # noqa: E402
 from producer import Artifact, Dataset, Model, emitter, log_metric, run, track  # noqa: E402
 from producer.emitter import Emitter  # noqa: E402
-from producer.spool import Spool  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "producer.json"
 
@@ -49,7 +48,11 @@ def pct(values: list[int], q: float) -> float:
 
 
 def summary(values: list[int]) -> dict[str, float]:
-    return {"median_us": pct(values, 0.5), "p99_us": pct(values, 0.99), "mean_us": statistics.fmean(values) / 1000}
+    return {
+        "median_us": pct(values, 0.5),
+        "p99_us": pct(values, 0.99),
+        "mean_us": statistics.fmean(values) / 1000,
+    }
 
 
 def noop(data: Artifact) -> Artifact:
@@ -134,7 +137,9 @@ def measure_log_metric(count: int) -> dict[str, Any]:
 
 def measure_spool_bytes(workdir: Path, calls: int) -> dict[str, Any]:
     """Spool growth per event of the tracked no-op (3 events per call), relay stopped."""
-    settings = producer.configure(transport="file", spool_path=workdir / "bytes" / "spool.db", file_path=workdir / "b.jsonl")
+    settings = producer.configure(
+        transport="file", spool_path=workdir / "bytes" / "spool.db", file_path=workdir / "b.jsonl"
+    )
     em = emitter.get()
     spool = em.spool
     em._relay = object()  # type: ignore[assignment]  # no relay: measure growth only
@@ -169,8 +174,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--mlmd-calls", type=int, default=1_000)
     parser.add_argument("--metrics", type=int, default=50_000)
-    parser.add_argument("--transport", choices=["embedded", "file"], default="file",
-                        help="headline transport; the other one is measured too")
+    parser.add_argument(
+        "--transport",
+        choices=["embedded", "file"],
+        default="file",
+        help="headline transport; the other one is measured too",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     load_before = list(os.getloadavg())
@@ -178,8 +187,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
         work = Path(tmp)
         os.chdir(work)
-        common = {"spool_path": work / "spool.db", "store_url": f"sqlite:///{work / 'store.db'}",
-                  "file_path": work / "events.jsonl"}
+        common = {
+            "spool_path": work / "spool.db",
+            "store_url": f"sqlite:///{work / 'store.db'}",
+            "file_path": work / "events.jsonl",
+        }
         other = "file" if args.transport == "embedded" else "embedded"
         producer.configure(transport=other, **{**common, "spool_path": work / "other.db"})
         gc.collect()
@@ -193,7 +205,9 @@ def main() -> int:
         delivered = producer.flush(120)
 
         emitter.shutdown(60)
-        direct_settings = producer.configure(transport=args.transport, **{**common, "spool_path": work / "direct.db"})
+        direct_settings = producer.configure(
+            transport=args.transport, **{**common, "spool_path": work / "direct.db"}
+        )
         emitter._current = Emitter(direct_settings, journal=False)
         direct = measure_tracked(max(2000, args.calls // 4))
         emitter.shutdown(60)
@@ -207,8 +221,13 @@ def main() -> int:
         ratio = mlmd["put_execution"]["median_us"] / max(journal["added_median_us"], 1e-9)
     result = {
         "benchmark": "producer_overhead",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_at_start": load_before, "load_average_at_end": list(os.getloadavg())},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": load_before,
+            "load_average_at_end": list(os.getloadavg()),
+        },
         "transport": settings.transport,
         "relay_running": True,
         "calls": args.calls,
@@ -226,23 +245,41 @@ def main() -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
     t, d = journal, direct
-    print(f"transport={settings.transport} (relay running, durable spool), {args.calls} calls, interleaved; "
-          f"load average {load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end ({os.cpu_count()} CPUs)")
-    print(f"undecorated no-op            median {t['undecorated']['median_us']:8.1f} µs   p99 {t['undecorated']['p99_us']:8.1f} µs")
-    print(f"@track no-op (1 in, 1 out)   median {t['tracked']['median_us']:8.1f} µs   p99 {t['tracked']['p99_us']:8.1f} µs")
-    print(f"added by @track              median {t['added_median_us']:8.1f} µs   p99 {t['added_p99_us']:8.1f} µs   (target <= 50 / <= 500)")
+    print(
+        f"transport={settings.transport} (relay running, durable spool), {args.calls} calls, interleaved; "
+        f"load average {load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end ({os.cpu_count()} CPUs)"
+    )
+    print(
+        f"undecorated no-op            median {t['undecorated']['median_us']:8.1f} µs   p99 {t['undecorated']['p99_us']:8.1f} µs"
+    )
+    print(
+        f"@track no-op (1 in, 1 out)   median {t['tracked']['median_us']:8.1f} µs   p99 {t['tracked']['p99_us']:8.1f} µs"
+    )
+    print(
+        f"added by @track              median {t['added_median_us']:8.1f} µs   p99 {t['added_p99_us']:8.1f} µs   (target <= 50 / <= 500)"
+    )
     o = other_result
-    print(f"same, {other} transport{' ' * (14 - len(other))}median {o['added_median_us']:8.1f} µs   p99 {o['added_p99_us']:8.1f} µs")
-    print(f"same, SQLite commit per emit median {d['added_median_us']:8.1f} µs   p99 {d['added_p99_us']:8.1f} µs   (no journal)")
+    print(
+        f"same, {other} transport{' ' * (14 - len(other))}median {o['added_median_us']:8.1f} µs   p99 {o['added_p99_us']:8.1f} µs"
+    )
+    print(
+        f"same, SQLite commit per emit median {d['added_median_us']:8.1f} µs   p99 {d['added_p99_us']:8.1f} µs   (no journal)"
+    )
     if ratio is not None:
         m = mlmd["put_execution"]
-        print(f"MLMD put_execution (sqlite)  median {m['median_us']:8.1f} µs   p99 {m['p99_us']:8.1f} µs")
+        print(
+            f"MLMD put_execution (sqlite)  median {m['median_us']:8.1f} µs   p99 {m['p99_us']:8.1f} µs"
+        )
         print(f"MLMD median / our added median: {ratio:.1f}x   (target >= 20x)")
     else:
         print(f"MLMD: {mlmd['skipped']}")
-    print(f"log_metric tight loop: {metric['events_per_s']:,.0f} events/s ({metric['events']} events)")
-    print(f"spool growth: journal {size['journal_bytes_per_event']:.0f} B/event, "
-          f"SQLite outbox {size['outbox_bytes_per_event']:.0f} B/event (avg payload {size['avg_payload_bytes']:.0f} B)")
+    print(
+        f"log_metric tight loop: {metric['events_per_s']:,.0f} events/s ({metric['events']} events)"
+    )
+    print(
+        f"spool growth: journal {size['journal_bytes_per_event']:.0f} B/event, "
+        f"SQLite outbox {size['outbox_bytes_per_event']:.0f} B/event (avg payload {size['avg_payload_bytes']:.0f} B)"
+    )
     print(f"all events delivered after the run: {delivered}")
     print(f"results: {args.out}")
     return 0

@@ -36,8 +36,16 @@ class Artifact:
     """
 
     __slots__ = (
-        "uri", "type", "name", "version", "properties", "custom_properties",
-        "digest", "state", "compute_digest", "_id",
+        "uri",
+        "type",
+        "name",
+        "version",
+        "properties",
+        "custom_properties",
+        "digest",
+        "state",
+        "compute_digest",
+        "_id",
     )
     default_type = "Artifact"
 
@@ -104,7 +112,11 @@ class Artifact:
         if self._id is not None and other._id is not None:
             return self._id == other._id
         return (self.type, self.uri, self.digest, self.name, self.version) == (
-            other.type, other.uri, other.digest, other.name, other.version
+            other.type,
+            other.uri,
+            other.digest,
+            other.name,
+            other.version,
         )
 
     def __hash__(self) -> int:

@@ -49,7 +49,11 @@ def summarise(value: Any, depth: int = 0) -> Any:
     shape = getattr(value, "shape", None)
     if shape is not None and (hasattr(value, "dtype") or hasattr(value, "dtypes")):
         try:
-            return {"type": type(value).__name__, "shape": [int(s) for s in shape], "dtype": str(getattr(value, "dtype", "mixed"))}
+            return {
+                "type": type(value).__name__,
+                "shape": [int(s) for s in shape],
+                "dtype": str(getattr(value, "dtype", "mixed")),
+            }
         except (TypeError, ValueError):
             pass
     if depth >= MAX_DEPTH:
@@ -157,7 +161,9 @@ def _is_dirty(repo: str) -> bool | None:
     try:
         out = subprocess.run(
             ["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
+            capture_output=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -44,7 +44,9 @@ class RunScope:
     context_ids: tuple[UUID, ...]
 
 
-_RUN: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar("metatrail_run", default=None)
+_RUN: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(
+    "metatrail_run", default=None
+)
 _EXECUTION: contextvars.ContextVar[ExecutionHandle | None] = contextvars.ContextVar(
     "metatrail_execution", default=None
 )

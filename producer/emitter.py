@@ -57,7 +57,9 @@ class Emitter:
             with self._lock:
                 if self._spool is None:
                     s = self.settings
-                    self._spool = Spool(s.spool_path, max_bytes=s.spool_max_bytes, full_policy=s.spool_full_policy)
+                    self._spool = Spool(
+                        s.spool_path, max_bytes=s.spool_max_bytes, full_policy=s.spool_full_policy
+                    )
                     digest.set_persistent_cache((self._spool.digest_get, self._spool.digest_put))
                 spool = self._spool
         return spool
@@ -69,7 +71,9 @@ class Emitter:
                 if self._relay is None:
                     s = self.settings
                     self._relay = Relay(
-                        self.spool, make_transport(s), batch_size=s.relay_batch_size,
+                        self.spool,
+                        make_transport(s),
+                        batch_size=s.relay_batch_size,
                         interval_s=s.relay_interval_ms / 1000,
                     )
                     self._relay.start()
@@ -123,7 +127,7 @@ def _anchored(settings: Settings) -> Settings:
     url = settings.store_url
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        update["store_url"] = prefix + str(Path(url[len(prefix):]).absolute())
+        update["store_url"] = prefix + str(Path(url[len(prefix) :]).absolute())
     return settings.model_copy(update=update)
 
 
@@ -172,7 +176,13 @@ def note_error(what: str, exc: BaseException) -> None:
     count = _error_counts.get(key, 0) + 1
     _error_counts[key] = count
     if count <= LOG_FIRST_ERRORS or count % 1000 == 0:
-        log.error("metatrail: %s failed (not recorded; occurrence %d): %s: %s", what, count, type(exc).__name__, exc)
+        log.error(
+            "metatrail: %s failed (not recorded; occurrence %d): %s: %s",
+            what,
+            count,
+            type(exc).__name__,
+            exc,
+        )
 
 
 def configure(**overrides: Any) -> Settings:

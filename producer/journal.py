@@ -72,8 +72,11 @@ def decode(data: bytes, limit: int | None = None) -> tuple[list[Record], int, bo
         if zlib.crc32(body) != crc or length < 2 * ID_BYTES:
             return records, pos, True
         records.append(
-            (body[:ID_BYTES].decode("ascii"), body[ID_BYTES : 2 * ID_BYTES].decode("ascii").rstrip(),
-             bytes(body[2 * ID_BYTES :]))
+            (
+                body[:ID_BYTES].decode("ascii"),
+                body[ID_BYTES : 2 * ID_BYTES].decode("ascii").rstrip(),
+                bytes(body[2 * ID_BYTES :]),
+            )
         )
         pos = start + length
     return records, pos, pos != end
@@ -111,7 +114,12 @@ class JournalWriter:
         """Close and unlink the current file if all of it was ingested and it is large;
         returns the removed path (so the caller forgets its offset)."""
         with self.lock:
-            if self._fd is None or self.path is None or ingested < self.offset or self.offset < ROTATE_BYTES:
+            if (
+                self._fd is None
+                or self.path is None
+                or ingested < self.offset
+                or self.offset < ROTATE_BYTES
+            ):
                 return None
             path = self.path
             os.unlink(path)
@@ -137,7 +145,9 @@ class JournalWriter:
         self.lock = threading.Lock()
 
 
-def read_from(path: Path, offset: int, limit: int | None = None, end: int | None = None) -> tuple[list[Record], int, bool]:
+def read_from(
+    path: Path, offset: int, limit: int | None = None, end: int | None = None
+) -> tuple[list[Record], int, bool]:
     """Decode ``path`` from ``offset`` (up to byte ``end``, at most ``limit`` frames):
     (records, new offset, torn tail?)."""
     with open(path, "rb") as fh:

@@ -23,7 +23,10 @@ A = TypeVar("A", bound=Artifact)
 
 
 def _nowhere(what: str) -> None:
-    report(what, MetatrailError(f"{what}() called outside a tracked call and outside a run; not recorded"))
+    report(
+        what,
+        MetatrailError(f"{what}() called outside a tracked call and outside a run; not recorded"),
+    )
 
 
 def log_metrics(values: Mapping[str, Any], step: int | None = None) -> None:
@@ -38,8 +41,16 @@ def log_metrics(values: Mapping[str, Any], step: int | None = None) -> None:
         return
     try:
         if values:
-            emitter.emit([build(MetricsLogged, run_id=scope.run_id, context_id=scope.context_id,
-                                points=metric_points(values, step))])
+            emitter.emit(
+                [
+                    build(
+                        MetricsLogged,
+                        run_id=scope.run_id,
+                        context_id=scope.context_id,
+                        points=metric_points(values, step),
+                    )
+                ]
+            )
     except Exception as exc:
         report("log_metrics", exc)
 
@@ -62,13 +73,25 @@ def log_params(params: Mapping[str, Any]) -> None:
         return
     try:
         props = typed({k: summarise(v) for k, v in params.items()})
-        emitter.emit([build(ContextUpserted, run_id=scope.run_id, context_id=scope.context_id,
-                            type=scope.type, name=scope.name, properties=props)])
+        emitter.emit(
+            [
+                build(
+                    ContextUpserted,
+                    run_id=scope.run_id,
+                    context_id=scope.context_id,
+                    type=scope.type,
+                    name=scope.name,
+                    properties=props,
+                )
+            ]
+        )
     except Exception as exc:
         report("log_params", exc)
 
 
-def log_artifact(artifact: A, role: str = "", *, direction: Literal["output", "input"] = "output") -> A:
+def log_artifact(
+    artifact: A, role: str = "", *, direction: Literal["output", "input"] = "output"
+) -> A:
     """Record ``artifact`` as an output (default) or input of the current call; outside a
     call, attribute it to the current run. Returns the artifact (for chaining)."""
     handle = current_execution()

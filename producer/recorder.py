@@ -95,7 +95,11 @@ def _pairs(items: Iterable[ArtifactArg], default_role: str = "") -> list[tuple[A
 
 
 def artifact_event(
-    artifact: Artifact, *, as_output: bool, scope: RunScope | None, occurred_at: datetime | None = None
+    artifact: Artifact,
+    *,
+    as_output: bool,
+    scope: RunScope | None,
+    occurred_at: datetime | None = None,
 ) -> ArtifactRecorded | None:
     """The ``ArtifactRecorded`` event of ``artifact`` (fixing its id), or ``None`` when this
     process already recorded this input artifact in these contexts."""
@@ -130,7 +134,11 @@ def artifact_event(
 
 
 def _record_artifacts(
-    pairs: list[tuple[Artifact, str]], *, as_output: bool, scope: RunScope | None, events: list[Any],
+    pairs: list[tuple[Artifact, str]],
+    *,
+    as_output: bool,
+    scope: RunScope | None,
+    events: list[Any],
     occurred_at: datetime | None = None,
 ) -> list[ArtifactRef]:
     refs = []
@@ -138,21 +146,31 @@ def _record_artifacts(
         event = artifact_event(artifact, as_output=as_output, scope=scope, occurred_at=occurred_at)
         if event is not None:
             events.append(event)
-        refs.append(make(ArtifactRef, artifact_id=artifact.resolve_id(as_output=as_output), role=role))
+        refs.append(
+            make(ArtifactRef, artifact_id=artifact.resolve_id(as_output=as_output), role=role)
+        )
     return refs
 
 
 def metric_points(values: Mapping[str, Any], step: int | None) -> list[MetricPoint]:
     now = datetime.now(_UTC)
     step = None if step is None else int(step)
-    return [make(MetricPoint, key=str(k), value=float(v), step=step, timestamp=now) for k, v in values.items()]
+    return [
+        make(MetricPoint, key=str(k), value=float(v), step=step, timestamp=now)
+        for k, v in values.items()
+    ]
 
 
 class ExecutionHandle:
     """One execution being recorded; see the module doc for the contract."""
 
     def __init__(
-        self, execution_id: UUID, type: str, name: str | None, scope: RunScope | None, fingerprint: str | None
+        self,
+        execution_id: UUID,
+        type: str,
+        name: str | None,
+        scope: RunScope | None,
+        fingerprint: str | None,
     ) -> None:
         self.execution_id = execution_id
         self.type = type
@@ -171,7 +189,9 @@ class ExecutionHandle:
         """Record ``artifact`` as an input (edge sent with the terminal event)."""
         try:
             events: list[Any] = []
-            refs = _record_artifacts([(artifact, role)], as_output=False, scope=self.scope, events=events)
+            refs = _record_artifacts(
+                [(artifact, role)], as_output=False, scope=self.scope, events=events
+            )
             if events:
                 emitter.emit(events)
             with _HANDLE_LOCK:
@@ -183,7 +203,9 @@ class ExecutionHandle:
         """Record ``artifact`` as an output now (edge sent with the terminal event)."""
         try:
             events: list[Any] = []
-            refs = _record_artifacts([(artifact, role)], as_output=True, scope=self.scope, events=events)
+            refs = _record_artifacts(
+                [(artifact, role)], as_output=True, scope=self.scope, events=events
+            )
             emitter.emit(events)
             with _HANDLE_LOCK:
                 self._output_refs.extend(refs)
@@ -199,8 +221,16 @@ class ExecutionHandle:
         try:
             if not values:
                 return
-            emitter.emit([build(MetricsLogged, run_id=self._run_id(), execution_id=self.execution_id,
-                                points=metric_points(values, step))])
+            emitter.emit(
+                [
+                    build(
+                        MetricsLogged,
+                        run_id=self._run_id(),
+                        execution_id=self.execution_id,
+                        points=metric_points(values, step),
+                    )
+                ]
+            )
         except Exception as exc:
             report("log_metrics", exc)
 
@@ -223,7 +253,11 @@ class ExecutionHandle:
             report("set_custom_properties", exc)
 
     # --- the end ----------------------------------------------------------------------
-    def complete(self, outputs: Iterable[ArtifactArg] = (), custom_properties: Mapping[str, Any] | None = None) -> None:
+    def complete(
+        self,
+        outputs: Iterable[ArtifactArg] = (),
+        custom_properties: Mapping[str, Any] | None = None,
+    ) -> None:
         """Record the outputs and mark the execution COMPLETE."""
         try:
             with _HANDLE_LOCK:
@@ -233,11 +267,15 @@ class ExecutionHandle:
             events: list[Any] = []
             now = datetime.now(_UTC)
             pairs = _pairs(outputs)
-            refs = _record_artifacts(pairs, as_output=True, scope=self.scope, events=events, occurred_at=now)
+            refs = _record_artifacts(
+                pairs, as_output=True, scope=self.scope, events=events, occurred_at=now
+            )
             self.outputs.extend(pairs)
             if custom_properties:
                 self._custom.update(typed(dict(custom_properties)))
-            events.append(self._terminal(ExecutionCompleted, self._output_refs + refs, occurred_at=now))
+            events.append(
+                self._terminal(ExecutionCompleted, self._output_refs + refs, occurred_at=now)
+            )
             emitter.emit(events)
         except Exception as exc:
             report("complete", exc)
@@ -329,7 +367,9 @@ def start_execution(
             typed_parameters = typed({k: summarise(v) for k, v in (parameters or {}).items()})
         events: list[Any] = []
         now = datetime.now(_UTC)
-        refs = _record_artifacts(_pairs(inputs), as_output=False, scope=scope, events=events, occurred_at=now)
+        refs = _record_artifacts(
+            _pairs(inputs), as_output=False, scope=scope, events=events, occurred_at=now
+        )
         events.append(
             build(
                 ExecutionStarted,

@@ -18,7 +18,13 @@ import threading
 import time
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_any, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    stop_any,
+    wait_random_exponential,
+)
 from tenacity.stop import stop_base
 
 from producer.spool import Spool
@@ -51,7 +57,9 @@ class Relay:
     """Delivers a spool through a transport; ``start`` for the background thread, or
     ``drain`` to deliver in the caller's thread (``metatrail flush``)."""
 
-    def __init__(self, spool: Spool, transport: Transport, *, batch_size: int, interval_s: float) -> None:
+    def __init__(
+        self, spool: Spool, transport: Transport, *, batch_size: int, interval_s: float
+    ) -> None:
         self.spool = spool
         self.transport = transport
         self.batch_size = batch_size
@@ -124,7 +132,9 @@ class Relay:
         self.last_error = None
 
     def _should_give_up(self) -> bool:
-        return self._stop.is_set() or (self._deadline is not None and time.monotonic() >= self._deadline)
+        return self._stop.is_set() or (
+            self._deadline is not None and time.monotonic() >= self._deadline
+        )
 
     def _sleep(self, seconds: float) -> None:
         if self._deadline is not None:
@@ -160,7 +170,12 @@ class Relay:
         self.last_error = exc
         level = logging.ERROR if not _retriable(exc) else logging.WARNING
         if first:
-            log.log(level, "metatrail: cannot deliver spooled events (they stay in %s): %s", self.spool.path, exc)
+            log.log(
+                level,
+                "metatrail: cannot deliver spooled events (they stay in %s): %s",
+                self.spool.path,
+                exc,
+            )
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Block until a cycle that started after this call found nothing left to send."""

@@ -31,10 +31,24 @@ from schemas.values import typed
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _context_event(type_name: str, name: str, cid: UUID, root: UUID, parents: list[UUID], props: Mapping[str, Any] | None, custom: Mapping[str, Any] | None) -> ContextUpserted:
+def _context_event(
+    type_name: str,
+    name: str,
+    cid: UUID,
+    root: UUID,
+    parents: list[UUID],
+    props: Mapping[str, Any] | None,
+    custom: Mapping[str, Any] | None,
+) -> ContextUpserted:
     return build(
-        ContextUpserted, run_id=root, context_id=cid, type=type_name, name=name,
-        parent_ids=parents, properties=typed(dict(props or {})), custom_properties=typed(dict(custom or {})),
+        ContextUpserted,
+        run_id=root,
+        context_id=cid,
+        type=type_name,
+        name=name,
+        parent_ids=parents,
+        properties=typed(dict(props or {})),
+        custom_properties=typed(dict(custom or {})),
     )
 
 
@@ -66,17 +80,25 @@ class run:  # noqa: N801  (public API name, used like a function)
         if self.pipeline:
             parents.append(("Pipeline", self.pipeline, context_id("Pipeline", self.pipeline)))
         if self.experiment:
-            parents.append(("Experiment", self.experiment, context_id("Experiment", self.experiment)))
+            parents.append(
+                ("Experiment", self.experiment, context_id("Experiment", self.experiment))
+            )
         parent_ids = [p[2] for p in parents] + ([outer.context_id] if outer is not None else [])
         ids = list(outer.context_ids) if outer is not None else []
         for cid in [p[2] for p in parents] + [rid]:
             if cid not in ids:
                 ids.append(cid)
-        scope = RunScope(run_id=root, context_id=rid, type=self.type, name=self.name, context_ids=tuple(ids))
+        scope = RunScope(
+            run_id=root, context_id=rid, type=self.type, name=self.name, context_ids=tuple(ids)
+        )
         try:
             events = [_context_event(t, n, cid, root, [], None, None) for t, n, cid in parents]
             started = {"started_at": datetime.now(timezone.utc).isoformat()}
-            events.append(_context_event(self.type, self.name, rid, root, parent_ids, self.properties, started))
+            events.append(
+                _context_event(
+                    self.type, self.name, rid, root, parent_ids, self.properties, started
+                )
+            )
             emitter.emit(events)
         except Exception as exc:
             report("run", exc)
@@ -84,8 +106,17 @@ class run:  # noqa: N801  (public API name, used like a function)
 
     def _close(self, scope: RunScope, failed: bool) -> None:
         try:
-            custom = {"status": "FAILED" if failed else "COMPLETE", "ended_at": datetime.now(timezone.utc).isoformat()}
-            emitter.emit([_context_event(scope.type, scope.name, scope.context_id, scope.run_id, [], None, custom)])
+            custom = {
+                "status": "FAILED" if failed else "COMPLETE",
+                "ended_at": datetime.now(timezone.utc).isoformat(),
+            }
+            emitter.emit(
+                [
+                    _context_event(
+                        scope.type, scope.name, scope.context_id, scope.run_id, [], None, custom
+                    )
+                ]
+            )
         except Exception as exc:
             report("run", exc)
 
@@ -105,7 +136,13 @@ class run:  # noqa: N801  (public API name, used like a function)
         self._close(scope, exc is not None)
 
     def _copy(self) -> run:
-        return run(self.name, pipeline=self.pipeline, experiment=self.experiment, type=self.type, properties=self.properties)
+        return run(
+            self.name,
+            pipeline=self.pipeline,
+            experiment=self.experiment,
+            type=self.type,
+            properties=self.properties,
+        )
 
     def __call__(self, fn: F) -> F:
         if inspect.iscoroutinefunction(fn):

@@ -90,7 +90,9 @@ class Spool:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
@@ -144,7 +146,9 @@ class Spool:
             self._last_warn = now
             log.warning(
                 "metatrail: spool %s is over METATRAIL_SPOOL_MAX_BYTES=%d (events are not being "
-                "delivered); still recording (policy 'warn')", self.path, self.max_bytes,
+                "delivered); still recording (policy 'warn')",
+                self.path,
+                self.max_bytes,
             )
 
     # --- relay side ---------------------------------------------------------------------
@@ -193,7 +197,12 @@ class Spool:
 
     def own_rows(self) -> bool:
         """Whether the table holds undelivered rows of this process."""
-        return self.conn().execute("SELECT 1 FROM spool WHERE owner = ? LIMIT 1", (os.getpid(),)).fetchone() is not None
+        return (
+            self.conn()
+            .execute("SELECT 1 FROM spool WHERE owner = ? LIMIT 1", (os.getpid(),))
+            .fetchone()
+            is not None
+        )
 
     def recover_orphans(self) -> int:
         """Move journals of processes that are gone into the table; returns how many events."""
@@ -201,10 +210,14 @@ class Spool:
         conn = self.conn()
         for path, fd in journal.orphans(self.journal_dir, self.writer.path):
             try:
-                row = conn.execute("SELECT offset FROM journal_offsets WHERE file = ?", (str(path),)).fetchone()
+                row = conn.execute(
+                    "SELECT offset FROM journal_offsets WHERE file = ?", (str(path),)
+                ).fetchone()
                 records, offset, torn = journal.read_from(path, row[0] if row else 0)
                 if torn:
-                    log.warning("metatrail: journal %s ends with a torn or corrupt frame; skipped", path)
+                    log.warning(
+                        "metatrail: journal %s ends with a torn or corrupt frame; skipped", path
+                    )
                 self._insert(records, str(path), offset)
                 os.unlink(path)
                 conn.execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
@@ -233,11 +246,17 @@ class Spool:
             raise
 
     def read_batch(self, limit: int) -> list[SpooledEvent]:
-        rows = self.conn().execute(
-            "SELECT seq, event_id, key, payload FROM spool WHERE owner = ? ORDER BY seq LIMIT ?",
-            (os.getpid(), limit),
-        ).fetchall()
-        return [SpooledEvent(seq, event_id, key, bytes(payload)) for seq, event_id, key, payload in rows]
+        rows = (
+            self.conn()
+            .execute(
+                "SELECT seq, event_id, key, payload FROM spool WHERE owner = ? ORDER BY seq LIMIT ?",
+                (os.getpid(), limit),
+            )
+            .fetchall()
+        )
+        return [
+            SpooledEvent(seq, event_id, key, bytes(payload)) for seq, event_id, key, payload in rows
+        ]
 
     def delete(self, batch: list[SpooledEvent]) -> None:
         self.conn().executemany("DELETE FROM spool WHERE seq = ?", [(e.seq,) for e in batch])
@@ -245,27 +264,45 @@ class Spool:
     def adopt_orphans(self) -> int:
         """Take over rows whose owner process is gone; returns how many."""
         conn, me, total = self.conn(), os.getpid(), 0
-        for (owner,) in conn.execute("SELECT DISTINCT owner FROM spool WHERE owner != ?", (me,)).fetchall():
+        for (owner,) in conn.execute(
+            "SELECT DISTINCT owner FROM spool WHERE owner != ?", (me,)
+        ).fetchall():
             if not _alive(int(owner)):
-                total += conn.execute("UPDATE spool SET owner = ? WHERE owner = ?", (me, owner)).rowcount
+                total += conn.execute(
+                    "UPDATE spool SET owner = ? WHERE owner = ?", (me, owner)
+                ).rowcount
         return total
 
     def held_by_others(self) -> int:
         """Rows owned by other live processes (their relays will send them)."""
-        return int(self.conn().execute("SELECT count(*) FROM spool WHERE owner != ?", (os.getpid(),)).fetchone()[0])
+        return int(
+            self.conn()
+            .execute("SELECT count(*) FROM spool WHERE owner != ?", (os.getpid(),))
+            .fetchone()[0]
+        )
 
     def pending(self) -> int:
         """This process's undelivered events: its rows plus its journal frames not yet
         moved into the table."""
-        rows = int(self.conn().execute("SELECT count(*) FROM spool WHERE owner = ?", (os.getpid(),)).fetchone()[0])
+        rows = int(
+            self.conn()
+            .execute("SELECT count(*) FROM spool WHERE owner = ?", (os.getpid(),))
+            .fetchone()[0]
+        )
         if self.writer.path is None or self.pending_journal_bytes() <= 0:
             return rows
         return rows + len(journal.read_from(self.writer.path, self._ingested)[0])
 
     def size_bytes(self) -> int:
         conn = self.conn()
-        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return int(pages) * int(conn.execute("PRAGMA page_size").fetchone()[0]) + self.pending_journal_bytes()
+        pages = (
+            conn.execute("PRAGMA page_count").fetchone()[0]
+            - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        )
+        return (
+            int(pages) * int(conn.execute("PRAGMA page_size").fetchone()[0])
+            + self.pending_journal_bytes()
+        )
 
     def enforce_bound(self) -> int:
         """Re-evaluate the size bound; under ``drop_oldest`` delete the oldest undelivered
@@ -281,29 +318,41 @@ class Spool:
         per_row = max(1, size // count)
         drop = min(count, (size - self.max_bytes) // per_row + 1)
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (drop,))
+        conn.execute(
+            "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (drop,)
+        )
         conn.execute(
             "INSERT INTO spool_stats (name, value) VALUES ('dropped', ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (drop,),
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (drop,),
         )
         conn.execute("COMMIT")
         total = self.stats().get("dropped", 0)
         log.warning(
             "metatrail: spool %s over METATRAIL_SPOOL_MAX_BYTES=%d: dropped the %d oldest "
             "undelivered events (policy 'drop_oldest'; %d dropped in total)",
-            self.path, self.max_bytes, drop, total,
+            self.path,
+            self.max_bytes,
+            drop,
+            total,
         )
         self._over = False
         return int(drop)
 
     def stats(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self.conn().execute("SELECT name, value FROM spool_stats")}
+        return {
+            str(k): int(v) for k, v in self.conn().execute("SELECT name, value FROM spool_stats")
+        }
 
     # --- digest cache -------------------------------------------------------------------
     def digest_get(self, key: tuple[str, int, int]) -> str | None:
-        row = self.conn().execute(
-            "SELECT digest FROM digest_cache WHERE path = ? AND mtime_ns = ? AND size = ?", key
-        ).fetchone()
+        row = (
+            self.conn()
+            .execute(
+                "SELECT digest FROM digest_cache WHERE path = ? AND mtime_ns = ? AND size = ?", key
+            )
+            .fetchone()
+        )
         return str(row[0]) if row else None
 
     def digest_put(self, key: tuple[str, int, int], digest: str) -> None:

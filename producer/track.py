@@ -61,8 +61,15 @@ def _typed(value: Any) -> PropertyValue:
 class _Spec:
     """What is fixed per decorated function (computed once)."""
 
-    def __init__(self, fn: Callable[..., Any], type: str | None, name: str | None, cache: bool,
-                 capture_args: bool, exclude: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        type: str | None,
+        name: str | None,
+        cache: bool,
+        capture_args: bool,
+        exclude: tuple[str, ...],
+    ) -> None:
         self.fn = fn
         self.type = type or _type_name(fn)
         self.name = name or getattr(fn, "__name__", self.type)
@@ -72,7 +79,9 @@ class _Spec:
         self._fingerprints: dict[Any, str] = {}
         self.sig = inspect.signature(fn)
         params = list(self.sig.parameters.values())
-        self.positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.positional = [
+            p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         self.simple = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
         self.defaults = [(p.name, p.default) for p in params if p.default is not p.empty]
         self.exclude = set(exclude)
@@ -98,7 +107,9 @@ class _Spec:
         if found is None:
             if len(self._fingerprints) > 1024:
                 self._fingerprints.clear()
-            found = self._fingerprints[key] = fingerprint(self.type, source_hash(self.fn), plain, inputs)
+            found = self._fingerprints[key] = fingerprint(
+                self.type, source_hash(self.fn), plain, inputs
+            )
         return found
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +129,9 @@ class _Spec:
         return dict(ba.arguments)
 
 
-def _split(spec: _Spec, bound: dict[str, Any]) -> tuple[list[tuple[Artifact, str]], Properties, dict[str, Any]]:
+def _split(
+    spec: _Spec, bound: dict[str, Any]
+) -> tuple[list[tuple[Artifact, str]], Properties, dict[str, Any]]:
     inputs: list[tuple[Artifact, str]] = []
     typed_params: Properties = {}
     plain: dict[str, Any] = {}
@@ -141,10 +154,14 @@ def _split(spec: _Spec, bound: dict[str, Any]) -> tuple[list[tuple[Artifact, str
     return inputs, typed_params, plain
 
 
-def fingerprint(type_name: str, src_hash: str | None, params: dict[str, Any], inputs: list[tuple[Artifact, str]]) -> str:
+def fingerprint(
+    type_name: str, src_hash: str | None, params: dict[str, Any], inputs: list[tuple[Artifact, str]]
+) -> str:
     """sha256 over (type, source hash, canonical parameters, sorted (role, digest or id))."""
     refs = sorted((role, a.digest or str(a.resolve_id(as_output=False))) for a, role in inputs)
-    text = json.dumps([type_name, src_hash, params, refs], sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(
+        [type_name, src_hash, params, refs], sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -224,10 +241,17 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
             hit = _lookup(spec, fp, inputs, typed_params)
             if hit is not _MISS:
                 return _Call(None, hit)
-        return _Call(start_execution(
-            spec.type, spec.name, inputs=inputs, typed_parameters=typed_params,
-            code_version=spec.code_version, fingerprint=fp, trigger_id=_trigger_id(),
-        ))
+        return _Call(
+            start_execution(
+                spec.type,
+                spec.name,
+                inputs=inputs,
+                typed_parameters=typed_params,
+                code_version=spec.code_version,
+                fingerprint=fp,
+                trigger_id=_trigger_id(),
+            )
+        )
     except Exception as exc:
         report(f"@track {spec.type}", exc)
         return _Call(None)
@@ -249,14 +273,27 @@ def _lookup(spec: _Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Pr
     if value is _MISS:
         return _MISS
     record_cached(
-        spec.type, spec.name, cached_from=hit.execution_id, inputs=inputs, outputs=outputs,
-        fingerprint=fp, parameters=params, code_version=spec.code_version,
-        custom_properties={"return_shape": getattr(hit, "return_shape", None)} if getattr(hit, "return_shape", None) else None,
+        spec.type,
+        spec.name,
+        cached_from=hit.execution_id,
+        inputs=inputs,
+        outputs=outputs,
+        fingerprint=fp,
+        parameters=params,
+        code_version=spec.code_version,
+        custom_properties={"return_shape": getattr(hit, "return_shape", None)}
+        if getattr(hit, "return_shape", None)
+        else None,
     )
     return value
 
 
-def _finish(spec: _Spec, handle: ExecutionHandle | None, result: Any, extra: list[tuple[Artifact, str]] | None = None) -> None:
+def _finish(
+    spec: _Spec,
+    handle: ExecutionHandle | None,
+    result: Any,
+    extra: list[tuple[Artifact, str]] | None = None,
+) -> None:
     if handle is None:
         return
     try:
@@ -276,11 +313,25 @@ def _fail(handle: ExecutionHandle | None, exc: BaseException) -> None:
 @overload
 def track(fn: F) -> F: ...
 @overload
-def track(*, type: str | None = ..., name: str | None = ..., cache: bool = ..., capture_args: bool = ..., exclude: list[str] | tuple[str, ...] = ...) -> Callable[[F], F]: ...
+def track(
+    *,
+    type: str | None = ...,
+    name: str | None = ...,
+    cache: bool = ...,
+    capture_args: bool = ...,
+    exclude: list[str] | tuple[str, ...] = ...,
+) -> Callable[[F], F]: ...
 
 
-def track(fn: Any = None, *, type: str | None = None, name: str | None = None, cache: bool = False,
-          capture_args: bool = True, exclude: list[str] | tuple[str, ...] = ()) -> Any:
+def track(
+    fn: Any = None,
+    *,
+    type: str | None = None,
+    name: str | None = None,
+    cache: bool = False,
+    capture_args: bool = True,
+    exclude: list[str] | tuple[str, ...] = (),
+) -> Any:
     """Record each call of ``fn`` as an execution (see module doc). Usable bare (``@track``)
     or with options (``@track(type="Trainer", cache=True, exclude=["password"])``)."""
     if fn is None:
@@ -288,8 +339,14 @@ def track(fn: Any = None, *, type: str | None = None, name: str | None = None, c
     return _decorate(fn, type, name, cache, capture_args, tuple(exclude))
 
 
-def _decorate(fn: Any, type: str | None, name: str | None, cache: bool, capture_args: bool,
-              exclude: tuple[str, ...]) -> Any:
+def _decorate(
+    fn: Any,
+    type: str | None,
+    name: str | None,
+    cache: bool,
+    capture_args: bool,
+    exclude: tuple[str, ...],
+) -> Any:
     is_gen = inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn)
     spec = _Spec(fn, type, name, cache and not is_gen, capture_args, exclude)
     if inspect.isasyncgenfunction(fn):
@@ -337,4 +394,3 @@ def _decorate(fn: Any, type: str | None, name: str | None, cache: bool, capture_
         return result
 
     return wrapper
-

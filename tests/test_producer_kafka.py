@@ -60,8 +60,13 @@ def test_broker_down_during_training_then_every_event_arrives(
     broker.stop()  # the broker is down for the whole training loop
     prefix = f"mt-prod-{uuid.uuid4().hex[:8]}"
     producer.configure(
-        transport="kafka", kafka_bootstrap=broker.bootstrap, kafka_topic_prefix=prefix,
-        kafka_request_timeout_ms=3_000, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=50,
+        transport="kafka",
+        kafka_bootstrap=broker.bootstrap,
+        kafka_topic_prefix=prefix,
+        kafka_request_timeout_ms=3_000,
+        spool_path=tmp_path / "spool.db",
+        strict=True,
+        relay_interval_ms=50,
     )
     try:
         started = time.monotonic()

@@ -33,7 +33,11 @@ from schemas.ids import context_id
 def store(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     producer.configure(
-        transport="embedded", store_url=url, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=20
+        transport="embedded",
+        store_url=url,
+        spool_path=tmp_path / "spool.db",
+        strict=True,
+        relay_interval_ms=20,
     )
     yield url
     emitter.shutdown(5)
@@ -101,15 +105,24 @@ def test_nested_pipeline_records_executions_edges_contexts_metrics(store: str) -
         ("Run", "nightly"): run_id,
     }
     parents = {(p.context_id, p.parent_id) for p in rows(store, ParentContextRow)}
-    assert parents == {(run_id, ctx[("Pipeline", "taxi")]), (run_id, ctx[("Experiment", "baseline")])}
+    assert parents == {
+        (run_id, ctx[("Pipeline", "taxi")]),
+        (run_id, ctx[("Experiment", "baseline")]),
+    }
     assoc = {(r.context_id, r.execution_id) for r in rows(store, AssociationRow)}
     assert assoc == {(c, e) for c in ctx.values() for e in ex.values()}
     attributed = {(r.context_id, r.artifact_id) for r in rows(store, AttributionRow)}
     assert {(run_id, aid) for aid in a.values()} <= attributed
 
-    metrics = sorted((m.key, m.step, m.value) for m in rows(store, MetricRow) if m.execution_id == ex["Trainer"])
+    metrics = sorted(
+        (m.key, m.step, m.value) for m in rows(store, MetricRow) if m.execution_id == ex["Trainer"]
+    )
     assert metrics == [("loss", 0, 1.0), ("loss", 1, 0.5), ("loss", 2, pytest.approx(1 / 3))]
-    params = {(p.name, p.is_custom): p for p in rows(store, ExecutionPropertyRow) if p.node_id == ex["Trainer"]}
+    params = {
+        (p.name, p.is_custom): p
+        for p in rows(store, ExecutionPropertyRow)
+        if p.node_id == ex["Trainer"]
+    }
     assert params[("epochs", False)].int_value == 3
     assert ("secret", False) not in params  # excluded
     assert params[("weights", False)].json_value == {"type": "list", "len": 1000}  # summarised
@@ -124,7 +137,9 @@ def explode(data: Dataset) -> None:
     raise Boom("no luck")
 
 
-def test_failing_call_is_recorded_failed_and_the_same_exception_reaches_the_caller(store: str) -> None:
+def test_failing_call_is_recorded_failed_and_the_same_exception_reaches_the_caller(
+    store: str,
+) -> None:
     with pytest.raises(Boom) as info:
         explode(Dataset("data/x.csv"))
     raised = info.value
@@ -222,7 +237,9 @@ def test_methods_leave_out_self_and_log_params_lands_on_the_execution(store: str
     assert params["lr"].double_value == 0.5
 
 
-def test_local_files_get_a_content_digest_and_the_same_content_the_same_id(store: str, tmp_path: Path) -> None:
+def test_local_files_get_a_content_digest_and_the_same_content_the_same_id(
+    store: str, tmp_path: Path
+) -> None:
     path = tmp_path / "data.csv"
     path.write_text("a,b\n1,2\n")
     first, second = Dataset(str(path)), Dataset(str(path))
@@ -245,7 +262,9 @@ CALLS: list[str] = []
 @track(cache=True)
 def featurize(data: Dataset, scale: float = 1.0) -> tuple[Artifact, Artifact]:
     CALLS.append(data.uri)
-    return Artifact("mem://features/train", type="Features"), Artifact("mem://features/stats", type="Stats")
+    return Artifact("mem://features/train", type="Features"), Artifact(
+        "mem://features/stats", type="Stats"
+    )
 
 
 def test_cache_hit_skips_the_call_and_returns_the_same_shape(store: str) -> None:
@@ -261,7 +280,9 @@ def test_cache_hit_skips_the_call_and_returns_the_same_shape(store: str) -> None
     execs = rows(store, ExecutionRow)
     assert sorted(e.state for e in execs) == ["CACHED", "COMPLETE", "COMPLETE"]
     (cached,) = [e for e in execs if e.state == "CACHED"]
-    (original,) = [e for e in execs if e.state == "COMPLETE" and e.fingerprint == cached.fingerprint]
+    (original,) = [
+        e for e in execs if e.state == "COMPLETE" and e.fingerprint == cached.fingerprint
+    ]
     assert cached.cached_from == original.id
 
 
@@ -291,7 +312,9 @@ def test_run_decorator_async_generator_and_run_level_artifacts(store: str) -> No
     attributed = {r.artifact_id for r in rows(store, AttributionRow) if r.context_id == run_ctx}
     assert {a.id for a in rows(store, ArtifactRow)} == attributed
     status = rows(store, ContextPropertyRow)
-    assert {(p.name, p.string_value) for p in status if p.name == "status"} == {("status", "COMPLETE")}
+    assert {(p.name, p.string_value) for p in status if p.name == "status"} == {
+        ("status", "COMPLETE")
+    }
 
 
 def test_code_version_names_the_git_commit(store: str) -> None:

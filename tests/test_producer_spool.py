@@ -73,10 +73,14 @@ def test_sigkilled_process_leaves_events_that_flush_delivers_exactly_once(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     spool = tmp_path / "spool.db"
-    env = _env(transport="embedded", store_url=url, spool_path=str(spool), relay_interval_ms="600000")
+    env = _env(
+        transport="embedded", store_url=url, spool_path=str(spool), relay_interval_ms="600000"
+    )
     script = tmp_path / "train.py"
     script.write_text(KILLED_SCRIPT)
-    with subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path, stdout=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        [sys.executable, str(script)], env=env, cwd=tmp_path, stdout=subprocess.PIPE
+    ) as proc:
         assert proc.stdout is not None
         done = -1
         for line in proc.stdout:
@@ -99,7 +103,9 @@ def test_sigkilled_process_leaves_events_that_flush_delivers_exactly_once(
 
     applied = _count(url, select(func.count()).select_from(AppliedEventRow))
     assert applied == len(set(written)) == len(written)  # every event, once
-    completed = _count(url, select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE"))
+    completed = _count(
+        url, select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE")
+    )
     assert completed >= done + 1
     metrics = _count(url, select(func.count()).select_from(MetricRow))
     assert metrics == _count(url, select(func.count(func.distinct(MetricRow.step)))) >= done + 1
@@ -119,7 +125,13 @@ def _noisy(stop: threading.Event) -> None:
 
 def test_forked_children_record_without_corrupting_or_deadlocking(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    producer.configure(transport="embedded", store_url=url, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=20)
+    producer.configure(
+        transport="embedded",
+        store_url=url,
+        spool_path=tmp_path / "spool.db",
+        strict=True,
+        relay_interval_ms=20,
+    )
     stop = threading.Event()
     noise = producer.Thread(target=_noisy, args=(stop,), daemon=True)
     noise.start()  # another thread keeps the spool and its locks busy while we fork
@@ -135,11 +147,16 @@ def test_forked_children_record_without_corrupting_or_deadlocking(tmp_path: Path
         assert producer.flush(60)
         # the children's journals are recovered once they are gone
         deadline = time.monotonic() + 30
-        done_stmt = select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE")
+        done_stmt = (
+            select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE")
+        )
         while _count(url, done_stmt) < 9 and time.monotonic() < deadline:
             producer.flush(5)
         assert _count(url, done_stmt) == 9
-        assert _count(url, select(func.count()).select_from(MetricRow).where(MetricRow.key == "child")) == 9
+        assert (
+            _count(url, select(func.count()).select_from(MetricRow).where(MetricRow.key == "child"))
+            == 9
+        )
         with sqlite3.connect(tmp_path / "spool.db") as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
@@ -147,7 +164,9 @@ def test_forked_children_record_without_corrupting_or_deadlocking(tmp_path: Path
         emitter.shutdown(5)
 
 
-def test_spool_full_policies_say_what_they_do(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_spool_full_policies_say_what_they_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     records = [(str(i).rjust(36, "0"), "k" * 36, b"x" * 2000) for i in range(50)]
     warn = Spool(tmp_path / "warn.db", max_bytes=10_000, full_policy="warn")
     with caplog.at_level(logging.WARNING, logger="metatrail.producer"):
@@ -156,7 +175,9 @@ def test_spool_full_policies_say_what_they_do(tmp_path: Path, caplog: pytest.Log
         warn.ingest()
         warn.enforce_bound()
         warn.append([records[0]])
-    assert "over METATRAIL_SPOOL_MAX_BYTES=10000" in caplog.text and "still recording" in caplog.text
+    assert (
+        "over METATRAIL_SPOOL_MAX_BYTES=10000" in caplog.text and "still recording" in caplog.text
+    )
     assert warn.pending() == 51  # nothing dropped
     warn.close()
 
@@ -180,7 +201,9 @@ def test_spool_full_policies_say_what_they_do(tmp_path: Path, caplog: pytest.Log
     refuse.close()
 
 
-def test_strict_mode_raises_and_default_mode_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_strict_mode_raises_and_default_mode_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     producer.configure(transport="file", spool_path=tmp_path / "spool.db", strict=True)
     try:
         with pytest.raises(MetatrailError, match="outside a tracked call"):
@@ -193,8 +216,15 @@ def test_strict_mode_raises_and_default_mode_logs(tmp_path: Path, caplog: pytest
         emitter.shutdown(2)
 
 
-def test_recording_errors_never_reach_user_code(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    producer.configure(transport="file", spool_path=tmp_path / "spool.db", spool_max_bytes=1, spool_full_policy="raise")
+def test_recording_errors_never_reach_user_code(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    producer.configure(
+        transport="file",
+        spool_path=tmp_path / "spool.db",
+        spool_max_bytes=1,
+        spool_full_policy="raise",
+    )
     try:
         emitter.get().spool._over = True  # full: every emit is refused
 
@@ -209,7 +239,9 @@ def test_recording_errors_never_reach_user_code(tmp_path: Path, caplog: pytest.L
         emitter.shutdown(1)
 
 
-def test_bad_settings_fail_at_configure_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_settings_fail_at_configure_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with pytest.raises(ConfigError, match="relay_batch_size"):
         producer.configure(relay_batch_size=0)
     monkeypatch.setenv("METATRAIL_TRANSPORT", "carrier-pigeon")
@@ -223,14 +255,20 @@ def test_bad_settings_fail_at_configure_naming_the_variable(monkeypatch: pytest.
 def test_exit_warns_in_one_line_how_many_events_stay_spooled(tmp_path: Path) -> None:
     script = "from producer import run, log_metric\nwith run('r'):\n    [log_metric('m', i) for i in range(5)]\n"
     env = _env(
-        transport="kafka", kafka_bootstrap="127.0.0.1:9", spool_path=str(tmp_path / "spool.db"),
+        transport="kafka",
+        kafka_bootstrap="127.0.0.1:9",
+        spool_path=str(tmp_path / "spool.db"),
         exit_flush_timeout_s="0.5",
     )
-    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, timeout=60
+    )
     assert out.returncode == 0
     lines = [ln for ln in out.stderr.decode().splitlines() if "remain spooled" in ln]
-    assert lines == [f"metatrail: 7 events remain spooled in {tmp_path / 'spool.db'} after 0.5s; "
-                     "the next run or `metatrail flush` delivers them"]
+    assert lines == [
+        f"metatrail: 7 events remain spooled in {tmp_path / 'spool.db'} after 0.5s; "
+        "the next run or `metatrail flush` delivers them"
+    ]
 
 
 def test_journal_detects_a_torn_tail() -> None:
@@ -243,9 +281,24 @@ def test_journal_detects_a_torn_tail() -> None:
 
 def test_public_api() -> None:
     assert set(producer.__all__) >= {
-        "track", "run", "log_artifact", "log_metric", "log_metrics", "log_params", "Artifact",
-        "Dataset", "Model", "Metrics", "Schema", "Statistics", "configure", "flush", "propagate", "Thread",
-        "step", "latest",
+        "track",
+        "run",
+        "log_artifact",
+        "log_metric",
+        "log_metrics",
+        "log_params",
+        "Artifact",
+        "Dataset",
+        "Model",
+        "Metrics",
+        "Schema",
+        "Statistics",
+        "configure",
+        "flush",
+        "propagate",
+        "Thread",
+        "step",
+        "latest",
     }
     for name in producer.__all__:
         assert getattr(producer, name) is not None
@@ -268,9 +321,22 @@ def test_parameters_are_summarised_json_safe() -> None:
 
     from producer.capture import MAX_STRING_CHARS, summarise
 
-    assert summarise(np.zeros((3, 4), dtype="float32")) == {"type": "ndarray", "shape": [3, 4], "dtype": "float32"}
+    assert summarise(np.zeros((3, 4), dtype="float32")) == {
+        "type": "ndarray",
+        "shape": [3, 4],
+        "dtype": "float32",
+    }
     long = summarise("x" * 5000)
-    assert len(long) < 5000 and long.startswith("x" * MAX_STRING_CHARS) and long.endswith("[5000 chars]")
-    assert summarise({"a": [1, 2.5, None, float("nan")], "b": object()})["a"] == [1, 2.5, None, "nan"]
+    assert (
+        len(long) < 5000
+        and long.startswith("x" * MAX_STRING_CHARS)
+        and long.endswith("[5000 chars]")
+    )
+    assert summarise({"a": [1, 2.5, None, float("nan")], "b": object()})["a"] == [
+        1,
+        2.5,
+        None,
+        "nan",
+    ]
     assert summarise(list(range(10_000))) == {"type": "list", "len": 10_000}
     json.dumps(summarise({"nested": {"deep": {"deeper": {"deepest": {"bottom": [object()]}}}}}))

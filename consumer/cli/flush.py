@@ -25,8 +25,12 @@ from schemas.settings import load_settings
 
 @app.command("flush")
 def flush(
-    spool: Path | None = typer.Option(None, "--spool", help="Spool file (default: METATRAIL_SPOOL_PATH)."),
-    timeout_s: float = typer.Option(60.0, "--timeout", min=0.0, help="Give up after this many seconds."),
+    spool: Path | None = typer.Option(
+        None, "--spool", help="Spool file (default: METATRAIL_SPOOL_PATH)."
+    ),
+    timeout_s: float = typer.Option(
+        60.0, "--timeout", min=0.0, help="Give up after this many seconds."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> int:
     """Deliver the events left in the producer spool. Exit code 1 if some remain."""
@@ -35,16 +39,24 @@ def flush(
     if not path.exists() and not path.with_name(path.name + ".journal").exists():
         result = {"spool": str(path.absolute()), "delivered": 0, "remaining": 0}
     else:
-        store = Spool(path, max_bytes=settings.spool_max_bytes, full_policy=settings.spool_full_policy)
-        relay = Relay(store, make_transport(settings), batch_size=settings.relay_batch_size, interval_s=0.0)
+        store = Spool(
+            path, max_bytes=settings.spool_max_bytes, full_policy=settings.spool_full_policy
+        )
+        relay = Relay(
+            store, make_transport(settings), batch_size=settings.relay_batch_size, interval_s=0.0
+        )
         try:
             relay.drain(timeout_s)
             remaining, live = store.pending(), store.held_by_others()
         finally:
             relay.transport.close(5.0)
             store.close()
-        result = {"spool": str(store.path), "delivered": relay.delivered, "remaining": remaining,
-                  "held_by_running_processes": live}
+        result = {
+            "spool": str(store.path),
+            "delivered": relay.delivered,
+            "remaining": remaining,
+            "held_by_running_processes": live,
+        }
         if relay.last_error is not None and remaining:
             result["error"] = str(relay.last_error)
     if as_json:

@@ -39,7 +39,9 @@ class EmbeddedTransport:
             upgrade(engine)
         except Exception as exc:  # concurrent first migrations, a locked file...: retry
             engine.dispose()
-            raise TransientTransportError(f"cannot prepare the store {self.store_url}: {exc}") from exc
+            raise TransientTransportError(
+                f"cannot prepare the store {self.store_url}: {exc}"
+            ) from exc
         self._engine, self._apply, self._record = engine, apply_records, RawRecord
 
     def send(self, batch: Sequence[SpooledEvent]) -> None:

@@ -35,7 +35,9 @@ def _translate(exc: BaseException, what: str) -> TransportError:
 def _reachable(server: str, timeout_s: float = 1.0) -> bool:
     host, _, port = server.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout_s):
+        with socket.create_connection(
+            (host.strip("[]") or "localhost", int(port)), timeout=timeout_s
+        ):
             return True
     except (OSError, ValueError):
         return False
@@ -55,7 +57,9 @@ class KafkaTransport:
             servers = s.kafka_client_kwargs()["bootstrap_servers"]
             if not any(_reachable(server) for server in servers):
                 # kafka-python's constructor leaks sockets when it cannot bootstrap
-                raise TransientTransportError(f"kafka: no bootstrap server reachable ({', '.join(servers)})")
+                raise TransientTransportError(
+                    f"kafka: no bootstrap server reachable ({', '.join(servers)})"
+                )
             try:
                 self._producer = KafkaProducer(
                     acks="all",
@@ -76,7 +80,9 @@ class KafkaTransport:
         producer = self._ensure()
         timeout_s = self.settings.kafka_request_timeout_ms / 1000
         try:
-            futures = [producer.send(self.topic, key=e.key.encode(), value=e.payload) for e in batch]
+            futures = [
+                producer.send(self.topic, key=e.key.encode(), value=e.payload) for e in batch
+            ]
             producer.flush(timeout=timeout_s)
             for future in futures:
                 future.get(timeout=timeout_s)
