@@ -161,7 +161,7 @@ class Relay:
                 self._kick.wait(ERROR_PAUSE_S if not _retriable(exc) else self.interval_s)
                 self._kick.clear()
                 continue
-            if sent == 0:
+            if sent < self.batch_size:  # caught up: let events accumulate into a batch
                 self._kick.wait(self.interval_s)
                 self._kick.clear()
 

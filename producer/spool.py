@@ -177,7 +177,7 @@ class Spool:
             if path is None or end <= self._ingested:
                 return [], self._ingested
             records, offset, _torn = journal.read_from(path, self._ingested, limit, end)
-            return [SpooledEvent(0, e, k, p) for e, k, p in records], offset
+        return [SpooledEvent(0, e, k, p) for e, k, p in records], offset
 
     def journal_delivered(self, offset: int) -> None:
         """The journal up to ``offset`` was delivered without passing through the table."""
