@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
+from uuid import UUID
 
 from producer import emitter
 from producer.artifacts import Artifact
@@ -275,7 +276,7 @@ def _lookup(spec: _Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Pr
     record_cached(
         spec.type,
         spec.name,
-        cached_from=hit.execution_id,
+        cached_from=UUID(str(hit.execution_id)),
         inputs=inputs,
         outputs=outputs,
         fingerprint=fp,
