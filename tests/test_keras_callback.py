@@ -24,7 +24,6 @@ from producer.runs import run  # noqa: E402
 pytestmark = [
     # Keras' torch variables implement __array__ without numpy 2's copy keyword.
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning"),
 ]
 
 

@@ -94,6 +94,12 @@ def train_keras(
 ) -> Any:
     """Fit a small dense network and save it to ``path`` (.keras)."""
     keras = import_keras()
+    if keras.backend.backend() == "torch":
+        import torch
+
+        # A 16-unit network gains nothing from more threads, and on a busy machine
+        # OpenMP's spinning threads make it many times slower.
+        torch.set_num_threads(1)
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(
         [
