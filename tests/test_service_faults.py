@@ -4,6 +4,7 @@ connections killed in the middle of a batch."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -104,3 +105,52 @@ def test_db_connection_killed_mid_batch_is_retried_without_loss_or_duplicates(
     finally:
         engine.dispose()
         admin.dispose()
+
+
+DOWN_STORE = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
+
+
+def test_store_down_exits_non_zero_without_committing(
+    kafka_bootstrap: str, topic_prefix: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consumer.cli import main
+    from tests.fixtures.broker import settings_env
+
+    settings = kafka_test_settings(kafka_bootstrap, topic_prefix, DOWN_STORE, db_retry_attempts=3)
+    workload = pipeline_workload(runs=2)
+    publish_events(kafka_bootstrap, settings.events_topic, workload.events)
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    assert main(["consume"]) == 1  # retries exhausted: a metatrail error, exit 1
+    assert committed_total(settings, kafka_bootstrap) == 0
+
+    # nothing was lost: a consumer on a working store applies every event
+    good = kafka_test_settings(kafka_bootstrap, topic_prefix, sqlite_url)
+    engine = open_engine(sqlite_url)
+    try:
+        with running_loop(good, engine):
+            wait_for(lambda: committed_total(good, kafka_bootstrap) == len(workload.events), 60, what="committed")
+        assert canonical_dump(engine) == workload.expected()
+    finally:
+        engine.dispose()
+
+
+def test_stop_while_retrying_abandons_the_batch_uncommitted(kafka_bootstrap: str, topic_prefix: str) -> None:
+    from consumer.service.loop import ConsumeLoop
+
+    settings = kafka_test_settings(kafka_bootstrap, topic_prefix, DOWN_STORE, db_retry_attempts=50,
+                                   db_retry_max_wait_s=0.2)
+    publish_events(kafka_bootstrap, settings.events_topic, pipeline_workload(runs=1).events)
+    loop = ConsumeLoop(settings)
+
+    def stop_when_polled() -> None:
+        wait_for(lambda: bool(loop.assigned), 30, what="assignment")
+        time.sleep(1.0)  # the batch is failing and being retried by now
+        loop.stop()
+
+    stopper = threading.Thread(target=stop_when_polled, daemon=True)
+    stopper.start()
+    stats = loop.run()  # returns normally: a requested stop is not an error
+    stopper.join(5)
+    assert stats.abandoned_batches == 1 and stats.commits == 0
+    assert committed_total(settings, kafka_bootstrap) == 0

@@ -64,6 +64,8 @@ def _apply_split(
         # ValueError & co.: the driver could not bind a value (e.g. NUL in PostgreSQL text).
         if isinstance(exc, StoreError) and exc.retriable:
             raise
+        if not valid:  # nothing left to isolate: the store cannot even take the dead letters
+            raise
         if len(valid) <= 1:
             rejected = [(r, _dead_letter(r, f"the store rejected the event: {exc}")) for r, _ in valid]
             log.error("dead-lettering %d event(s) the store rejected: %s", len(rejected), exc)

@@ -98,7 +98,11 @@ def is_transient(exc: BaseException) -> bool:
         return args[0] in _MYSQL_TRANSIENT
     if isinstance(exc, OperationalError):
         text = str(orig).lower()
-        return any(s in text for s in ("locked", "busy", "closed", "lost", "gone away", "terminat"))
+        return any(
+            s in text
+            for s in ("locked", "busy", "closed", "lost", "gone away", "terminat", "refused",
+                      "could not connect", "connection failed", "starting up", "shutting down", "timed out")
+        )
     return False
 
 
