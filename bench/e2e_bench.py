@@ -37,16 +37,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
-from kafka.structs import TopicPartition  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from datetime import UTC
 
-from consumer.service.loop import ConsumeLoop  # noqa: E402
-from consumer.service.topics import ensure_topics  # noqa: E402
-from consumer.store.engine import open_engine  # noqa: E402
-from consumer.store.migrate import upgrade  # noqa: E402
-from schemas.parse import dump_event  # noqa: E402
-from schemas.settings import Settings, load_settings  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+from sqlalchemy import create_engine, text
+
+from consumer.service.loop import ConsumeLoop
+from consumer.service.topics import ensure_topics
+from consumer.store.engine import open_engine
+from consumer.store.migrate import upgrade
+from schemas.parse import dump_event
+from schemas.settings import Settings, load_settings
 
 RESULTS = ROOT / "bench" / "results" / "e2e.json"
 PHASE_HEADER = "bench-phase"
@@ -193,9 +195,9 @@ def latency_phase(settings: Settings, rate: float, duration_s: float, already: i
 
 
 def _now() -> Any:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def start_broker(tmp: Path) -> tuple[str, Any]:

@@ -10,8 +10,8 @@ from consumer.store.engine import open_engine
 from tests.fixtures.broker import kafka_test_settings
 from tests.fixtures.service import (
     applied_count,
-    committed_total,
     canonical_dump,
+    committed_total,
     pipeline_workload,
     publish_events,
     running_loop,

@@ -62,7 +62,7 @@ def test_sigkilled_consumer_loses_and_duplicates_nothing(
         for _ in range(KILLS):
             before = applied_count(engine)
             # kill while it is applying: after it made progress, at a random moment
-            wait_for(lambda: proc.poll() is None and applied_count(engine) > before, 60,
+            wait_for(lambda p=proc, b=before: p.poll() is None and applied_count(engine) > b, 60,
                      interval_s=0.05, what=f"progress past {before} (seed {seed})")
             time.sleep(rng.uniform(0.0, 0.6))
             proc.send_signal(signal.SIGKILL)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from kafka import KafkaConsumer
@@ -20,7 +20,14 @@ from schemas.parse import dump_event
 from schemas.settings import load_settings
 from schemas.values import typed
 from tests.fixtures.broker import kafka_test_settings
-from tests.fixtures.service import applied_count, committed_total, dead_letter_count, publish, running_loop, wait_for
+from tests.fixtures.service import (
+    applied_count,
+    committed_total,
+    dead_letter_count,
+    publish,
+    running_loop,
+    wait_for,
+)
 
 
 def _context_event() -> bytes:
@@ -55,7 +62,7 @@ def test_malformed_messages_are_dead_lettered_and_the_partition_moves_on(
     messages = [(key, _context_event())] + [(key, b) for b in bad] + [(key, _context_event())]
     engine = open_engine(store_url)
     try:
-        with running_loop(settings, engine) as loop:
+        with running_loop(settings, engine):
             publish(kafka_bootstrap, settings.events_topic, messages)
             wait_for(lambda: committed_total(settings, kafka_bootstrap) == len(messages), 90,
                      what="all messages consumed and committed")
@@ -109,7 +116,7 @@ def test_replay_applies_fixed_dead_letters_once(sqlite_url: str) -> None:
         # the good one also sits in the table (as if dead-lettered by an older consumer)
         with session_scope(engine) as s:
             s.add(DeadLetterRow(source_key="file:x:0", reason="old bug", payload=good, payload_bytes=len(good),
-                                created_at=datetime.now(timezone.utc)))
+                                created_at=datetime.now(UTC)))
         assert dead_letter_counts(engine) == (3, 3)
 
         first = {o.source_key: o.result for o in replay_dead_letters(engine, settings)}

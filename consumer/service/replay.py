@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, or_, select, update
 
@@ -125,7 +125,7 @@ def _replay_one(engine: Engine, settings: Settings, letter_id: int) -> ReplayOut
 def _record(engine: Engine, letter_id: int, source_key: str, result: str, *, done: bool) -> ReplayOutcome:
     values: dict[str, object] = {"replay_result": result[:2000]}
     if done:
-        values["replayed_at"] = datetime.now(timezone.utc)
+        values["replayed_at"] = datetime.now(UTC)
     with session_scope(engine) as session:
         session.execute(update(DeadLetterRow).where(DeadLetterRow.id == letter_id).values(**values))
     return ReplayOutcome(letter_id, source_key, result)
