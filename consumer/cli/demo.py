@@ -102,4 +102,6 @@ def demo(
     if load_settings().transport != "embedded":
         console.print("[yellow]the demo runs on the embedded transport (use --kafka BOOTSTRAP for a broker)[/]")
     configure(transport="embedded", store_url=url)
-    run_demo(store_url=url, workspace=workspace, framework=framework, rows=rows, console=console)
+    result = run_demo(store_url=url, workspace=workspace, framework=framework, rows=rows, console=console)
+    if not result.ok:
+        raise typer.Exit(1)

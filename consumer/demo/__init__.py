@@ -43,6 +43,11 @@ class DemoResult:
     workspace: Path
     seconds: float
 
+    @property
+    def ok(self) -> bool:
+        """Every step of both days ended COMPLETE or CACHED."""
+        return all(r.states.get(s) in ("COMPLETE", "CACHED") for r in self.days for s in STEPS)
+
 
 def embedded_runner() -> Runner:
     """Register the steps, then per day run the triggers in a background thread of this

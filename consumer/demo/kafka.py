@@ -127,9 +127,13 @@ def run_demo_kafka(
             if time.monotonic() > deadline:
                 raise MetatrailError(f"the worker's steps were not registered within {STARTUP_TIMEOUT_S:g} s; see {logs}")
             time.sleep(0.5)
-        run_demo(store_url=store_url, workspace=workspace, framework=framework, rows=rows, console=console,
-                 runner=lambda: (lambda: any(p.poll() is not None for p in procs)))
+        result = run_demo(
+            store_url=store_url, workspace=workspace, framework=framework, rows=rows, console=console,
+            runner=lambda: (lambda: any(p.poll() is not None for p in procs)),
+        )
         flush(timeout_s=30)
+        if not result.ok:
+            raise MetatrailError(f"some steps did not complete; see the logs in {logs}")
     finally:
         _stop(procs)
         console.print(f"stopped the background services; their logs: {logs}")
