@@ -116,9 +116,6 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._rec: ExecutionHandle | None = None
         self._eval: ExecutionHandle | None = None
         self._in_fit = False
-        self._fit_args: dict[str, Any] = {}
-        self._fit_data: dict[str, Any] = {}
-        self._list_ref: Any = None
         self._checkpointers: list[Any] = []
         self._pending_epochs: list[tuple[int, dict[str, Any]]] = []
         self._seen_files: set[tuple[str, int, int]] = set()
@@ -196,6 +193,9 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
             rec.fail(exc)
         except Exception:
             log.warning("metatrail: could not record the failed fit", exc_info=True)
+        finally:  # the fit is over: later evaluate() calls are evaluations again
+            self._unwrap()
+            self._in_fit = False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._rec is None:

@@ -173,6 +173,7 @@ def test_exception_in_training_step_records_failed(store: Store) -> None:
     assert ex.error_type and ex.error_type.endswith("FloatingPointError")
     assert "loss exploded" in (ex.error_message or "")
     assert [pt.step for pt in store.metrics(ex.id, "loss")] == [0]
+    assert not getattr(model.train_function, "_metatrail_wrapped", False)  # restored
 
 
 def test_exception_outside_the_step_records_failed(store: Store) -> None:
