@@ -27,7 +27,9 @@ the model's ``train_function`` / ``test_function`` are wrapped for the length of
 and traceback at the moment it propagates, then re-raised unchanged); and the fit's
 ``CallbackList`` carries a finalizer, so a fit that ends without ``on_train_end`` for any
 other reason (a data generator or another callback raised) is recorded FAILED when that
-list is released — right after the exception leaves ``fit`` under CPython, or at exit.
+list is released: under CPython, as soon as the exception that ended ``fit`` (whose
+traceback holds the list) is dropped by the code that handles it; if nothing does, at
+exit. That second record carries ``FitAborted``, not the original error.
 
 Nothing here raises into the training loop: every hook catches and logs its own errors.
 """
