@@ -28,14 +28,17 @@ and traceback at the moment it propagates, then re-raised unchanged); and the fi
 ``CallbackList`` carries a finalizer, so a fit that ends without ``on_train_end`` for any
 other reason (a data generator or another callback raised) is recorded FAILED when that
 list is released: under CPython, as soon as the exception that ended ``fit`` (whose
-traceback holds the list) is dropped by the code that handles it; if nothing does, at
-exit. That second record carries ``FitAborted``, not the original error.
+traceback holds the list) is dropped by the code that handles it; that record carries
+``FitAborted``, not the original error. If nothing handles it and the program dies, an
+exit hook (run before the producer's exit flush) records the fit FAILED with the error
+that ended the program.
 
 Nothing here raises into the training loop: every hook catches and logs its own errors.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import logging
@@ -67,6 +70,10 @@ DEFAULT_MODEL_DIR = Path(".metatrail/models")
 #: and at every epoch's end (one event per batch would cost a spool append per batch).
 MAX_BUFFERED_POINTS = 2_000
 BATCH_FLUSH_S = 1.0
+#: Callbacks whose fit is running, failed at exit if still open (see ``_fail_open_fits``).
+_OPEN_FITS: weakref.WeakSet[MetadataCallback] = weakref.WeakSet()
+_ATEXIT_LOCK = threading.Lock()
+_atexit_registered = False
 _FIT_ARGS = (
     "batch_size", "epochs", "initial_epoch", "shuffle", "steps_per_epoch",
     "validation_split", "validation_steps", "validation_batch_size", "validation_freq",
@@ -198,6 +205,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         finally:  # the fit is over: later evaluate() calls are evaluations again
             self._unwrap()
             self._in_fit = False
+            _OPEN_FITS.discard(self)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._rec is None:
@@ -218,6 +226,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         finally:
             self._unwrap()
             self._in_fit = False
+            _OPEN_FITS.discard(self)
 
     # ----------------------------------------------------------- evaluate lifecycle
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -284,6 +293,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._rec is not None and not self._rec.done:
             self._rec.fail(FitAborted("the previous fit ended without on_train_end"))
         self._in_fit = True
+        _track_open_fit(self)
         self._pending_epochs = []
         self.checkpoints = []
         self._started_at = time.time()
@@ -465,6 +475,24 @@ def _size(weight: Any) -> int:
     for d in weight.shape:
         n *= int(d)
     return n
+
+
+def _track_open_fit(cb: MetadataCallback) -> None:
+    global _atexit_registered
+    _OPEN_FITS.add(cb)
+    with _ATEXIT_LOCK:
+        if not _atexit_registered:
+            # Registered after the emitter's exit flush, so it runs before it (LIFO).
+            atexit.register(_fail_open_fits)
+            _atexit_registered = True
+
+
+def _fail_open_fits() -> None:
+    """At exit, a fit still open died with the process: record it FAILED with the error
+    that ended the program when there is one (``sys.last_value``)."""
+    error = getattr(sys, "last_value", None)
+    for cb in list(_OPEN_FITS):
+        cb._failed(error if isinstance(error, BaseException) else FitAborted("the process exited during fit"))
 
 
 class FitAborted(RuntimeError):

@@ -251,3 +251,29 @@ def test_a_model_that_cannot_be_saved_still_completes_the_fit(store: Store, tmp_
     [ex] = _fit_executions(store)
     assert ex.state == "COMPLETE"
     assert "model_save_error" in ex.custom_properties
+
+
+def test_a_program_dying_in_fit_records_the_fit_failed_with_its_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "dies.py"
+    script.write_text(
+        "import keras, numpy as np\n"
+        "from producer.keras import MetadataCallback\n"
+        "class Fails(keras.callbacks.Callback):\n"
+        "    def on_epoch_begin(self, epoch, logs=None):\n"
+        "        if epoch == 1:\n"
+        "            raise RuntimeError('lost the data source')\n"
+        "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])\n"
+        "m.compile(optimizer='sgd', loss='mse')\n"
+        "x = np.ones((32, 4), 'float32'); y = np.ones(32, 'float32')\n"
+        "m.fit(x, y, epochs=3, verbose=0, callbacks=[MetadataCallback(log_model=False), Fails()])\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch")}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=240)
+    assert done.returncode == 1 and b"lost the data source" in done.stderr
+    with Store.open(f"sqlite:///{tmp_path}/.metatrail/metadata.db") as st:
+        [ex] = st.executions("type = 'keras.fit'").items
+        assert ex.state == "FAILED"
+        assert ex.error_type == "builtins.RuntimeError" and ex.error_message == "lost the data source"
