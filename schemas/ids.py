@@ -17,6 +17,8 @@ import uuid
 NAMESPACE = uuid.UUID("5f1b0c1e-6d0a-4a8e-9b7e-3c2d1e0f4a5b")
 
 _lock = threading.Lock()
+_new_uuid = object.__new__
+_set_attr = object.__setattr__
 _last_ms = 0
 _seq = 0
 
@@ -41,7 +43,12 @@ def new_id() -> uuid.UUID:
         seq = _seq
     rand = random.getrandbits(62)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand
-    return uuid.UUID(int=value)
+    # Same object ``uuid.UUID(int=value)`` builds, without re-checking the bits we just set
+    # (a third of this function's cost on the producer's hot path).
+    new = _new_uuid(uuid.UUID)
+    _set_attr(new, "int", value)
+    _set_attr(new, "is_safe", uuid.SafeUUID.unknown)
+    return new
 
 
 def derived_id(kind: str, *parts: object) -> uuid.UUID:
