@@ -69,8 +69,8 @@ class Raw:
 def utc(value: Any) -> datetime | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+    if isinstance(value, str):  # SQLite's text form, naive UTC: parse it as UTC at once
+        return datetime.fromisoformat(value + "+00:00")
     if value.tzinfo is not None:
         return value  # type: ignore[no-any-return]
     return value.replace(tzinfo=timezone.utc)  # type: ignore[no-any-return]
@@ -142,21 +142,20 @@ def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]], props: Props
         return []
     if props is None:
         props = load_properties(raw, TABLES[kind][1], [r[0] for r in rows])
-    empty: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
     if kind == "artifact":
         return [Artifact(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), utc(r[9]), utc(r[10]),
-                         dict(p[0]), dict(p[1])) for r in rows for p in (props.get(r[0], empty),)]
+                         *(props.get(r[0]) or ({}, {}))) for r in rows]
     if kind == "execution":
         return [Execution(r[0], r[1], r[2], r[3], utc(r[4]), utc(r[5]), r[6], r[7], r[8], _json(r[9]), _json(r[10]),
-                          r[11], r[12], bool(r[13]), utc(r[14]), utc(r[15]), dict(p[0]), dict(p[1]))
-                for r in rows for p in (props.get(r[0], empty),)]
+                          r[11], r[12], bool(r[13]), utc(r[14]), utc(r[15]), *(props.get(r[0]) or ({}, {})))
+                for r in rows]
     parents: dict[str, list[str]] = {}
     for part in _chunks([r[0] for r in rows]):
         sql = f"SELECT context_id, parent_id FROM mt_parent_contexts WHERE context_id IN {raw.in_list(len(part))}"
         for cid, pid in raw.rows(sql, part):
             parents.setdefault(cid, []).append(pid)
     return [Context(r[0], r[1], r[2], bool(r[3]), utc(r[4]), utc(r[5]), tuple(sorted(parents.get(r[0], ()))),
-                    dict(p[0]), dict(p[1])) for r in rows for p in (props.get(r[0], empty),)]
+                    *(props.get(r[0]) or ({}, {}))) for r in rows]
 
 
 def load_nodes(raw: Raw, kind: str, ids: Sequence[str]) -> dict[str, Any]:
