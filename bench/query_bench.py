@@ -367,7 +367,7 @@ def main() -> int:
     print(f"query bench: {runs} runs (~{results['nodes_approx']} nodes), {args.samples} samples")
     with tempfile.TemporaryDirectory(prefix="mt-query-bench-") as tmp:
         scratch = Path(tmp)
-        for backend in args.backends.split(","):
+        for backend in filter(None, args.backends.split(",")):
             cleanup: Callable[[], None] = lambda: None  # noqa: E731
             if backend == "sqlite":
                 url = f"sqlite:///{scratch / 'metatrail.db'}"
