@@ -95,13 +95,42 @@ def _plan(table: Table, columns: tuple[str, ...], dialect: str, mode: Mode, min_
     return head, tail, converters
 
 
+def _iso(value: datetime | None) -> str | None:
+    # PostgreSQL's timestamp (without time zone) input ignores the offset: UTC it is.
+    return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
 @lru_cache(maxsize=256)
-def _unnest_select(table: Table, columns: tuple[str, ...]) -> str:
+def _recordset_select(table: Table, columns: tuple[str, ...]) -> tuple[str, list[tuple[str, Any]]]:
+    """``SELECT ... FROM json_to_recordset(%s::json) AS r(col type, ...)`` and the
+    converters from driver values to JSON (timestamps as ISO text, bytes as hex)."""
+    from sqlalchemy import LargeBinary
     from sqlalchemy.dialects import postgresql
 
     pg = postgresql.dialect()
-    casts = [f"%s::{table.c[c].type.compile(dialect=pg)}[]" for c in columns]
-    return f"SELECT * FROM unnest({', '.join(casts)})"
+    quote = _quoter("postgresql")
+    fields, picks, converters = [], [], []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, LargeBinary):
+            fields.append(f"{quote(name)} text")
+            picks.append(f"decode(r.{quote(name)}, 'hex')")
+            converters.append((name, _hex))
+            continue
+        fields.append(f"{quote(name)} {column_type.compile(dialect=pg)}")
+        picks.append(f"r.{quote(name)}")
+        if isinstance(column_type, UTCDateTime):
+            converters.append((name, _iso))
+        elif isinstance(column_type, JSONText):
+            converters.append((name, _json_text))  # stored as canonical text
+        else:
+            converters.append((name, None))
+    select = f"SELECT {', '.join(picks)} FROM json_to_recordset(%s::json) AS r({', '.join(fields)})"
+    return select, converters
 
 
 def _quoter(dialect: str) -> Callable[[str], str]:
@@ -126,6 +155,17 @@ def write(
     dialect = connection.dialect.name
     columns = tuple(rows[0])
     head, tail, converters = _plan(table, columns, dialect, mode, min_column)
+    if dialect == "postgresql":
+        # The whole chunk as one JSON document, expanded server-side by
+        # json_to_recordset: json.dumps runs in C, and psycopg handles one parameter
+        # instead of dumping thousands (it does that in Python).
+        select, json_converters = _recordset_select(table, columns)
+        documents = [
+            {c: (row[c] if conv is None else conv(row[c])) for c, conv in json_converters} for row in rows
+        ]
+        payload = json.dumps(documents, separators=(",", ":"), allow_nan=False)
+        connection.exec_driver_sql(head.removesuffix("VALUES ") + select + tail, (payload,))
+        return
     paired = list(zip(columns, converters))
     values = [
         tuple(row[c] if conv is None else conv(row[c]) for c, conv in paired) for row in rows
@@ -134,13 +174,6 @@ def write(
         # No round trips to save: one prepared statement, executemany.
         one_row = "(" + ", ".join(["?"] * len(columns)) + ")"
         connection.exec_driver_sql(head + one_row + tail, values)
-        return
-    if dialect == "postgresql":
-        # One array per column, zipped back into rows by unnest(): a handful of
-        # parameters whatever the row count (psycopg parses placeholders in Python).
-        select = _unnest_select(table, columns)
-        arrays = tuple(list(column) for column in zip(*values))
-        connection.exec_driver_sql(head.removesuffix("VALUES ") + select + tail, arrays)
         return
     one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     per_statement = max(1, MAX_PARAMS // len(columns))

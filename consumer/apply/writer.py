@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, select, tuple_
+from sqlalchemy import String, Table, any_, bindparam, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 #: Ids per IN (...) list: far below every backend's parameter limit.
@@ -16,6 +17,14 @@ CHUNK = 500
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _member_of(session: Session, column: Any, values: Sequence[str]) -> Any:
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter instead
+    of hundreds (psycopg handles each placeholder in Python)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("members", list(values), type_=ARRAY(String())))
+    return column.in_(values)
 
 
 def _locks(session: Session) -> bool:
@@ -30,7 +39,7 @@ def load_rows(session: Session, table: Table, key: str, ids: Iterable[str]) -> d
     found: dict[str, dict[str, Any]] = {}
     column = table.c[key]
     for part in chunks(ordered):
-        stmt = select(table).where(column.in_(part)).order_by(column)
+        stmt = select(table).where(_member_of(session, column, part)).order_by(column)
         if _locks(session):
             stmt = stmt.with_for_update()
         for row in session.execute(stmt).mappings():
@@ -45,7 +54,7 @@ def load_rows_by(
     ordered = sorted(set(values))
     rows: list[dict[str, Any]] = []
     for part in chunks(ordered):
-        stmt = select(table).where(table.c[column].in_(part))
+        stmt = select(table).where(_member_of(session, table.c[column], part))
         rows.extend(dict(r) for r in session.execute(stmt).mappings())
     return rows
 
@@ -54,7 +63,8 @@ def existing_keys(session: Session, table: Table, key: str, ids: Iterable[str]) 
     ordered = sorted(set(ids))
     found: set[str] = set()
     for part in chunks(ordered):
-        found.update(session.execute(select(table.c[key]).where(table.c[key].in_(part))).scalars())
+        stmt = select(table.c[key]).where(_member_of(session, table.c[key], part))
+        found.update(session.execute(stmt).scalars())
     return found
 
 
