@@ -40,7 +40,8 @@ def _utc_sqlite_text(value: datetime | None) -> str | None:
     # The exact text SQLAlchemy's SQLite DATETIME stores and parses back.
     if value is None:
         return None
-    return f"{value.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S.%f}"
+    naive = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return naive.isoformat(sep=" ", timespec="microseconds")
 
 
 def _json_text(value: Any) -> str | None:
