@@ -94,10 +94,9 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
 
 
 def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
+    existed = {kind: _write_nodes(session, kind, plan, report) for kind in ("context", "artifact", "execution")}
     for kind in ("context", "artifact", "execution"):
-        _write_nodes(session, kind, plan, report)
-    for kind in ("context", "artifact", "execution"):
-        _write_properties(session, kind, plan)
+        _write_properties(session, kind, plan, existed[kind])
     _write_types(session, plan)
     _write_steps(session, plan, report)
     parents = [{"context_id": c, "parent_id": p} for c, p in sorted(plan.parents)]
@@ -114,10 +113,11 @@ def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
     write(session, MetricRow.__table__, plan.metrics)
 
 
-def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -> None:
+def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -> set[str]:
+    """Merge and write the batch's nodes of one kind; returns the ids that existed before."""
     drafts = {"context": plan.contexts, "artifact": plan.artifacts, "execution": plan.executions}[kind]
     if not drafts:
-        return
+        return set()
     table = _NODE_TABLES[kind][0]
     stored = load_rows(session, table, "id", drafts)
     inserts: list[dict[str, Any]] = []
@@ -133,16 +133,19 @@ def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -
             report.live_artifact_ids.append(node_id)
     write(session, table, inserts)
     write(session, table, updates, "replace")
+    return set(stored)
 
 
-def _write_properties(session: Session, kind: str, plan: Plan) -> None:
+def _write_properties(session: Session, kind: str, plan: Plan, existed: set[str]) -> None:
+    """Only nodes that existed before this batch can have stored properties to merge with."""
     drafts = plan.properties[kind]
     if not drafts:
         return
     table = _NODE_TABLES[kind][1]
+    old_nodes = {k[0] for k in drafts} & existed
     stored = {
         (r["node_id"], bool(r["is_custom"]), r["name"]): r
-        for r in load_rows_by(session, table, "node_id", {k[0] for k in drafts})
+        for r in load_rows_by(session, table, "node_id", old_nodes)
     }
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []

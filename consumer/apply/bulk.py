@@ -40,8 +40,9 @@ def _utc_sqlite_text(value: datetime | None) -> str | None:
     # The exact text SQLAlchemy's SQLite DATETIME stores and parses back.
     if value is None:
         return None
-    naive = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return naive.isoformat(sep=" ", timespec="microseconds")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _json_text(value: Any) -> str | None:
@@ -98,7 +99,11 @@ def _plan(table: Table, columns: tuple[str, ...], dialect: str, mode: Mode, min_
 
 def _iso(value: datetime | None) -> str | None:
     # PostgreSQL's timestamp (without time zone) input ignores the offset: UTC it is.
-    return None if value is None else value.astimezone(timezone.utc).isoformat()
+    if value is None:
+        return None
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat()
 
 
 def _hex(value: bytes | None) -> str | None:
