@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
-from consumer.apply.plan import Plan, build_plan, widen, pick_description
+from consumer.apply.plan import Plan, build_plan, pick_description, sid, widen
 from consumer.apply.report import ApplyReport
 from consumer.apply.bulk import write
 from consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
@@ -68,7 +68,7 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
     report = ApplyReport()
     unique: dict[str, Event] = {}
     for event in events:
-        unique.setdefault(str(event.event_id), event)
+        unique.setdefault(sid(event.event_id), event)
     done = existing_keys(session, AppliedEventRow.__table__, "event_id", unique)
     fresh = [e for key, e in unique.items() if key not in done]
     report.duplicates = len(events) - len(fresh)
@@ -83,7 +83,7 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
             session,
             AppliedEventRow.__table__,
             [
-                {"event_id": str(e.event_id), "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now}
+                {"event_id": sid(e.event_id), "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now}
                 for e in fresh
             ],
         )

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import Boolean, Table
@@ -97,6 +98,21 @@ def _plan(table: Table, columns: tuple[str, ...], dialect: str, mode: Mode, min_
     return head, tail, converters
 
 
+def _tuples(rows: Sequence[dict[str, Any]], columns: tuple[str, ...], converters: list[Any]) -> list[Any]:
+    """Rows as positional value tuples, converting only the columns that need it."""
+    getter = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+    converting = [(i, conv) for i, conv in enumerate(converters) if conv is not None]
+    if not converting:
+        return [getter(row) for row in rows]
+    values = []
+    for row in rows:
+        value = list(getter(row))
+        for i, conv in converting:
+            value[i] = conv(value[i])
+        values.append(tuple(value))
+    return values
+
+
 def _iso(value: datetime | None) -> str | None:
     # PostgreSQL's timestamp (without time zone) input ignores the offset: UTC it is.
     if value is None:
@@ -166,16 +182,17 @@ def write(
         # json_to_recordset: json.dumps runs in C, and psycopg handles one parameter
         # instead of dumping thousands (it does that in Python).
         select, json_converters = _recordset_select(table, columns)
-        documents = [
-            {c: (row[c] if conv is None else conv(row[c])) for c, conv in json_converters} for row in rows
-        ]
+        converting = [(c, conv) for c, conv in json_converters if conv is not None]
+        documents = []
+        for row in rows:
+            document = dict(row)
+            for c, conv in converting:
+                document[c] = conv(document[c])
+            documents.append(document)
         payload = json.dumps(documents, separators=(",", ":"), allow_nan=False)
         connection.exec_driver_sql(head.removesuffix("VALUES ") + select + tail, (payload,))
         return
-    paired = list(zip(columns, converters))
-    values = [
-        tuple(row[c] if conv is None else conv(row[c]) for c, conv in paired) for row in rows
-    ]
+    values = _tuples(rows, columns, converters)
     if dialect == "sqlite":
         # No round trips to save: one prepared statement, executemany.
         one_row = "(" + ", ".join(["?"] * len(columns)) + ")"

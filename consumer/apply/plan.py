@@ -10,6 +10,7 @@ order and however many times events arrive.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,9 +40,14 @@ KIND_WIDTH = {"bool": 0, "int": 1, "float": 2, "string": 3, "json": 4}
 _TEXT_LIMIT = 255
 
 
+#: str(UUID) costs more than a cached lookup, and a batch names the same ids many times.
+sid = lru_cache(maxsize=1 << 16)(str)
+
+
 def stamp_of(event: Event) -> str:
     """Sortable LWW stamp: occurred_at (fixed width, UTC) then event id."""
-    return f"{event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z|{event.event_id}"
+    when = event.occurred_at.replace(tzinfo=None).isoformat(timespec="microseconds")
+    return f"{when}Z|{sid(event.event_id)}"
 
 
 @dataclass
@@ -100,7 +106,7 @@ class Plan:
 
     def node(self, kind: str, node_id: object) -> NodeDraft:
         table = {"context": self.contexts, "artifact": self.artifacts, "execution": self.executions}[kind]
-        key = str(node_id)
+        key = sid(node_id)
         draft = table.get(key)
         if draft is None:
             draft = table[key] = NodeDraft()
@@ -121,8 +127,8 @@ class Plan:
     ) -> None:
         table = self.properties[kind]
         for name, value in props.items():
-            key = (str(node_id), is_custom, name)
-            new = PropertyDraft(value, event.occurred_at, str(event.event_id))
+            key = (sid(node_id), is_custom, name)
+            new = PropertyDraft(value, event.occurred_at, sid(event.event_id))
             old = table.get(key)
             if old is None or new.stamp > old.stamp:
                 table[key] = new
@@ -147,6 +153,10 @@ def widen(known: dict[str, str], new: dict[str, str]) -> dict[str, str]:
 
 def pick_description(a: str | None, b: str | None) -> str | None:
     """A deterministic choice between two descriptions: the longer, then the greater."""
+    if not b:
+        return a or None
+    if not a:
+        return b
     candidates = [d for d in (a, b) if d]
     return max(candidates, key=lambda d: (len(d), d)) if candidates else None
 
@@ -169,13 +179,13 @@ def _plan_type(plan: Plan, e: TypeRegistered) -> None:
 
 def _plan_context(plan: Plan, e: ContextUpserted) -> None:
     stamp = stamp_of(e)
-    cid = str(e.context_id)
+    cid = sid(e.context_id)
     draft = plan.describe("context", cid, e.occurred_at)
     draft.offer("type", {"type": e.type}, stamp)
     draft.offer("name", {"name": e.name}, stamp)
     for parent in e.parent_ids:
         plan.reference("context", parent, e.occurred_at)
-        plan.parents.add((cid, str(parent)))
+        plan.parents.add((cid, sid(parent)))
     plan.offer_properties("context", cid, e.properties, False, e)
     plan.offer_properties("context", cid, e.custom_properties, True, e)
     plan.offer_type("context", e.type, _kinds(e.properties))
@@ -183,7 +193,7 @@ def _plan_context(plan: Plan, e: ContextUpserted) -> None:
 
 def _plan_artifact(plan: Plan, e: ArtifactRecorded) -> None:
     stamp = stamp_of(e)
-    aid = str(e.artifact_id)
+    aid = sid(e.artifact_id)
     draft = plan.describe("artifact", aid, e.occurred_at)
     for name in ("type", "uri", "digest", "name", "version"):
         value = getattr(e, name)
@@ -192,7 +202,7 @@ def _plan_artifact(plan: Plan, e: ArtifactRecorded) -> None:
     draft.offer("state", {"state": e.state, "state_reason": None}, stamp)
     for cid in e.context_ids:
         plan.reference("context", cid, e.occurred_at)
-        plan.attributions.add((str(cid), aid))
+        plan.attributions.add((sid(cid), aid))
     plan.offer_properties("artifact", aid, e.properties, False, e)
     plan.offer_properties("artifact", aid, e.custom_properties, True, e)
     plan.offer_type("artifact", e.type, _kinds(e.properties))
@@ -207,14 +217,14 @@ def _plan_execution(
     plan: Plan, e: ExecutionStarted | ExecutionCompleted | ExecutionFailed | ExecutionCached
 ) -> None:
     stamp = stamp_of(e)
-    xid = str(e.execution_id)
+    xid = sid(e.execution_id)
     draft = plan.describe("execution", xid, e.occurred_at)
     for name in ("type", "name", "fingerprint"):
         value = getattr(e, name)
         if value is not None:
             draft.offer(name, {name: value}, stamp)
     if e.trigger_id is not None:
-        draft.offer("trigger_id", {"trigger_id": str(e.trigger_id)}, stamp)
+        draft.offer("trigger_id", {"trigger_id": sid(e.trigger_id)}, stamp)
     if e.code_version is not None:
         draft.offer("code_version", {"code_version": e.code_version.model_dump(mode="json")}, stamp)
     if e.environment is not None:
@@ -242,17 +252,17 @@ def _plan_execution(
             error_traceback=e.error.traceback,
         )
     if isinstance(e, ExecutionCached) and e.cached_from is not None:
-        group["cached_from"] = str(e.cached_from)
+        group["cached_from"] = sid(e.cached_from)
     draft.offer("state", group, f"{rank}|{stamp}")
     if isinstance(e, ExecutionStarted):
         draft.offer_min("started_at", e.occurred_at)
-    contexts = [str(c) for c in e.context_ids]
+    contexts = [sid(c) for c in e.context_ids]
     for cid in contexts:
         plan.reference("context", cid, e.occurred_at)
         plan.associations.add((cid, xid))
     for direction, refs in (("INPUT", e.inputs), ("OUTPUT", e.outputs)):
         for ref in refs:
-            aid = str(ref.artifact_id)
+            aid = sid(ref.artifact_id)
             plan.reference("artifact", aid, e.occurred_at)
             key = (xid, direction, aid, ref.role)
             seen = plan.edges.get(key)
@@ -266,8 +276,8 @@ def _plan_execution(
 
 
 def _plan_metrics(plan: Plan, e: MetricsLogged) -> None:
-    xid = str(e.execution_id) if e.execution_id else None
-    cid = str(e.context_id) if e.context_id else None
+    xid = sid(e.execution_id) if e.execution_id else None
+    cid = sid(e.context_id) if e.context_id else None
     if xid:
         plan.reference("execution", xid, e.occurred_at)
     if cid:
@@ -276,7 +286,7 @@ def _plan_metrics(plan: Plan, e: MetricsLogged) -> None:
         finite = math.isfinite(point.value)
         plan.metrics.append(
             {
-                "event_id": str(e.event_id),
+                "event_id": sid(e.event_id),
                 "seq": seq,
                 "execution_id": xid,
                 "context_id": cid,
@@ -290,7 +300,7 @@ def _plan_metrics(plan: Plan, e: MetricsLogged) -> None:
 
 
 def _plan_step(plan: Plan, e: StepRegistered) -> None:
-    draft = plan.steps.setdefault(str(e.step_id), NodeDraft())
+    draft = plan.steps.setdefault(sid(e.step_id), NodeDraft())
     draft.described_at.append(e.occurred_at)
     draft.offer(
         "*",
