@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from consumer.apply.bulk import write
 from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
 from consumer.apply.plan import Plan, build_plan, pick_description, sid, widen
 from consumer.apply.report import ApplyReport
-from consumer.apply.bulk import write
 from consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
 from consumer.store.engine import session_scope
 from consumer.store.models import (
@@ -115,7 +115,7 @@ def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
 
 def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -> set[str]:
     """Merge and write the batch's nodes of one kind; returns the ids that existed before."""
-    drafts = {"context": plan.contexts, "artifact": plan.artifacts, "execution": plan.executions}[kind]
+    drafts = plan.drafts(kind)
     if not drafts:
         return set()
     table = _NODE_TABLES[kind][0]

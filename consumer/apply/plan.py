@@ -10,11 +10,12 @@ order and however many times events arrive.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+from consumer.store.models import STRING_KEY_LEN
 from schemas.events import (
     ArtifactRecorded,
     ArtifactStateChanged,
@@ -30,8 +31,6 @@ from schemas.events import (
     TypeRegistered,
 )
 from schemas.values import Properties, PropertyValue
-
-from consumer.store.models import STRING_KEY_LEN
 
 #: Execution state lattice: a late ``started`` never undoes an end.
 STATE_RANK = {"UNKNOWN": 0, "RUNNING": 1, "COMPLETE": 2, "FAILED": 2, "CACHED": 2, "CANCELED": 2}
@@ -83,6 +82,9 @@ class PropertyDraft:
         return (self.stamp_at, self.stamp_event)
 
 
+_NODE_FIELDS = {"context": "contexts", "artifact": "artifacts", "execution": "executions"}
+
+
 @dataclass
 class Plan:
     """Everything one batch will write."""
@@ -104,8 +106,12 @@ class Plan:
     types: dict[tuple[str, str], tuple[dict[str, str], str | None]] = field(default_factory=dict)
     steps: dict[str, NodeDraft] = field(default_factory=dict)
 
+    def drafts(self, kind: str) -> dict[str, NodeDraft]:
+        """The drafts of one node kind: 'context', 'artifact' or 'execution'."""
+        return getattr(self, _NODE_FIELDS[kind])  # type: ignore[no-any-return]
+
     def node(self, kind: str, node_id: object) -> NodeDraft:
-        table = {"context": self.contexts, "artifact": self.artifacts, "execution": self.executions}[kind]
+        table = self.drafts(kind)
         key = sid(node_id)
         draft = table.get(key)
         if draft is None:

@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from consumer.apply.applier import apply_in_session
-from consumer.apply.report import ApplyReport, DeadLetter, RawRecord
 from consumer.apply.bulk import write
+from consumer.apply.report import ApplyReport, DeadLetter, RawRecord
 from consumer.store.engine import session_scope
 from consumer.store.models import DeadLetterRow
 from schemas.errors import EventValidationError, StoreError

@@ -10,13 +10,7 @@ from sqlalchemy import String, Table, any_, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-#: Ids per IN (...) list: far below every backend's parameter limit.
-CHUNK = 500
-
-
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+from consumer.store.batching import chunks
 
 
 def _member_of(session: Session, column: Any, values: Sequence[str]) -> Any:

@@ -10,10 +10,11 @@ from sqlalchemy import Connection, or_, select
 
 from consumer.query import sqlparts as sp
 from consumer.query.compile import CONTEXT, EXECUTION
-from consumer.query.convert import chunks, metric_value
-from consumer.query.raw import Raw, load_nodes
+from consumer.query.convert import metric_value
 from consumer.query.domain import Comparison, Context, Execution, MetricHistoryRow, RunColumn
+from consumer.query.raw import Raw, load_nodes
 from consumer.store import models as m
+from consumer.store.batching import chunks
 from schemas.errors import FilterError, NotFoundError
 
 METRICS = m.MetricRow.__table__

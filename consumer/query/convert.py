@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from consumer.query.domain import MetricPoint
-
-#: Ids per IN list (well under every backend's bound-parameter limit).
-CHUNK = 500
-
-
-def chunks(ids: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
-    for i in range(0, len(ids), size):
-        yield ids[i : i + size]
 
 
 def metric_value(value: float | None, nonfinite: str | None) -> float:

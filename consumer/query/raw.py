@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from consumer.query.domain import Artifact, Context, Execution
+from consumer.store.batching import chunks
 
 #: Ids per IN list (under SQLite's historical 999-parameter limit).
 CHUNK = 900
@@ -92,11 +93,6 @@ def prop_value(vtype: str, i: Any, d: Any, s: Any, b: Any, j: Any) -> Any:
     return _json(j)
 
 
-def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(ids), CHUNK):
-        yield ids[i : i + CHUNK]
-
-
 def _add_props(out: dict[str, tuple[dict[str, Any], dict[str, Any]]], rows: Iterable[tuple[Any, ...]]) -> None:
     for node_id, custom, name, vtype, i, d, s, b, j in rows:
         pair = out.get(node_id)
@@ -118,7 +114,7 @@ def _sorted_keys(out: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> None:
 def load_properties(raw: Raw, table: str, ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     """node id -> (properties, custom_properties)."""
     out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for part in _chunks(ids):
+    for part in chunks(ids, CHUNK):
         _add_props(out, raw.rows(f"SELECT {PROP_COLS} FROM {table} WHERE node_id IN {raw.in_list(len(part))}", part))
     _sorted_keys(out)
     return out
@@ -128,7 +124,7 @@ def fetch_rows(raw: Raw, kind: str, ids: Sequence[str]) -> list[tuple[Any, ...]]
     """Node rows (columns of ``TABLES[kind]``) for the ids that exist."""
     table, _, cols = TABLES[kind]
     rows: list[tuple[Any, ...]] = []
-    for part in _chunks(list(dict.fromkeys(ids))):
+    for part in chunks(list(dict.fromkeys(ids)), CHUNK):
         rows.extend(raw.rows(f"SELECT {', '.join(cols)} FROM {table} WHERE id IN {raw.in_list(len(part))}", part))
     return rows
 
@@ -150,7 +146,7 @@ def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]], props: Props
                           r[11], r[12], bool(r[13]), utc(r[14]), utc(r[15]), *(props.get(r[0]) or ({}, {})))
                 for r in rows]
     parents: dict[str, list[str]] = {}
-    for part in _chunks([r[0] for r in rows]):
+    for part in chunks([r[0] for r in rows], CHUNK):
         sql = f"SELECT context_id, parent_id FROM mt_parent_contexts WHERE context_id IN {raw.in_list(len(part))}"
         for cid, pid in raw.rows(sql, part):
             parents.setdefault(cid, []).append(pid)
@@ -239,7 +235,7 @@ WITH RECURSIVE lin(id, depth) AS (
 SELECT DISTINCT id FROM lin"""
     reached = [r[0] for r in raw.rows(walk, (start, start, max_depth))]
     edges: set[tuple[str, str, str, str]] = set()
-    for part in _chunks(reached):
+    for part in chunks(reached, CHUNK):
         sql = f"""
 SELECT e.execution_id, e.direction, e.artifact_id, e.role
 FROM (SELECT a.execution_id FROM mt_edges a WHERE a.direction = '{first}' AND a.artifact_id IN {raw.in_list(len(part))}
