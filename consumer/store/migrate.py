@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import threading
 from pathlib import Path
 
 from alembic import command
@@ -38,10 +37,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def revision(engine: Engine, message: str) -> None:
     """Autogenerate a new revision from the models (a developer tool)."""
-    cfg = _config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.revision(cfg, message=message, autogenerate=True)
+    with _LOCK:
+        cfg = _config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.revision(cfg, message=message, autogenerate=True)
 
 
 def current_revision(engine: Engine) -> str | None:
