@@ -43,6 +43,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from sqlalchemy import create_engine, text
 
+from consumer.service.gcpolicy import tune_for_batches  # noqa: E402
 from consumer.service.loop import ConsumeLoop
 from consumer.service.topics import ensure_topics
 from consumer.store.engine import open_engine
@@ -71,6 +72,7 @@ def consumer_main(settings_json: str, out_path: str) -> None:
 
     loop = ConsumeLoop(settings, on_commit=on_commit)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    tune_for_batches()  # as `metatrail consume` does
     threading.Thread(target=_announce_ready, args=(loop, out_path), daemon=True).start()
     stats = loop.run()
     Path(out_path).write_text(json.dumps({

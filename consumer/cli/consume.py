@@ -8,6 +8,7 @@ import typer
 
 from consumer.cli.app import app
 from consumer.cli.output import err_console
+from consumer.service.gcpolicy import tune_for_batches
 from consumer.service.loop import ConsumeLoop
 from consumer.service.signals import stop_on_signals
 from consumer.triggers.relay import kafka_relay
@@ -34,6 +35,7 @@ def consume(
         f"consuming {settings.events_topic} as group {settings.kafka_group} "
         f"from {settings.kafka_bootstrap} into {_safe_url(settings.store_url)}"
     )
+    tune_for_batches()
     with stop_on_signals(loop.stop), relay:
         stats = loop.run()
     err_console.print(

@@ -10,6 +10,7 @@ import typer
 from consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
 from consumer.cli.app import app
 from consumer.cli.output import console, print_json
+from consumer.service.gcpolicy import tune_for_batches
 from consumer.store.engine import open_engine
 from consumer.store.migrate import upgrade
 from schemas.settings import load_settings
@@ -45,6 +46,7 @@ def ingest(
     settings = load_settings()
     engine = open_engine(url or settings.store_url)
     total = ApplyReport()
+    tune_for_batches()
     try:
         upgrade(engine)
         for batch in read_records(file, batch_size):
