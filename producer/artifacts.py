@@ -20,10 +20,25 @@ from typing import Any
 from uuid import UUID
 
 from producer.digest import digest_path, local_path
-from schemas.ids import derived_id, new_id
+from schemas.ids import derived_id, new_id_texts
 from schemas.values import Properties, typed
 
 log = logging.getLogger("metatrail.producer")
+
+#: Derived ids (a uuid5 each: a SHA-1) by what they are derived from: user code often makes
+#: a new ``Dataset("data/train.csv")`` for every call.
+_DERIVED: dict[tuple[str | None, ...], tuple[UUID, str]] = {}
+_DERIVED_LIMIT = 10_000
+
+
+def _derived(*parts: str | None) -> tuple[UUID, str]:
+    found = _DERIVED.get(parts)
+    if found is None:
+        value = derived_id("artifact", *parts)
+        if len(_DERIVED) > _DERIVED_LIMIT:
+            _DERIVED.clear()
+        found = _DERIVED[parts] = (value, str(value))
+    return found
 
 
 class Artifact:
@@ -46,6 +61,7 @@ class Artifact:
         "state",
         "compute_digest",
         "_id",
+        "_text",
     )
     default_type = "Artifact"
 
@@ -65,32 +81,45 @@ class Artifact:
     ) -> None:
         self.uri = str(uri)
         self.type = type or self.default_type
-        self.name = name
+        self.name = None if name is None else str(name)
         self.version = None if version is None else str(version)
         self.properties: Properties = typed(properties) if properties else {}
         self.custom_properties: Properties = typed(custom_properties) if custom_properties else {}
         self.digest = digest
         self.state = state
         self.compute_digest = compute_digest
+        # The id is fixed once ``_text`` is set; ``_id`` is its UUID, built when asked for.
         self._id: UUID | None = UUID(str(id)) if id is not None else None
+        self._text: str | None = None if self._id is None else str(self._id)
 
     @property
     def id(self) -> UUID | None:
         """The artifact id, or ``None`` until it is first recorded (see module doc)."""
+        if self._id is None and self._text is not None:
+            self._id = UUID(self._text)
         return self._id
 
     def resolve_id(self, *, as_output: bool) -> UUID:
         """Fix and return the id (computing the digest first when it is a local path)."""
-        if self._id is None:
+        self.id_text(as_output=as_output)
+        return self.id  # type: ignore[return-value]  # fixed just above
+
+    def id_text(self, *, as_output: bool, fresh: str | None = None) -> str:
+        """``str(resolve_id(...))``, kept on the object (the form events carry). ``fresh``
+        is the new id to take if one is needed (a new output), so that the recorder can
+        draw it in one batch with its events' ids."""
+        text = self._text
+        if text is None:
             if self.digest is None and self.compute_digest:
                 self.ensure_digest()
             if self.digest is not None:
-                self._id = derived_id("artifact", self.type, self.uri, self.digest)
+                self._id, text = _derived(self.type, self.uri, self.digest)
             elif as_output:
-                self._id = new_id()
+                text = fresh if fresh is not None else new_id_texts(1)[0]
             else:
-                self._id = derived_id("artifact", self.type, self.uri, self.name, self.version)
-        return self._id
+                self._id, text = _derived(self.type, self.uri, self.name, self.version)
+            self._text = text
+        return text
 
     def ensure_digest(self) -> str | None:
         """Compute the digest of a local file/folder uri if not known; ``None`` otherwise."""
@@ -104,13 +133,13 @@ class Artifact:
         return self.digest
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.uri!r}, type={self.type!r}, id={self._id})"
+        return f"{type(self).__name__}({self.uri!r}, type={self.type!r}, id={self._text})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Artifact):
             return NotImplemented
-        if self._id is not None and other._id is not None:
-            return self._id == other._id
+        if self._text is not None and other._text is not None:
+            return self._text == other._text
         return (self.type, self.uri, self.digest, self.name, self.version) == (
             other.type,
             other.uri,

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from producer import build, digest
+from producer import build, digest, wire
 from producer.build import record
+from producer.journal import Record
 from producer.relay import Relay
 from producer.spool import Spool
 from producer.transports import make_transport
@@ -81,8 +82,12 @@ class Emitter:
         return relay
 
     def emit(self, events: Sequence[Any]) -> None:
-        """Spool ``events`` durably; raises on failure (the recorder decides what to do)."""
-        records = [record(e) for e in events]
+        """Spool event models durably; raises on failure (the recorder decides what to do)."""
+        self.emit_records([record(e) for e in events])
+
+    def emit_records(self, records: list[Record]) -> None:
+        """Spool serialized events (``producer.wire``) durably, with ONE journal write;
+        raises on failure. In strict mode every payload is validated first."""
         if self.strict:
             for _, _, payload in records:
                 parse_event(payload)
@@ -159,6 +164,11 @@ def get() -> Emitter:
 def emit(events: Sequence[Any]) -> None:
     em = _current
     (em if em is not None else get()).emit(events)
+
+
+def emit_records(records: list[Record]) -> None:
+    em = _current
+    (em if em is not None else get()).emit_records(records)
 
 
 def is_strict() -> bool:
@@ -247,6 +257,7 @@ def _after_fork_in_child() -> None:
 
     schemas.ids._lock = threading.Lock()  # a parent thread may have held it at fork time
     build.reset_after_fork()
+    wire.reset_after_fork()
     from producer import recorder
 
     recorder._HANDLE_LOCK = threading.Lock()

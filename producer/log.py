@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from producer import emitter
+from producer import emitter, wire
 from producer.artifacts import Artifact
 from producer.build import build
 from producer.capture import summarise
 from producer.context import current_execution, current_run
-from producer.recorder import artifact_event, metric_points, report
+from producer.recorder import artifact_record, report
 from schemas.errors import MetatrailError
-from schemas.events import ContextUpserted, MetricsLogged
+from schemas.events import ContextUpserted
+from schemas.ids import new_id_texts
 from schemas.values import typed
 
 A = TypeVar("A", bound=Artifact)
@@ -41,15 +42,9 @@ def log_metrics(values: Mapping[str, Any], step: int | None = None) -> None:
         return
     try:
         if values:
-            emitter.emit(
-                [
-                    build(
-                        MetricsLogged,
-                        run_id=scope.run_id,
-                        context_id=scope.context_id,
-                        points=metric_points(values, step),
-                    )
-                ]
+            [event_id] = new_id_texts(1)
+            emitter.emit_records(
+                [wire.metrics_logged(event_id, wire.now(), scope, None, values, step)]
             )
     except Exception as exc:
         report("log_metrics", exc)
@@ -106,9 +101,9 @@ def log_artifact(
         _nowhere("log_artifact")
         return artifact
     try:
-        event = artifact_event(artifact, as_output=direction == "output", scope=scope)
+        event = artifact_record(artifact, as_output=direction == "output", scope=scope)
         if event is not None:
-            emitter.emit([event])
+            emitter.emit_records([event])
     except Exception as exc:
         report("log_artifact", exc)
     return artifact

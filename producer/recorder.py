@@ -41,14 +41,12 @@ from datetime import datetime, timezone
 from typing import Any, Union
 from uuid import UUID
 
-from producer import emitter
+from producer import emitter, wire
 from producer.artifacts import Artifact
-from producer.build import build, make
+from producer.build import make
 from producer.capture import environment as current_environment
 from producer.context import _EXECUTION, RunScope, current_run
 from schemas.events import (
-    ArtifactRecorded,
-    ArtifactRef,
     CodeVersion,
     Environment,
     ErrorInfo,
@@ -57,9 +55,8 @@ from schemas.events import (
     ExecutionFailed,
     ExecutionStarted,
     MetricPoint,
-    MetricsLogged,
 )
-from schemas.ids import new_id
+from schemas.ids import new_id_texts
 from schemas.values import Properties, typed
 
 log = logging.getLogger("metatrail.producer")
@@ -70,8 +67,8 @@ MAX_TRACEBACK_CHARS = 20_000
 MAX_MESSAGE_CHARS = 10_000
 
 #: Input artifacts this process already recorded, per tuple of context ids (keyed by the
-#: tuple's identity, which the entry keeps alive, so no UUID is hashed but the artifact's).
-_RECORDED_INPUTS: dict[int, tuple[tuple[UUID, ...], set[UUID]]] = {}
+#: tuple's identity, which the entry keeps alive, so no UUID is hashed: ids are texts).
+_RECORDED_INPUTS: dict[int, tuple[tuple[UUID, ...], set[str]]] = {}
 _RECORDED_LIMIT = 10_000
 #: Guards the handles' short critical sections (one lock for all: creating one per call costs).
 _HANDLE_LOCK = threading.Lock()
@@ -94,65 +91,68 @@ def _pairs(items: Iterable[ArtifactArg], default_role: str = "") -> list[tuple[A
     return out
 
 
-def artifact_event(
-    artifact: Artifact,
-    *,
-    as_output: bool,
-    scope: RunScope | None,
-    occurred_at: datetime | None = None,
-) -> ArtifactRecorded | None:
-    """The ``ArtifactRecorded`` event of ``artifact`` (fixing its id), or ``None`` when this
-    process already recorded this input artifact in these contexts."""
-    artifact_id = artifact.resolve_id(as_output=as_output)
+def _first_time_input(artifact_id: str, scope: RunScope | None) -> bool:
+    """Whether this process has not yet recorded this input artifact in these contexts
+    (and remember that it now has)."""
     context_ids = scope.context_ids if scope is not None else ()
-    if not as_output:
-        entry = _RECORDED_INPUTS.get(id(context_ids))
-        if entry is None or entry[0] is not context_ids:
-            if len(_RECORDED_INPUTS) > _RECORDED_LIMIT:
-                _RECORDED_INPUTS.clear()
-            entry = _RECORDED_INPUTS[id(context_ids)] = (context_ids, set())
-        if artifact_id in entry[1]:
-            return None
-        if len(entry[1]) > _RECORDED_LIMIT:
-            entry[1].clear()
-        entry[1].add(artifact_id)
-    return build(
-        ArtifactRecorded,
-        occurred_at,
-        run_id=scope.run_id if scope is not None else None,
-        artifact_id=artifact_id,
-        type=artifact.type,
-        uri=artifact.uri,
-        digest=artifact.digest,
-        state=artifact.state,
-        name=artifact.name,
-        version=artifact.version,
-        properties=artifact.properties,
-        custom_properties=artifact.custom_properties,
-        context_ids=list(context_ids),
-    )
+    entry = _RECORDED_INPUTS.get(id(context_ids))
+    if entry is None or entry[0] is not context_ids:
+        if len(_RECORDED_INPUTS) > _RECORDED_LIMIT:
+            _RECORDED_INPUTS.clear()
+        entry = _RECORDED_INPUTS[id(context_ids)] = (context_ids, set())
+    if artifact_id in entry[1]:
+        return False
+    if len(entry[1]) > _RECORDED_LIMIT:
+        entry[1].clear()
+    entry[1].add(artifact_id)
+    return True
 
 
-def _record_artifacts(
+def _edges(
     pairs: list[tuple[Artifact, str]],
     *,
     as_output: bool,
     scope: RunScope | None,
-    events: list[Any],
-    occurred_at: datetime | None = None,
-) -> list[ArtifactRef]:
+    fresh: list[str] | None = None,
+) -> tuple[list[str], list[tuple[Artifact, str]]]:
+    """(edge texts, the (artifact, id) pairs that need an ``ArtifactRecorded`` event), fixing
+    the artifacts' ids (a new output takes ``fresh[i]``, drawn with the events' ids). Inputs
+    already recorded in these contexts need no new event."""
     refs = []
-    for artifact, role in pairs:
-        event = artifact_event(artifact, as_output=as_output, scope=scope, occurred_at=occurred_at)
-        if event is not None:
-            events.append(event)
-        refs.append(
-            make(ArtifactRef, artifact_id=artifact.resolve_id(as_output=as_output), role=role)
-        )
-    return refs
+    recorded = []
+    for i, (artifact, role) in enumerate(pairs):
+        artifact_id = artifact.id_text(as_output=as_output, fresh=fresh[i] if fresh else None)
+        if as_output or _first_time_input(artifact_id, scope):
+            recorded.append((artifact, artifact_id))
+        refs.append(wire.ref(artifact_id, role))
+    return refs, recorded
+
+
+def _artifact_records(
+    recorded: list[tuple[Artifact, str]],
+    event_ids: list[str],
+    occurred_at: str,
+    scope: RunScope | None,
+) -> list[wire.Record]:
+    return [
+        wire.artifact_recorded(event_id, occurred_at, scope, artifact_id, artifact)
+        for event_id, (artifact, artifact_id) in zip(event_ids, recorded)
+    ]
+
+
+def artifact_record(
+    artifact: Artifact, *, as_output: bool, scope: RunScope | None
+) -> wire.Record | None:
+    """The ``ArtifactRecorded`` event of ``artifact`` (fixing its id), or ``None`` when this
+    process already recorded this input artifact in these contexts."""
+    _, recorded = _edges([(artifact, "")], as_output=as_output, scope=scope)
+    if not recorded:
+        return None
+    return _artifact_records(recorded, new_id_texts(1), wire.now(), scope)[0]
 
 
 def metric_points(values: Mapping[str, Any], step: int | None) -> list[MetricPoint]:
+    """``MetricPoint`` models of ``values`` at ``step``, all stamped now."""
     now = datetime.now(_UTC)
     step = None if step is None else int(step)
     return [
@@ -166,34 +166,46 @@ class ExecutionHandle:
 
     def __init__(
         self,
-        execution_id: UUID,
+        execution_id: UUID | str,
         type: str,
         name: str | None,
         scope: RunScope | None,
         fingerprint: str | None,
     ) -> None:
-        self.execution_id = execution_id
+        if isinstance(execution_id, UUID):
+            self._uuid: UUID | None = execution_id
+            self.execution_text = str(execution_id)
+        else:
+            self._uuid = None
+            self.execution_text = execution_id
         self.type = type
         self.name = name
         self.scope = scope
         self.fingerprint = fingerprint
         self.outputs: list[tuple[Artifact, str]] = []
-        self._late_inputs: list[ArtifactRef] = []
-        self._output_refs: list[ArtifactRef] = []
+        self._late_inputs: list[str] = []  # edge texts (``wire.ref``)
+        self._output_refs: list[str] = []
         self._params: Properties = {}
         self._custom: Properties = {}
         self.done = False
+
+    @property
+    def execution_id(self) -> UUID:
+        """The execution's id (kept as text until asked for as a UUID)."""
+        value = self._uuid
+        if value is None:
+            value = self._uuid = UUID(self.execution_text)
+        return value
 
     # --- while running ----------------------------------------------------------------
     def add_input(self, artifact: Artifact, role: str = "") -> None:
         """Record ``artifact`` as an input (edge sent with the terminal event)."""
         try:
-            events: list[Any] = []
-            refs = _record_artifacts(
-                [(artifact, role)], as_output=False, scope=self.scope, events=events
-            )
-            if events:
-                emitter.emit(events)
+            refs, recorded = _edges([(artifact, role)], as_output=False, scope=self.scope)
+            if recorded:
+                emitter.emit_records(
+                    _artifact_records(recorded, new_id_texts(1), wire.now(), self.scope)
+                )
             with _HANDLE_LOCK:
                 self._late_inputs.extend(refs)
         except Exception as exc:
@@ -202,11 +214,9 @@ class ExecutionHandle:
     def add_output(self, artifact: Artifact, role: str = "") -> None:
         """Record ``artifact`` as an output now (edge sent with the terminal event)."""
         try:
-            events: list[Any] = []
-            refs = _record_artifacts(
-                [(artifact, role)], as_output=True, scope=self.scope, events=events
-            )
-            emitter.emit(events)
+            ids = new_id_texts(2)  # the artifact's (if new), its event's
+            refs, recorded = _edges([(artifact, role)], as_output=True, scope=self.scope, fresh=ids)
+            emitter.emit_records(_artifact_records(recorded, ids[1:], wire.now(), self.scope))
             with _HANDLE_LOCK:
                 self._output_refs.extend(refs)
                 self.outputs.append((artifact, role))
@@ -221,13 +231,11 @@ class ExecutionHandle:
         try:
             if not values:
                 return
-            emitter.emit(
+            [event_id] = new_id_texts(1)
+            emitter.emit_records(
                 [
-                    build(
-                        MetricsLogged,
-                        run_id=self._run_id(),
-                        execution_id=self.execution_id,
-                        points=metric_points(values, step),
+                    wire.metrics_logged(
+                        event_id, wire.now(), self.scope, self.execution_text, values, step
                     )
                 ]
             )
@@ -264,19 +272,22 @@ class ExecutionHandle:
                 if self.done:
                     return
                 self.done = True
-            events: list[Any] = []
-            now = datetime.now(_UTC)
+            occurred_at = wire.now()
             pairs = _pairs(outputs)
-            refs = _record_artifacts(
-                pairs, as_output=True, scope=self.scope, events=events, occurred_at=now
-            )
+            # new artifact ids for the outputs, their events' ids, the terminal event's id
+            ids = new_id_texts(2 * len(pairs) + 1)
+            refs, recorded = _edges(pairs, as_output=True, scope=self.scope, fresh=ids)
             self.outputs.extend(pairs)
             if custom_properties:
                 self._custom.update(typed(dict(custom_properties)))
-            events.append(
-                self._terminal(ExecutionCompleted, self._output_refs + refs, occurred_at=now)
+            event_ids = ids[len(pairs) :]
+            records = _artifact_records(recorded, event_ids, occurred_at, self.scope)
+            records.append(
+                self._terminal(
+                    ExecutionCompleted, event_ids[-1], occurred_at, self._output_refs + refs
+                )
             )
-            emitter.emit(events)
+            emitter.emit_records(records)
         except Exception as exc:
             report("complete", exc)
 
@@ -294,28 +305,43 @@ class ExecutionHandle:
                 message=str(exc)[:MAX_MESSAGE_CHARS],
                 traceback=tb[-MAX_TRACEBACK_CHARS:],
             )
-            emitter.emit([self._terminal(ExecutionFailed, self._output_refs, error=error)])
+            [event_id] = new_id_texts(1)
+            emitter.emit_records(
+                [
+                    self._terminal(
+                        ExecutionFailed, event_id, wire.now(), self._output_refs, error=error
+                    )
+                ]
+            )
         except Exception as err:
             report("fail", err)
 
-    def _terminal(self, cls: type[Any], outputs: list[ArtifactRef], **extra: Any) -> Any:
-        return build(
+    def _terminal(
+        self,
+        cls: type[Any],
+        event_id: str,
+        occurred_at: str,
+        outputs: list[str],
+        error: ErrorInfo | None = None,
+    ) -> wire.Record:
+        return wire.execution_event(
             cls,
-            run_id=self._run_id(),
-            execution_id=self.execution_id,
+            event_id,
+            occurred_at,
+            self.scope,
+            self.execution_text,
             type=self.type,
             name=self.name,
-            context_ids=list(self.scope.context_ids) if self.scope else [],
             parameters=self._params,
             custom_properties=self._custom,
+            code_version=None,
+            environment=None,
             fingerprint=self.fingerprint,
+            trigger_id=None,
             inputs=self._late_inputs,
             outputs=outputs,
-            **extra,
+            error=error,
         )
-
-    def _run_id(self) -> UUID | None:
-        return self.scope.run_id if self.scope is not None else None
 
     # --- as the current execution -----------------------------------------------------
     @contextmanager
@@ -359,26 +385,28 @@ def start_execution(
     typed. ``environment`` defaults to this process's. Never raises (see module doc): on a
     recording error the returned handle still works and records what it can."""
     scope = current_run() if scope is None else scope
-    handle = ExecutionHandle(execution_id or new_id(), type, name, scope, fingerprint)
+    handle: ExecutionHandle | None = None
     try:
+        refs, recorded = _edges(_pairs(inputs), as_output=False, scope=scope)
+        ids = new_id_texts(len(recorded) + 2)  # execution, input events, ExecutionStarted
+        handle = ExecutionHandle(
+            execution_id if execution_id is not None else ids[0], type, name, scope, fingerprint
+        )
         if typed_parameters is None:
             from producer.capture import summarise
 
             typed_parameters = typed({k: summarise(v) for k, v in (parameters or {}).items()})
-        events: list[Any] = []
-        now = datetime.now(_UTC)
-        refs = _record_artifacts(
-            _pairs(inputs), as_output=False, scope=scope, events=events, occurred_at=now
-        )
-        events.append(
-            build(
+        occurred_at = wire.now()
+        records = _artifact_records(recorded, ids[1:-1], occurred_at, scope)
+        records.append(
+            wire.execution_event(
                 ExecutionStarted,
-                now,
-                run_id=scope.run_id if scope is not None else None,
-                execution_id=handle.execution_id,
+                ids[-1],
+                occurred_at,
+                scope,
+                handle.execution_text,
                 type=type,
                 name=name,
-                context_ids=list(scope.context_ids) if scope is not None else [],
                 parameters=typed_parameters,
                 custom_properties=typed(dict(custom_properties)) if custom_properties else {},
                 code_version=code_version,
@@ -386,11 +414,20 @@ def start_execution(
                 fingerprint=fingerprint,
                 trigger_id=trigger_id,
                 inputs=refs,
+                outputs=(),
             )
         )
-        emitter.emit(events)
+        emitter.emit_records(records)
     except Exception as exc:
         report("start_execution", exc)
+    if handle is None:
+        handle = ExecutionHandle(
+            execution_id if execution_id is not None else new_id_texts(1)[0],
+            type,
+            name,
+            scope,
+            fingerprint,
+        )
     return handle
 
 
@@ -411,30 +448,34 @@ def record_cached(
     are attributed to the current run's contexts too). Returns its id (``None`` on error)."""
     scope = current_run() if scope is None else scope
     try:
-        events: list[Any] = []
-        in_refs = _record_artifacts(_pairs(inputs), as_output=False, scope=scope, events=events)
-        out_refs = _record_artifacts(_pairs(outputs), as_output=True, scope=scope, events=events)
-        execution_id = new_id()
-        events.append(
-            build(
+        in_refs, in_recorded = _edges(_pairs(inputs), as_output=False, scope=scope)
+        out_refs, out_recorded = _edges(_pairs(outputs), as_output=True, scope=scope)
+        recorded = in_recorded + out_recorded
+        ids = new_id_texts(len(recorded) + 2)
+        occurred_at = wire.now()
+        records = _artifact_records(recorded, ids[1:-1], occurred_at, scope)
+        records.append(
+            wire.execution_event(
                 ExecutionCached,
-                run_id=scope.run_id if scope is not None else None,
-                execution_id=execution_id,
+                ids[-1],
+                occurred_at,
+                scope,
+                ids[0],
                 type=type,
                 name=name,
-                context_ids=list(scope.context_ids) if scope is not None else [],
                 parameters=parameters or {},
                 custom_properties=typed(dict(custom_properties)) if custom_properties else {},
                 code_version=code_version,
                 environment=current_environment(),
                 fingerprint=fingerprint,
+                trigger_id=None,
                 inputs=in_refs,
                 outputs=out_refs,
                 cached_from=cached_from,
             )
         )
-        emitter.emit(events)
-        return execution_id
+        emitter.emit_records(records)
+        return UUID(ids[0])
     except Exception as exc:
         report("record_cached", exc)
         return None

@@ -100,7 +100,7 @@ class _Spec:
         try:
             key = (
                 tuple(sorted(plain.items())),
-                tuple((role, a.digest or a.resolve_id(as_output=False)) for a, role in inputs),
+                tuple((role, a.digest or a.id_text(as_output=False)) for a, role in inputs),
             )
             found = self._fingerprints.get(key)
         except TypeError:  # unhashable parameter values
@@ -159,7 +159,7 @@ def fingerprint(
     type_name: str, src_hash: str | None, params: dict[str, Any], inputs: list[tuple[Artifact, str]]
 ) -> str:
     """sha256 over (type, source hash, canonical parameters, sorted (role, digest or id))."""
-    refs = sorted((role, a.digest or str(a.resolve_id(as_output=False))) for a, role in inputs)
+    refs = sorted((role, a.digest or a.id_text(as_output=False)) for a, role in inputs)
     text = json.dumps(
         [type_name, src_hash, params, refs], sort_keys=True, separators=(",", ":"), default=str
     )
