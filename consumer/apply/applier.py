@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consumer.apply.bulk import write
+from consumer.apply.documents import write_property_documents
 from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
 from consumer.apply.plan import Plan, build_plan, pick_description, sid, widen
 from consumer.apply.report import ApplyReport
@@ -158,6 +159,7 @@ def _write_properties(session: Session, kind: str, plan: Plan, existed: set[str]
             updates.append(property_row(key, prop))
     write(session, table, inserts)
     write(session, table, updates, "replace")
+    write_property_documents(session, _NODE_TABLES[kind][0], stored, drafts)
 
 
 def _write_types(session: Session, plan: Plan) -> None:
