@@ -1,0 +1,71 @@
+"""Property documents: equal to the typed property rows, backfilled by the migration, and
+the nodes built from them are the same objects the constructors build.
+
+(Order-insensitivity and idempotence of the documents are covered by the apply property
+tests: their canonical dump checks every document against its rows.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, text
+
+from consumer import Store
+from consumer.query import Artifact, Execution
+from consumer.store.migrate import MIGRATIONS, upgrade
+from tests.fixtures.dump import mismatched_documents
+from tests.fixtures.graphs import pipeline_graph
+
+
+def test_documents_equal_the_property_rows(engine: Engine) -> None:
+    pipeline_graph().apply(engine)
+    with engine.connect() as conn:
+        assert mismatched_documents(conn) == []
+        stored = conn.execute(text("SELECT count(*) FROM mt_artifacts WHERE properties_doc IS NOT NULL")).scalar()
+        assert stored and stored > 5
+
+
+def test_a_wrong_document_is_caught(engine: Engine) -> None:
+    pipeline_graph().apply(engine)
+    with engine.begin() as conn:
+        node_id = conn.execute(text("SELECT id FROM mt_artifacts WHERE properties_doc IS NOT NULL")).scalars().first()
+        conn.execute(text("UPDATE mt_artifacts SET properties_doc = '[{},{}]' WHERE id = :id"), {"id": node_id})
+    with engine.connect() as conn:
+        assert [bad[0] for bad in mismatched_documents(conn)] == [node_id]
+
+
+def test_migration_backfills_documents(engine: Engine) -> None:
+    pipeline_graph().apply(engine)
+    with engine.connect() as conn:
+        before = dict(conn.execute(text("SELECT id, properties_doc FROM mt_executions")).all())
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert mismatched_documents(conn) == []
+        assert dict(conn.execute(text("SELECT id, properties_doc FROM mt_executions")).all()) == before
+
+
+@pytest.mark.parametrize("kind", ["artifact", "execution", "context"])
+def test_nodes_from_rows_are_ordinary_frozen_nodes(engine: Engine, kind: str) -> None:
+    pipeline_graph().apply(engine)
+    store = Store(engine)
+    nodes = store.find(kind, include_retired=True, limit=1000).items
+    assert nodes
+    for node in nodes:
+        rebuilt = type(node)(**{f.name: getattr(node, f.name) for f in dataclasses.fields(node)})
+        assert rebuilt == node
+        assert list(vars(node)) == list(vars(rebuilt))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            node.name = "changed"  # type: ignore[misc]
+    graph = store.lineage(nodes[0].id, "both") if kind != "context" else None
+    for n in graph.nodes if graph else ():
+        assert isinstance(n, (Artifact, Execution))
+        assert type(n)(**{f.name: getattr(n, f.name) for f in dataclasses.fields(n)}) == n
