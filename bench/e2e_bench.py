@@ -39,8 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from datetime import UTC
 
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.structs import TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer
 from sqlalchemy import create_engine, text
 
 from consumer.service.gcpolicy import tune_for_batches  # noqa: E402
@@ -117,23 +116,24 @@ def wait_balanced(outs: list[Path], partitions: int, timeout_s: float = 120) -> 
 
 
 # --- the driver ---------------------------------------------------------------------------
-def committed_total(settings: Settings) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.kafka_group,
-                             enable_auto_commit=False)
-    try:
-        parts = consumer.partitions_for_topic(settings.events_topic) or set()
-        return sum(consumer.committed(TopicPartition(settings.events_topic, p)) or 0 for p in parts)
-    finally:
-        consumer.close(autocommit=False)
+def committed_total(admin: KafkaAdminClient, settings: Settings) -> int:
+    """Offsets the group committed, read with an admin request: a polling consumer in the
+    same group would itself be a member the coordinator has to deal with."""
+    offsets = admin.list_group_offsets({settings.kafka_group: None}).get(settings.kafka_group, {})
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.events_topic and meta.offset > 0)
 
 
 def wait_committed(settings: Settings, total: int, timeout_s: float) -> float:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if committed_total(settings) >= total:
-            return time.time()
-        time.sleep(0.1)
-    raise SystemExit(f"timed out: {committed_total(settings)} of {total} committed")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        while time.monotonic() < deadline:
+            if committed_total(admin, settings) >= total:
+                return time.time()
+            time.sleep(0.1)
+        raise SystemExit(f"timed out: {committed_total(admin, settings)} of {total} committed")
+    finally:
+        admin.close()
 
 
 def producer(settings: Settings) -> KafkaProducer:
