@@ -11,29 +11,30 @@ column types would (UTC times, JSON text, booleans).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from consumer.query.domain import Artifact, Context, Execution
+from consumer.query.domain import Artifact, Context, Execution, from_fields
 from consumer.store.batching import chunks
+from consumer.store.property_document import decode_many
 
 #: Ids per IN list (under SQLite's historical 999-parameter limit).
 CHUNK = 900
 
 ARTIFACT_COLS = ("id", "type", "name", "uri", "state", "digest", "version", "state_reason", "is_placeholder",
-                 "created_at", "updated_at")
+                 "created_at", "updated_at", "properties_doc")
 EXECUTION_COLS = ("id", "type", "name", "state", "started_at", "ended_at", "fingerprint", "cached_from",
                   "trigger_id", "code_version", "environment", "error_type", "error_message", "is_placeholder",
-                  "created_at", "updated_at")
-CONTEXT_COLS = ("id", "type", "name", "is_placeholder", "created_at", "updated_at")
-TABLES = {"artifact": ("mt_artifacts", "mt_artifact_properties", ARTIFACT_COLS),
-          "execution": ("mt_executions", "mt_execution_properties", EXECUTION_COLS),
-          "context": ("mt_contexts", "mt_context_properties", CONTEXT_COLS)}
-PROP_COLS = "node_id, is_custom, name, value_type, int_value, double_value, string_value, bool_value, json_value"
+                  "created_at", "updated_at", "properties_doc")
+CONTEXT_COLS = ("id", "type", "name", "is_placeholder", "created_at", "updated_at", "properties_doc")
+#: kind -> (node table, columns read; the last is always the property document)
+TABLES = {"artifact": ("mt_artifacts", ARTIFACT_COLS),
+          "execution": ("mt_executions", EXECUTION_COLS),
+          "context": ("mt_contexts", CONTEXT_COLS)}
 
 
 class Raw:
@@ -81,77 +82,51 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def prop_value(vtype: str, i: Any, d: Any, s: Any, b: Any, j: Any) -> Any:
-    if vtype == "int":
-        return i if i is not None else int(d)
-    if vtype == "float":
-        return float(d) if d is not None else (float(_json(j)) if j is not None else None)
-    if vtype == "string":
-        return s
-    if vtype == "bool":
-        return None if b is None else bool(b)
-    return _json(j)
-
-
-def _add_props(out: dict[str, tuple[dict[str, Any], dict[str, Any]]], rows: Iterable[tuple[Any, ...]]) -> None:
-    for node_id, custom, name, vtype, i, d, s, b, j in rows:
-        pair = out.get(node_id)
-        if pair is None:
-            pair = out[node_id] = ({}, {})
-        pair[1 if custom else 0][name] = prop_value(vtype, i, d, s, b, j)
-
-
-def _sorted_keys(out: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> None:
-    """Property keys sorted, whatever order the database returned them in."""
-    for pair in out.values():
-        for half in pair:
-            if len(half) > 1:
-                items = sorted(half.items())
-                half.clear()
-                half.update(items)
-
-
-def load_properties(raw: Raw, table: str, ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """node id -> (properties, custom_properties)."""
-    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for part in chunks(ids, CHUNK):
-        _add_props(out, raw.rows(f"SELECT {PROP_COLS} FROM {table} WHERE node_id IN {raw.in_list(len(part))}", part))
-    _sorted_keys(out)
-    return out
-
-
 def fetch_rows(raw: Raw, kind: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
     """Node rows (columns of ``TABLES[kind]``) for the ids that exist."""
-    table, _, cols = TABLES[kind]
+    table, cols = TABLES[kind]
     rows: list[tuple[Any, ...]] = []
     for part in chunks(list(dict.fromkeys(ids)), CHUNK):
         rows.extend(raw.rows(f"SELECT {', '.join(cols)} FROM {table} WHERE id IN {raw.in_list(len(part))}", part))
     return rows
 
 
-Props = dict[str, tuple[dict[str, Any], dict[str, Any]]]
+def _artifact(r: Sequence[Any], p: Sequence[dict[str, Any]]) -> Artifact:
+    """An artifact from a row of ``ARTIFACT_COLS`` and its decoded property document."""
+    return from_fields(Artifact, {
+        "id": r[0], "type": r[1], "name": r[2], "uri": r[3], "state": r[4], "digest": r[5], "version": r[6],
+        "state_reason": r[7], "is_placeholder": bool(r[8]), "created_at": utc(r[9]), "updated_at": utc(r[10]),
+        "properties": p[0], "custom_properties": p[1], "kind": "artifact"})
 
 
-def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]], props: Props | None = None) -> list[Any]:
-    """Domain objects for node rows (in order), loading their properties unless given."""
+def _execution(r: Sequence[Any], p: Sequence[dict[str, Any]]) -> Execution:
+    """An execution from a row of ``EXECUTION_COLS`` and its decoded property document."""
+    return from_fields(Execution, {
+        "id": r[0], "type": r[1], "name": r[2], "state": r[3], "started_at": utc(r[4]), "ended_at": utc(r[5]),
+        "fingerprint": r[6], "cached_from": r[7], "trigger_id": r[8], "code_version": _json(r[9]),
+        "environment": _json(r[10]), "error_type": r[11], "error_message": r[12], "is_placeholder": bool(r[13]),
+        "created_at": utc(r[14]), "updated_at": utc(r[15]), "properties": p[0], "custom_properties": p[1],
+        "kind": "execution", "uri": None})
+
+
+def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """Domain objects for node rows (starting with the columns of ``TABLES[kind]``, as
+    the driver returns them); properties come from the rows' property documents."""
     if not rows:
         return []
-    if props is None:
-        props = load_properties(raw, TABLES[kind][1], [r[0] for r in rows])
+    doc = len(TABLES[kind][1]) - 1
+    props = decode_many([r[doc] for r in rows])
     if kind == "artifact":
-        return [Artifact(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), utc(r[9]), utc(r[10]),
-                         *(props.get(r[0]) or ({}, {}))) for r in rows]
+        return list(map(_artifact, rows, props))
     if kind == "execution":
-        return [Execution(r[0], r[1], r[2], r[3], utc(r[4]), utc(r[5]), r[6], r[7], r[8], _json(r[9]), _json(r[10]),
-                          r[11], r[12], bool(r[13]), utc(r[14]), utc(r[15]), *(props.get(r[0]) or ({}, {})))
-                for r in rows]
+        return list(map(_execution, rows, props))
     parents: dict[str, list[str]] = {}
     for part in chunks([r[0] for r in rows], CHUNK):
         sql = f"SELECT context_id, parent_id FROM mt_parent_contexts WHERE context_id IN {raw.in_list(len(part))}"
         for cid, pid in raw.rows(sql, part):
             parents.setdefault(cid, []).append(pid)
-    return [Context(r[0], r[1], r[2], bool(r[3]), utc(r[4]), utc(r[5]), tuple(sorted(parents.get(r[0], ()))),
-                    *(props.get(r[0]) or ({}, {}))) for r in rows]
+    return [Context(r[0], r[1], r[2], bool(r[3]), utc(r[4]), utc(r[5]), tuple(sorted(parents.get(r[0], ()))), *p)
+            for r, p in zip(rows, props)]
 
 
 def load_nodes(raw: Raw, kind: str, ids: Sequence[str]) -> dict[str, Any]:
@@ -159,44 +134,33 @@ def load_nodes(raw: Raw, kind: str, ids: Sequence[str]) -> dict[str, Any]:
     return {n.id: n for n in build_nodes(raw, kind, fetch_rows(raw, kind, ids))}
 
 
+#: The graph statement's columns: one layout for both kinds (UNION ALL needs the same
+#: type in each position), the property document last.
 _GRAPH_ART = ("'artifact'", "n.id", "n.type", "n.name", "n.state", "n.is_placeholder", "n.created_at", "n.updated_at",
-              "n.uri", "n.digest", "n.version", "n.state_reason") + ("NULL",) * 9
+              "n.uri", "n.digest", "n.version", "n.state_reason") + ("NULL",) * 9 + ("n.properties_doc",)
 _GRAPH_EXEC = ("'execution'", "n.id", "n.type", "n.name", "n.state", "n.is_placeholder", "n.created_at", "n.updated_at",
                "NULL", "NULL", "NULL", "NULL", "n.started_at", "n.ended_at", "n.fingerprint", "n.cached_from",
-               "n.trigger_id", "n.code_version", "n.environment", "n.error_type", "n.error_message")
-_GRAPH_PROPS = "p.is_custom, p.name, p.value_type, p.int_value, p.double_value, p.string_value, p.bool_value, p.json_value"
+               "n.trigger_id", "n.code_version", "n.environment", "n.error_type", "n.error_message", "n.properties_doc")
 
 
 def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Sequence[str]) -> dict[str, Any]:
-    """Artifacts and executions by id with their properties, in one statement (one row
-    per node and property) when the ids fit one IN list each."""
+    """Artifacts and executions by id with their properties, in one statement when the
+    ids fit one IN list each."""
     if len(artifact_ids) > CHUNK or len(execution_ids) > CHUNK or not (artifact_ids or execution_ids):
         return {**load_nodes(raw, "artifact", artifact_ids), **load_nodes(raw, "execution", execution_ids)}
     parts, params = [], []
-    for cols, table, props, ids in ((_GRAPH_ART, "mt_artifacts", "mt_artifact_properties", artifact_ids),
-                                    (_GRAPH_EXEC, "mt_executions", "mt_execution_properties", execution_ids)):
+    for cols, table, ids in ((_GRAPH_ART, "mt_artifacts", artifact_ids), (_GRAPH_EXEC, "mt_executions", execution_ids)):
         if ids:
-            parts.append(f"SELECT {', '.join(cols)}, {_GRAPH_PROPS} FROM {table} n "
-                         f"LEFT JOIN {props} p ON p.node_id = n.id WHERE n.id IN {raw.in_list(len(ids))}")
+            parts.append(f"SELECT {', '.join(cols)} FROM {table} n WHERE n.id IN {raw.in_list(len(ids))}")
             params.extend(ids)
-    rows: dict[str, tuple[Any, ...]] = {}
-    props_out: Props = {}
-    for r in raw.rows(" UNION ALL ".join(parts), params):
-        rows.setdefault(r[1], r)
-        if r[22] is not None:
-            _add_props(props_out, [(r[1], *r[21:])])
-    _sorted_keys(props_out)
-    empty: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+    rows = raw.rows(" UNION ALL ".join(parts), params)
     out: dict[str, Any] = {}
-    for node_id, r in rows.items():
-        p = props_out.get(node_id, empty)
+    for r, p in zip(rows, decode_many([r[21] for r in rows])):
         if r[0] == "artifact":
-            out[node_id] = Artifact(node_id, r[2], r[3], r[8], r[4], r[9], r[10], r[11], bool(r[5]), utc(r[6]),
-                                    utc(r[7]), dict(p[0]), dict(p[1]))
+            out[r[1]] = _artifact((r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]), p)
         else:
-            out[node_id] = Execution(node_id, r[2], r[3], r[4], utc(r[12]), utc(r[13]), r[14], r[15], r[16],
-                                     _json(r[17]), _json(r[18]), r[19], r[20], bool(r[5]), utc(r[6]), utc(r[7]),
-                                     dict(p[0]), dict(p[1]))
+            out[r[1]] = _execution((r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19],
+                                    r[20], r[5], r[6], r[7]), p)
     return out
 
 

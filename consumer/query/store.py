@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Text, false, func, select, type_coerce
+from sqlalchemy import Connection, Engine, event, false, func, select, type_coerce
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.types import NullType
 
 from consumer.query import compare as cmp
 from consumer.query.compile import ARTIFACT, ENTITIES, Compiler, Entity
@@ -33,15 +34,13 @@ from consumer.query.domain import (
 )
 from consumer.query.filters import parse_filter
 from consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
-from consumer.query.raw import TABLES, Raw, build_nodes, load_nodes
+from consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
 from consumer.query.paging import after, apply_order, decode_cursor, encode_cursor, sort_keys
 from consumer.store.engine import is_transient, open_engine
 from consumer.store.models import MetricRow
 from schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
 
 Kind = Literal["artifact", "execution", "context"]
-#: Columns holding JSON text, read raw and decoded by the node builder.
-JSON_COLUMNS = frozenset({"code_version", "environment"})
 #: Largest page ``find`` returns.
 MAX_PAGE = 10_000
 
@@ -60,6 +59,7 @@ class Store:
         """A store on ``url`` (SQLAlchemy URL). Raises ``ConfigError`` on a bad URL."""
         if make_url_safe(url) == "sqlite-file":
             engine = open_engine(url, poolclass=QueuePool)
+            event.listen(engine, "connect", _larger_page_cache)
         elif url.startswith("sqlite"):
             engine = open_engine(url)
         else:
@@ -154,15 +154,17 @@ class Store:
             raise FilterError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         keys = sort_keys(entity, order_by, self.dialect)
         table = entity.table
-        cols = [type_coerce(table.c[c], Text) if c in JSON_COLUMNS else table.c[c] for c in TABLES[kind][2]]
-        query = select(*cols, *(k.expr.label(f"sort_{i}") for i, k in enumerate(keys)))
+        # Columns as the driver returns them (the node builder converts): no per-value
+        # result processing.
+        cols = [type_coerce(table.c[c], NullType()) for c in TABLES[kind][1]]
+        query = select(*cols, *(type_coerce(k.expr, NullType()).label(f"sort_{i}") for i, k in enumerate(keys)))
         query = query.where(*self._where(entity, filter, include_retired))
         if cursor:
             values, last_id = decode_cursor(cursor, len(keys))
             query = query.where(after(keys, values, last_id, table))
         query = apply_order(query, keys, table, self.dialect).limit(limit + 1)
         with self._read() as conn:
-            rows = list(conn.execute(query))
+            rows = conn.execute(query).all()
             more = len(rows) > limit
             rows = rows[:limit]
             raw = Raw(conn)
@@ -173,7 +175,9 @@ class Store:
         next_cursor = None
         if more and rows:
             last = rows[-1]
-            next_cursor = encode_cursor([getattr(last, f"sort_{i}") for i in range(len(keys))], last.id)
+            width = len(TABLES[kind][1])
+            values = [utc(last[width + i]) if k.is_time else last[width + i] for i, k in enumerate(keys)]
+            next_cursor = encode_cursor(values, last[0])
         return Page(items=tuple(items), next_cursor=next_cursor)
 
     def artifacts(self, filter: str | None = None, **kwargs: Any) -> Page[Artifact]:
@@ -284,6 +288,18 @@ def make_url_safe(url: str) -> str:
     if url.startswith("sqlite") and ":memory:" not in url and url.rstrip("/") not in ("sqlite:", "sqlite+pysqlite:"):
         return "sqlite-file"
     return "other"
+
+
+#: Page cache of each pooled SQLite read connection, KiB. SQLite's default (2 MiB) holds
+#: too little of a large store: a query returning thousands of nodes then reads most
+#: of their pages from the OS again, a system call each.
+SQLITE_CACHE_KIB = 65_536
+
+
+def _larger_page_cache(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    cursor.close()
 
 
 def _entity(kind: str) -> Entity:
