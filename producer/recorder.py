@@ -164,6 +164,23 @@ def metric_points(values: Mapping[str, Any], step: int | None) -> list[MetricPoi
 class ExecutionHandle:
     """One execution being recorded; see the module doc for the contract."""
 
+    __slots__ = (
+        "_uuid",
+        "execution_text",
+        "_wire",
+        "type",
+        "name",
+        "scope",
+        "fingerprint",
+        "outputs",
+        "_late_inputs",
+        "_output_refs",
+        "_params",
+        "_custom",
+        "done",
+        "_token",
+    )
+
     def __init__(
         self,
         execution_id: UUID | str,
@@ -178,6 +195,7 @@ class ExecutionHandle:
         else:
             self._uuid = None
             self.execution_text = execution_id
+        self._wire = wire.Execution(scope, self.execution_text, type, name, fingerprint)
         self.type = type
         self.name = name
         self.scope = scope
@@ -328,15 +346,11 @@ class ExecutionHandle:
             cls,
             event_id,
             occurred_at,
-            self.scope,
-            self.execution_text,
-            type=self.type,
-            name=self.name,
+            self._wire,
             parameters=self._params,
             custom_properties=self._custom,
             code_version=None,
             environment=None,
-            fingerprint=self.fingerprint,
             trigger_id=None,
             inputs=self._late_inputs,
             outputs=outputs,
@@ -397,21 +411,17 @@ def start_execution(
 
             typed_parameters = typed({k: summarise(v) for k, v in (parameters or {}).items()})
         occurred_at = wire.now()
-        records = _artifact_records(recorded, ids[1:-1], occurred_at, scope)
+        records = _artifact_records(recorded, ids[1:-1], occurred_at, scope) if recorded else []
         records.append(
             wire.execution_event(
                 ExecutionStarted,
                 ids[-1],
                 occurred_at,
-                scope,
-                handle.execution_text,
-                type=type,
-                name=name,
+                handle._wire,
                 parameters=typed_parameters,
                 custom_properties=typed(dict(custom_properties)) if custom_properties else {},
                 code_version=code_version,
                 environment=environment or current_environment(),
-                fingerprint=fingerprint,
                 trigger_id=trigger_id,
                 inputs=refs,
                 outputs=(),
@@ -459,15 +469,11 @@ def record_cached(
                 ExecutionCached,
                 ids[-1],
                 occurred_at,
-                scope,
-                ids[0],
-                type=type,
-                name=name,
+                wire.Execution(scope, ids[0], type, name, fingerprint),
                 parameters=parameters or {},
                 custom_properties=typed(dict(custom_properties)) if custom_properties else {},
                 code_version=code_version,
                 environment=current_environment(),
-                fingerprint=fingerprint,
                 trigger_id=None,
                 inputs=in_refs,
                 outputs=out_refs,

@@ -128,7 +128,8 @@ def timestamp(ns: int) -> str:
     cached = _SECOND
     if cached[0] != seconds:
         cached = _SECOND = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{micros:06d}Z" if micros else f"{cached[1]}Z"
+    # (str(10**6 + micros)[1:] is "%06d" % micros, cheaper)
+    return f"{cached[1]}.{str(1_000_000 + micros)[1:]}Z" if micros else f"{cached[1]}Z"
 
 
 def now() -> str:
@@ -223,6 +224,7 @@ def reset_after_fork() -> None:
     """In a forked child: forget texts holding the parent's pid."""
     _SCOPES.clear()
     _MODELS.clear()
+    _ABOUT.clear()
 
 
 _OCCURRED_AT = f'","schema_version":{_SCHEMA_VERSION},"occurred_at":"'
@@ -234,33 +236,57 @@ def _head(event_id: str, occurred_at: str, scoped: _ScopeText) -> str:
 
 # --- events ------------------------------------------------------------------------------
 
-_NAMES: dict[tuple[str, str | None], str] = {}
+class Execution:
+    """What every event of one execution repeats, serialized once (a handle keeps one):
+    its partition key, the envelope's producer and run id, and its id, type, name, context
+    ids and fingerprint."""
+
+    __slots__ = ("key", "head", "about", "fingerprint")
+
+    def __init__(
+        self,
+        scope: RunScope | None,
+        execution_id: str,
+        type: str | None,
+        name: str | None,
+        fingerprint: str | None,
+    ) -> None:
+        scoped = _scope(scope)
+        self.key = scoped.key or execution_id
+        self.head = scoped.head
+        self.about = f',"execution_id":"{execution_id}{_about(scoped, type, name)}'
+        self.fingerprint = "null" if fingerprint is None else text(fingerprint)
 
 
-def _type_and_name(type: str | None, name: str | None) -> str:
-    key = (type, name)
-    found = _NAMES.get(key)
-    if found is None:
-        if len(_NAMES) > 10_000:
-            _NAMES.clear()
-        found = _NAMES[key] = f'"type":{optional_text(type)},"name":{optional_text(name)}'
-    return found
+_ABOUT: dict[tuple[int, str | None, str | None], tuple[_ScopeText, str]] = {}
+
+
+def _about(scoped: _ScopeText, type: str | None, name: str | None) -> str:
+    """From the end of the execution id to the ``"parameters":`` key (cached)."""
+    key = (id(scoped), type, name)
+    hit = _ABOUT.get(key)
+    if hit is not None and hit[0] is scoped:
+        return hit[1]
+    about = (
+        f'","type":{optional_text(type)},"name":{optional_text(name)},'
+        f'"context_ids":{scoped.context_ids},"parameters":'
+    )
+    if len(_ABOUT) > 10_000:
+        _ABOUT.clear()
+    _ABOUT[key] = (scoped, about)
+    return about
 
 
 def execution_event(
     cls: type[BaseModel],
     event_id: str,
     occurred_at: str,
-    scope: RunScope | None,
-    execution_id: str,
+    execution: Execution,
     *,
-    type: str | None,
-    name: str | None,
     parameters: Mapping[str, PropertyValue],
     custom_properties: Mapping[str, PropertyValue],
     code_version: BaseModel | None,
     environment: BaseModel | None,
-    fingerprint: str | None,
     trigger_id: UUID | None,
     inputs: Iterable[str],
     outputs: Iterable[str],
@@ -270,23 +296,20 @@ def execution_event(
     """An ``execution.*`` event of model ``cls``; ``inputs``/``outputs`` are ``ref`` texts,
     ``occurred_at`` a ``timestamp`` text, ``error`` only for ``ExecutionFailed`` and
     ``cached_from`` only for ``ExecutionCached``."""
-    scoped = _scope(scope)
     tail = _TAILS[cls]
     if cls is ExecutionFailed:
         tail += ',"error":' + ErrorInfo.__pydantic_serializer__.to_json(error).decode()
     elif cls is ExecutionCached:
         tail += ',"cached_from":' + uuid_text(cached_from)
     payload = (
-        f"{_head(event_id, occurred_at, scoped)},"
-        f'"execution_id":"{execution_id}",{_type_and_name(type, name)},'
-        f'"context_ids":{scoped.context_ids},'
-        f'"parameters":{properties(parameters)},'
-        f'"custom_properties":{properties(custom_properties)},'
+        f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{execution.head}{execution.about}'
+        f"{properties(parameters) if parameters else '{}'},"
+        f'"custom_properties":{properties(custom_properties) if custom_properties else "{}"},'
         f'"code_version":{model(code_version)},"environment":{model(environment)},'
-        f'"fingerprint":{optional_text(fingerprint)},"trigger_id":{uuid_text(trigger_id)},'
+        f'"fingerprint":{execution.fingerprint},"trigger_id":{uuid_text(trigger_id)},'
         f'"inputs":[{",".join(inputs)}],"outputs":[{",".join(outputs)}]{tail}}}'
     )
-    return event_id, scoped.key or execution_id, payload.encode()
+    return event_id, execution.key, payload.encode()
 
 
 def artifact_recorded(
@@ -300,13 +323,17 @@ def artifact_recorded(
     is ``artifact_id``), attributed to the scope's contexts."""
     scoped = _scope(scope)
     a = artifact
+    digest, name, version = a.digest, a.name, a.version
+    props, custom = a.properties, a.custom_properties
     payload = (
-        f'{_head(event_id, occurred_at, scoped)},"kind":"artifact.recorded",'
-        f'"artifact_id":"{artifact_id}","type":{text(a.type)},"uri":{text(a.uri)},'
-        f'"digest":{optional_text(a.digest)},"state":{text(a.state)},'
-        f'"name":{optional_text(a.name)},"version":{optional_text(a.version)},'
-        f'"properties":{properties(a.properties)},'
-        f'"custom_properties":{properties(a.custom_properties)},'
+        f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{scoped.head},'
+        f'"kind":"artifact.recorded","artifact_id":"{artifact_id}",'
+        f'"type":{text(a.type)},"uri":{text(a.uri)},'
+        f'"digest":{"null" if digest is None else text(digest)},"state":{text(a.state)},'
+        f'"name":{"null" if name is None else text(name)},'
+        f'"version":{"null" if version is None else text(version)},'
+        f'"properties":{properties(props) if props else "{}"},'
+        f'"custom_properties":{properties(custom) if custom else "{}"},'
         f'"context_ids":{scoped.context_ids}}}'
     )
     return event_id, scoped.key or artifact_id, payload.encode()
