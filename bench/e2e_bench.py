@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--latency-fraction", type=float, default=0.5)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--max-poll-records", type=int, default=2000)
-    parser.add_argument("--consumers", type=int, default=1, help="Consumer processes in the group.")
+    parser.add_argument("--consumers", type=int, default=2, help="Consumer processes in the group.")
     parser.add_argument("--no-write", action="store_true", help="Do not write bench/results/e2e.json.")
     parser.add_argument("--role", default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--settings-json", help=argparse.SUPPRESS)

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consumer.apply.bulk import write
-from consumer.apply.documents import write_property_documents
+from consumer.apply.documents import node_documents
 from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
-from consumer.apply.plan import Plan, build_plan, pick_description, sid, widen
+from consumer.apply.plan import NodeDraft, Plan, PropertyDraft, build_plan, pick_description, sid, widen
 from consumer.apply.report import ApplyReport
 from consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
 from consumer.store.engine import session_scope
@@ -95,9 +95,8 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
 
 
 def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
-    existed = {kind: _write_nodes(session, kind, plan, report) for kind in ("context", "artifact", "execution")}
     for kind in ("context", "artifact", "execution"):
-        _write_properties(session, kind, plan, existed[kind])
+        _write_kind(session, kind, plan, report)
     _write_types(session, plan)
     _write_steps(session, plan, report)
     parents = [{"context_id": c, "parent_id": p} for c, p in sorted(plan.parents)]
@@ -114,40 +113,63 @@ def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
     write(session, MetricRow.__table__, plan.metrics)
 
 
-def _write_nodes(session: Session, kind: str, plan: Plan, report: ApplyReport) -> set[str]:
-    """Merge and write the batch's nodes of one kind; returns the ids that existed before."""
+def _write_kind(session: Session, kind: str, plan: Plan, report: ApplyReport) -> None:
+    """Merge and write the batch's nodes of one kind and their properties.
+
+    The property document travels in the node row itself (one write per node, not an
+    insert and then an update), so the stored properties of nodes that existed are read
+    before the nodes are written; the node rows are locked first, as everywhere.
+    """
     drafts = plan.drafts(kind)
-    if not drafts:
-        return set()
-    table = _NODE_TABLES[kind][0]
-    stored = load_rows(session, table, "id", drafts)
+    property_drafts = plan.properties[kind]
+    if not drafts and not property_drafts:
+        return
+    node_table, property_table = _NODE_TABLES[kind]
+    stored = load_rows(session, node_table, "id", drafts)
+    old_nodes = {key[0] for key in property_drafts} & set(stored)
+    stored_properties = {
+        (r["node_id"], bool(r["is_custom"]), r["name"]): r
+        for r in load_rows_by(session, property_table, "node_id", old_nodes)
+    }
+    # Every property draft belongs to a node the batch describes (the planners offer a
+    # node's properties right after describing it), so its document rides on that row.
+    documents = node_documents(stored_properties, property_drafts)
+    _write_nodes(session, kind, drafts, stored, documents, report)
+    _write_properties(session, property_table, property_drafts, stored_properties)
+
+
+def _write_nodes(
+    session: Session,
+    kind: str,
+    drafts: dict[str, NodeDraft],
+    stored: dict[str, dict[str, Any]],
+    documents: dict[str, str | None],
+    report: ApplyReport,
+) -> None:
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for node_id in sorted(drafts):
         before = stored.get(node_id)
         after = merge_node(before if before is not None else new_node(kind, node_id), drafts[node_id])
+        after["properties_doc"] = documents[node_id] if node_id in documents else after.get("properties_doc")
         if before is None:
             inserts.append(after)
         elif after != before:
             updates.append(after)
         if kind == "artifact" and after["state"] == "LIVE" and (before is None or before["state"] != "LIVE"):
             report.live_artifact_ids.append(node_id)
+    table = _NODE_TABLES[kind][0]
     write(session, table, inserts)
     write(session, table, updates, "replace")
-    return set(stored)
 
 
-def _write_properties(session: Session, kind: str, plan: Plan, existed: set[str]) -> None:
+def _write_properties(
+    session: Session,
+    table: Table,
+    drafts: dict[tuple[str, bool, str], PropertyDraft],
+    stored: dict[tuple[str, bool, str], dict[str, Any]],
+) -> None:
     """Only nodes that existed before this batch can have stored properties to merge with."""
-    drafts = plan.properties[kind]
-    if not drafts:
-        return
-    table = _NODE_TABLES[kind][1]
-    old_nodes = {k[0] for k in drafts} & existed
-    stored = {
-        (r["node_id"], bool(r["is_custom"]), r["name"]): r
-        for r in load_rows_by(session, table, "node_id", old_nodes)
-    }
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for key in sorted(drafts):
@@ -159,7 +181,6 @@ def _write_properties(session: Session, kind: str, plan: Plan, existed: set[str]
             updates.append(property_row(key, prop))
     write(session, table, inserts)
     write(session, table, updates, "replace")
-    write_property_documents(session, _NODE_TABLES[kind][0], stored, drafts)
 
 
 def _write_types(session: Session, plan: Plan) -> None:
