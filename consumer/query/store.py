@@ -154,8 +154,7 @@ class Store:
             raise FilterError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         keys = sort_keys(entity, order_by, self.dialect)
         table = entity.table
-        # Columns as the driver returns them (the node builder converts): no per-value
-        # result processing.
+        # Columns as the driver returns them (the node builder converts them).
         cols = [type_coerce(table.c[c], NullType()) for c in TABLES[kind][1]]
         query = select(*cols, *(type_coerce(k.expr, NullType()).label(f"sort_{i}") for i, k in enumerate(keys)))
         query = query.where(*self._where(entity, filter, include_retired))
@@ -164,7 +163,10 @@ class Store:
             query = query.where(after(keys, values, last_id, table))
         query = apply_order(query, keys, table, self.dialect).limit(limit + 1)
         with self._read() as conn:
-            rows = conn.execute(query).all()
+            # SQLAlchemy compiles and binds; the driver's own cursor hands back plain
+            # tuples (no Row per node: the builder reads each row once, by position).
+            with conn.execute(query) as result:
+                rows = result.cursor.fetchall()
             more = len(rows) > limit
             rows = rows[:limit]
             raw = Raw(conn)
