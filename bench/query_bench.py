@@ -322,6 +322,9 @@ def compare_with_mlmd(runs: int, samples: int, scratch: Path, rng: random.Random
     got_m = mlmd.get_artifacts(list_options=mlmd_store.ListOptions(filter_query=mlmd_filter))
     got_o = store.artifacts(ours_filter, limit=10_000)
     assert len(got_m) == len(got_o.items) == cut, (len(got_m), len(got_o.items))
+    # Both sides return full nodes: the five Model properties, type, uri, state, times.
+    assert all(len(a.properties) == 5 and a.type_id and a.uri and a.create_time_since_epoch for a in got_m)
+    assert all(len(a.properties) == 5 and a.type and a.uri and a.state and a.created_at for a in got_o.items)
     fsamples = max(5, samples // 10)
     res["filter"] = {"mlmd": timed(lambda: mlmd.get_artifacts(list_options=mlmd_store.ListOptions(filter_query=mlmd_filter)), fsamples),
                      "metatrail": timed(lambda: store.artifacts(ours_filter, limit=10_000), fsamples), "matches": cut}
