@@ -220,8 +220,14 @@ def _scope(scope: RunScope | None) -> _ScopeText:
     return made
 
 
+#: Bumped in a forked child: an ``Execution`` made before the fork re-reads its head.
+_generation = 0
+
+
 def reset_after_fork() -> None:
     """In a forked child: forget texts holding the parent's pid."""
+    global _generation
+    _generation += 1
     _SCOPES.clear()
     _MODELS.clear()
     _ABOUT.clear()
@@ -241,7 +247,7 @@ class Execution:
     its partition key, the envelope's producer and run id, and its id, type, name, context
     ids and fingerprint."""
 
-    __slots__ = ("key", "head", "about", "fingerprint")
+    __slots__ = ("scope", "generation", "key", "head", "about", "fingerprint")
 
     def __init__(
         self,
@@ -252,6 +258,8 @@ class Execution:
         fingerprint: str | None,
     ) -> None:
         scoped = _scope(scope)
+        self.scope = scope
+        self.generation = _generation
         self.key = scoped.key or execution_id
         self.head = scoped.head
         self.about = f',"execution_id":"{execution_id}{_about(scoped, type, name)}'
@@ -301,8 +309,9 @@ def execution_event(
         tail += ',"error":' + ErrorInfo.__pydantic_serializer__.to_json(error).decode()
     elif cls is ExecutionCached:
         tail += ',"cached_from":' + uuid_text(cached_from)
+    head = execution.head if execution.generation == _generation else _scope(execution.scope).head
     payload = (
-        f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{execution.head}{execution.about}'
+        f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{head}{execution.about}'
         f"{properties(parameters) if parameters else '{}'},"
         f'"custom_properties":{properties(custom_properties) if custom_properties else "{}"},'
         f'"code_version":{model(code_version)},"environment":{model(environment)},'

@@ -20,6 +20,7 @@ _lock = threading.Lock()
 _new_uuid = object.__new__
 _set_attr = object.__setattr__
 _getrandbits = random.getrandbits
+_time_ns = time.time_ns
 _UNKNOWN = uuid.SafeUUID.unknown
 _LOW_48 = (1 << 48) - 1
 _VARIANT = 0b10 << 62
@@ -38,18 +39,25 @@ def _reserve(count: int) -> tuple[int, int]:
     incremented otherwise; when it would overflow, the ids borrow the next millisecond.
     So ids are strictly increasing within a process even if the clock steps back."""
     global _last_ms, _seq
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms > _last_ms:
+    # The clock is read outside the lock: a reading older than the last id's only means
+    # that these ids take its millisecond and the next counter values.
+    now = _time_ns() // 1_000_000
+    lock = _lock  # one object for acquire and release (a forked child gets a new lock)
+    lock.acquire()
+    try:
+        ms = _last_ms
+        if now > ms:
+            ms = now
             seq = _getrandbits(10)
         else:
-            ms = _last_ms
             seq = _seq + 1
         if seq + count > 0x1000:
             ms += 1
             seq = 0
         _last_ms = ms
         _seq = seq + count - 1
+    finally:
+        lock.release()
     return ms, seq
 
 
