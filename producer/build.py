@@ -1,9 +1,11 @@
-"""Fast construction and serialization of ``schemas.events`` models on the hot path.
+"""Fast construction and serialization of ``schemas.events`` models.
 
-The SDK builds events from values it has already typed itself (UUIDs, aware datetimes,
-``PropertyValue``\\ s), so it skips pydantic's validation, which costs ~20 µs per event
-here, and fills the model's fields directly; serialization still goes through the model's
-own (Rust) serializer, so the bytes are exactly what ``schemas.dump_event`` would write.
+For the events the SDK writes as models (contexts, steps, Keras metrics; the events of a
+tracked call skip models altogether, see ``producer.wire``). The SDK builds events from
+values it has already typed itself (UUIDs, aware datetimes, ``PropertyValue``\\ s), so it
+skips pydantic's validation, which costs ~20 µs per event here, and fills the model's
+fields directly; serialization still goes through the model's own (Rust) serializer, so
+the bytes are exactly what ``schemas.dump_event`` would write.
 In strict mode (tests) every event is re-validated with ``schemas.parse_event`` before it
 is spooled, so a field the SDK fills wrongly fails loudly there.
 """

@@ -3,8 +3,9 @@
 * Settings come only from ``schemas.settings.load_settings`` (environment, then
   ``configure(**overrides)``). They are loaded on first use; a bad environment value is
   reported then (raised by ``configure``).
-* ``emit(events)`` is the hot path: serialize, append to the spool journal, return. The
-  relay thread starts on the first emit.
+* ``emit_records(records)`` is the hot path: append events already serialized (by
+  ``producer.wire``) to the spool journal in one write, return; ``emit(events)`` serializes
+  event models first. The relay thread starts on the first emit.
 * ``flush(timeout_s)`` waits until everything spooled so far is delivered.
 * At exit, a flush bounded by ``exit_flush_timeout_s``, then one line on stderr saying how
   many events stay spooled and where.
