@@ -271,6 +271,87 @@ def test_exit_warns_in_one_line_how_many_events_stay_spooled(tmp_path: Path) -> 
     ]
 
 
+def test_a_call_is_in_the_journal_before_its_function_runs_and_before_it_returns(
+    tmp_path: Path,
+) -> None:
+    producer.configure(
+        transport="file",
+        spool_path=tmp_path / "spool.db",
+        file_path=tmp_path / "events.jsonl",
+        strict=True,
+    )
+    spool = emitter.get().spool
+
+    def journal_kinds() -> list[str]:
+        # a fresh read of the file: what a SIGKILLed process would leave behind
+        assert spool.writer.path is not None
+        records, _, torn = journal.read_from(spool.writer.path, 0)
+        assert not torn
+        return [json.loads(payload)["kind"] for _, _, payload in records]
+
+    seen: list[list[str]] = []
+
+    @track
+    def train(data: Artifact, epochs: int = 2) -> Artifact:
+        seen.append(journal_kinds())
+        return Artifact("mem://model", type="Model")
+
+    try:
+        with run("durable"):
+            train(Artifact("mem://data", type="Dataset"))
+            after = journal_kinds()
+        before = seen[0]
+        assert before[-2:] == ["artifact.recorded", "execution.started"]
+        assert after[len(before) :] == ["artifact.recorded", "execution.completed"]
+    finally:
+        emitter.shutdown(5)
+
+
+def test_a_forked_child_signs_its_events_with_its_own_pid(tmp_path: Path) -> None:
+    from producer import recorder
+
+    events_path = tmp_path / "events.jsonl"
+    producer.configure(
+        transport="file",
+        spool_path=tmp_path / "spool.db",
+        file_path=events_path,
+        strict=True,
+        relay_interval_ms=600_000,  # the parent's relay sleeps (outside SQLite) across the fork
+    )
+
+    @track
+    def step(i: int) -> Artifact:
+        return Artifact(f"mem://out/{i}", type="Out")
+
+    try:
+        with run("forked"):
+            step(0)  # the run's serialized parts are cached in the parent
+            outer = recorder.start_execution("Outer")  # started here, completed in the child
+            assert producer.flush(30)
+            child = os.fork()
+            if child == 0:
+                code = 1
+                try:
+                    step(1)
+                    outer.complete()
+                    code = 0 if producer.flush(30) else 1
+                finally:
+                    os._exit(code)
+            assert os.waitpid(child, 0)[1] == 0
+        assert producer.flush(30)
+        events = [json.loads(line) for line in events_path.read_text().splitlines()]
+        pids = {
+            (e["kind"], e.get("type")): e["producer"]["pid"]
+            for e in events
+            if e["kind"].startswith("execution.")
+        }
+        started = [e["producer"]["pid"] for e in events if e["kind"] == "execution.started"]
+        assert sorted(started) == sorted([os.getpid(), os.getpid(), child])
+        assert pids[("execution.completed", "Outer")] == child
+    finally:
+        emitter.shutdown(5)
+
+
 def test_journal_detects_a_torn_tail() -> None:
     data = journal.encode([("a" * 36, "b" * 36, b'{"x":1}'), ("c" * 36, "d" * 36, b'{"y":2}')])
     records, used, torn = journal.decode(data[:-3])
