@@ -46,6 +46,7 @@ from producer.artifacts import Artifact
 from producer.build import make
 from producer.capture import environment as current_environment
 from producer.context import _EXECUTION, RunScope, current_run
+from schemas.errors import MetatrailError
 from schemas.events import (
     CodeVersion,
     Environment,
@@ -195,7 +196,11 @@ class ExecutionHandle:
         else:
             self._uuid = None
             self.execution_text = execution_id
-        self._wire = wire.Execution(scope, self.execution_text, type, name, fingerprint)
+        self._wire: wire.Execution | None = None
+        try:
+            self._wire = wire.Execution(scope, self.execution_text, type, name, fingerprint)
+        except Exception as exc:  # e.g. a name JSON cannot hold: its events fail, reported
+            report("start_execution", exc)
         self.type = type
         self.name = name
         self.scope = scope
@@ -346,7 +351,7 @@ class ExecutionHandle:
             cls,
             event_id,
             occurred_at,
-            self._wire,
+            self._serialized(),
             parameters=self._params,
             custom_properties=self._custom,
             code_version=None,
@@ -356,6 +361,11 @@ class ExecutionHandle:
             outputs=outputs,
             error=error,
         )
+
+    def _serialized(self) -> wire.Execution:
+        if self._wire is None:
+            raise MetatrailError(f"execution {self.execution_text} cannot be recorded")
+        return self._wire
 
     # --- as the current execution -----------------------------------------------------
     @contextmanager
@@ -417,7 +427,7 @@ def start_execution(
                 ExecutionStarted,
                 ids[-1],
                 occurred_at,
-                handle._wire,
+                handle._serialized(),
                 parameters=typed_parameters,
                 custom_properties=typed(dict(custom_properties)) if custom_properties else {},
                 code_version=code_version,

@@ -219,6 +219,8 @@ def test_strict_mode_raises_and_default_mode_logs(
 def test_recording_errors_never_reach_user_code(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from producer import recorder
+
     producer.configure(
         transport="file",
         spool_path=tmp_path / "spool.db",
@@ -235,6 +237,17 @@ def test_recording_errors_never_reach_user_code(
         with caplog.at_level(logging.ERROR, logger="metatrail.producer"):
             assert f(1) == 2
         assert "SpoolFullError" in caplog.text
+
+        emitter.get().spool._over = False
+        unnamed = track(name=b"not text")(f)  # type: ignore[arg-type]  # JSON cannot hold it
+        with caplog.at_level(logging.ERROR, logger="metatrail.producer"):
+            assert unnamed(2) == 3
+            with run("r"):
+                assert unnamed(3) == 4
+                handle = recorder.start_execution("T", name=b"no")  # type: ignore[arg-type]
+                handle.log_metric("m", 1.0)
+                handle.complete()
+        assert "TypeError" in caplog.text
     finally:
         emitter.shutdown(1)
 
