@@ -23,7 +23,7 @@ depends_on = None
 
 NODE_TABLES = {'mt_contexts': 'mt_context_properties', 'mt_artifacts': 'mt_artifact_properties',
                'mt_executions': 'mt_execution_properties'}
-#: Nodes per UPDATE batch of the backfill.
+#: Nodes per page of the backfill.
 BATCH = 1000
 
 
@@ -39,19 +39,25 @@ def upgrade() -> None:
 
 
 def _backfill(table: str, props: str) -> None:
-    """Documents of the nodes that already have properties (the same text apply writes)."""
+    """Documents of the nodes that already have properties (the same text apply writes),
+    a page of node ids at a time so a large store never sits in memory at once."""
     bind = op.get_bind()
-    rows = bind.execute(sa.text(
+    page = sa.text(f"SELECT DISTINCT node_id FROM {props} WHERE node_id > :after ORDER BY node_id LIMIT {BATCH}")
+    rows = sa.text(
         f"SELECT node_id, is_custom, name, value_type, int_value, double_value, string_value, bool_value, "
-        f"json_value FROM {props} ORDER BY node_id"))
-    values: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for node_id, is_custom, name, vtype, i, d, s, b, j in rows:
-        decoded = None if j is None else json.loads(j)
-        values.setdefault(node_id, ({}, {}))[1 if is_custom else 0][name] = plain_value(vtype, i, d, s, b, decoded)
+        f"json_value FROM {props} WHERE node_id >= :first AND node_id <= :last")
     update = sa.text(f"UPDATE {table} SET properties_doc = :doc WHERE id = :id")
-    pairs = [{"id": node_id, "doc": encode(*halves)} for node_id, halves in sorted(values.items())]
-    for start in range(0, len(pairs), BATCH):
-        bind.execute(update, pairs[start : start + BATCH])
+    after = ""
+    while True:
+        ids = bind.execute(page, {"after": after}).scalars().all()
+        if not ids:
+            return
+        values: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for node_id, is_custom, name, vtype, i, d, s, b, j in bind.execute(rows, {"first": ids[0], "last": ids[-1]}):
+            decoded = None if j is None else json.loads(j)
+            values.setdefault(node_id, ({}, {}))[1 if is_custom else 0][name] = plain_value(vtype, i, d, s, b, decoded)
+        bind.execute(update, [{"id": node_id, "doc": encode(*halves)} for node_id, halves in sorted(values.items())])
+        after = ids[-1]
 
 
 def downgrade() -> None:
