@@ -148,6 +148,11 @@ class JournalWriter:
         self.lock = threading.Lock()
 
 
+#: Bytes read per ``limit`` frames asked for (grown until one whole frame fits): the relay
+#: reads a batch, not the whole backlog behind it.
+READ_BYTES_PER_FRAME = 2048
+
+
 def read_from(
     path: Path, offset: int, limit: int | None = None, end: int | None = None
 ) -> tuple[list[Record], int, bool]:
@@ -155,9 +160,22 @@ def read_from(
     (records, new offset, torn tail?)."""
     with open(path, "rb") as fh:
         fh.seek(offset)
-        data = fh.read() if end is None else fh.read(max(0, end - offset))
-    records, used, torn = decode(data, limit)
-    return records, offset + used, torn
+        available = None if end is None else max(0, end - offset)
+        if limit is None:
+            data = fh.read() if available is None else fh.read(available)
+            records, used, torn = decode(data)
+            return records, offset + used, torn
+        chunk = limit * READ_BYTES_PER_FRAME
+        while True:
+            size = chunk if available is None else min(chunk, available)
+            data = fh.read(size)
+            records, used, torn = decode(data, limit)
+            at_end = len(data) < size or size == available
+            if records or at_end:
+                # a frame cut off by the end of the chunk is not a torn tail
+                return records, offset + used, torn and at_end
+            chunk *= 4  # one frame larger than the chunk: read more
+            fh.seek(offset)
 
 
 def orphans(directory: Path, own: Path | None) -> Iterator[tuple[Path, int]]:

@@ -373,6 +373,25 @@ def test_journal_detects_a_torn_tail() -> None:
     assert len(records) == 2 and not torn and used == len(data)
 
 
+def test_journal_reads_in_batches_a_frame_larger_than_a_batch_included(tmp_path: Path) -> None:
+    sizes = [10 + (i * 37) % 3000 + (200_000 if i == 5 else 0) for i in range(300)]
+    records = [(f"{i:036d}", "k" * 36, b"x" * size) for i, size in enumerate(sizes)]
+    data = journal.encode(records)
+    path = tmp_path / "j.log"
+    path.write_bytes(data)
+    offset, got = 0, []
+    while True:
+        found, offset, torn = journal.read_from(path, offset, 7, len(data))
+        assert not torn and len(found) <= 7
+        if not found:
+            break
+        got += found
+    assert got == records and offset == len(data)
+    path.write_bytes(data[:-5])  # a torn tail is still reported as one
+    last = len(data) - len(journal.encode(records[-1:]))
+    assert journal.read_from(path, last, 7) == ([], last, True)
+
+
 def test_public_api() -> None:
     assert set(producer.__all__) >= {
         "track",
