@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from consumer.apply.bulk import write
+from consumer.apply.bulk import WriteQueue
 from consumer.apply.documents import node_documents
 from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
 from consumer.apply.plan import NodeDraft, Plan, PropertyDraft, build_plan, pick_description, sid, widen
@@ -78,42 +78,46 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
         return report
     plan = build_plan(fresh)
     try:
-        _write_plan(session, plan, report)
+        writes = WriteQueue()
+        _merge_plan(session, plan, report, writes)
         now = datetime.now(timezone.utc)
-        write(
-            session,
+        writes.add(
             AppliedEventRow.__table__,
             [
                 {"event_id": sid(e.event_id), "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now}
                 for e in fresh
             ],
         )
+        writes.send(session)
     except IntegrityError as exc:
         raise TransientStoreError(f"a concurrent apply touched the same rows: {exc.orig}") from exc
     report.triggers_requested = evaluate_triggers(session, report)  # trigger evaluation
     return report
 
 
-def _write_plan(session: Session, plan: Plan, report: ApplyReport) -> None:
+def _merge_plan(session: Session, plan: Plan, report: ApplyReport, writes: WriteQueue) -> None:
+    """Read (and lock) what the batch merges into, merge, and queue the rows to write.
+    Every read comes before every write, so on PostgreSQL the writes go out as one
+    pipeline: the server inserts one chunk while the next is being encoded."""
     for kind in ("context", "artifact", "execution"):
-        _write_kind(session, kind, plan, report)
-    _write_types(session, plan)
-    _write_steps(session, plan, report)
+        _merge_kind(session, kind, plan, report, writes)
+    _merge_types(session, plan, writes)
+    _merge_steps(session, plan, report, writes)
     parents = [{"context_id": c, "parent_id": p} for c, p in sorted(plan.parents)]
-    write(session, ParentContextRow.__table__, parents, "ignore")
+    writes.add(ParentContextRow.__table__, parents, "ignore")
     attributions = [{"context_id": c, "artifact_id": a} for c, a in sorted(plan.attributions)]
-    write(session, AttributionRow.__table__, attributions, "ignore")
+    writes.add(AttributionRow.__table__, attributions, "ignore")
     associations = [{"context_id": c, "execution_id": x} for c, x in sorted(plan.associations)]
-    write(session, AssociationRow.__table__, associations, "ignore")
+    writes.add(AssociationRow.__table__, associations, "ignore")
     edges = [
         {"execution_id": x, "direction": d, "artifact_id": a, "role": r, "created_at": t}
         for (x, d, a, r), t in sorted(plan.edges.items())
     ]
-    write(session, EdgeRow.__table__, edges, "keep_min", min_column="created_at")
-    write(session, MetricRow.__table__, plan.metrics)
+    writes.add(EdgeRow.__table__, edges, "keep_min", min_column="created_at")
+    writes.add(MetricRow.__table__, plan.metrics)
 
 
-def _write_kind(session: Session, kind: str, plan: Plan, report: ApplyReport) -> None:
+def _merge_kind(session: Session, kind: str, plan: Plan, report: ApplyReport, writes: WriteQueue) -> None:
     """Merge and write the batch's nodes of one kind and their properties.
 
     The property document travels in the node row itself (one write per node, not an
@@ -134,17 +138,17 @@ def _write_kind(session: Session, kind: str, plan: Plan, report: ApplyReport) ->
     # Every property draft belongs to a node the batch describes (the planners offer a
     # node's properties right after describing it), so its document rides on that row.
     documents = node_documents(stored_properties, property_drafts)
-    _write_nodes(session, kind, drafts, stored, documents, report)
-    _write_properties(session, property_table, property_drafts, stored_properties)
+    _merge_nodes(kind, drafts, stored, documents, report, writes)
+    _merge_properties(property_table, property_drafts, stored_properties, writes)
 
 
-def _write_nodes(
-    session: Session,
+def _merge_nodes(
     kind: str,
     drafts: dict[str, NodeDraft],
     stored: dict[str, dict[str, Any]],
     documents: dict[str, str | None],
     report: ApplyReport,
+    writes: WriteQueue,
 ) -> None:
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -159,15 +163,15 @@ def _write_nodes(
         if kind == "artifact" and after["state"] == "LIVE" and (before is None or before["state"] != "LIVE"):
             report.live_artifact_ids.append(node_id)
     table = _NODE_TABLES[kind][0]
-    write(session, table, inserts)
-    write(session, table, updates, "replace")
+    writes.add(table, inserts)
+    writes.add(table, updates, "replace")
 
 
-def _write_properties(
-    session: Session,
+def _merge_properties(
     table: Table,
     drafts: dict[tuple[str, bool, str], PropertyDraft],
     stored: dict[tuple[str, bool, str], dict[str, Any]],
+    writes: WriteQueue,
 ) -> None:
     """Only nodes that existed before this batch can have stored properties to merge with."""
     inserts: list[dict[str, Any]] = []
@@ -179,11 +183,11 @@ def _write_properties(
             inserts.append(property_row(key, prop))
         elif property_wins(prop, row):
             updates.append(property_row(key, prop))
-    write(session, table, inserts)
-    write(session, table, updates, "replace")
+    writes.add(table, inserts)
+    writes.add(table, updates, "replace")
 
 
-def _write_types(session: Session, plan: Plan) -> None:
+def _merge_types(session: Session, plan: Plan, writes: WriteQueue) -> None:
     if not plan.types:
         return
     table = TypeRow.__table__
@@ -203,11 +207,11 @@ def _write_types(session: Session, plan: Plan) -> None:
         }
         if merged != row:
             updates.append(merged)
-    write(session, table, inserts)
-    write(session, table, updates, "replace")
+    writes.add(table, inserts)
+    writes.add(table, updates, "replace")
 
 
-def _write_steps(session: Session, plan: Plan, report: ApplyReport) -> None:
+def _merge_steps(session: Session, plan: Plan, report: ApplyReport, writes: WriteQueue) -> None:
     if not plan.steps:
         return
     table = StepRow.__table__
@@ -222,5 +226,5 @@ def _write_steps(session: Session, plan: Plan, report: ApplyReport) -> None:
         elif after != before:
             updates.append(after)
         report.registered_step_ids.append(step_id)
-    write(session, table, inserts)
-    write(session, table, updates, "replace")
+    writes.add(table, inserts)
+    writes.add(table, updates, "replace")

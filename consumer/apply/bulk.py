@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import Boolean, Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from consumer.store.types import JSONText, UTCDateTime
@@ -205,3 +206,37 @@ def write(
         sql = head + ", ".join([one_row] * len(part)) + tail
         flat = tuple(v for row in part for v in row)
         connection.exec_driver_sql(sql, flat)
+
+
+class WriteQueue:
+    """Writes collected while a batch is merged, sent in order by ``send``.
+
+    On PostgreSQL they go out in one psycopg pipeline: each statement is sent without
+    waiting for the previous one's result, so the server inserts one chunk while the next
+    is being encoded, and the batch pays one round trip for all of them. A statement's
+    error surfaces when the pipeline syncs; it is raised as SQLAlchemy raises driver
+    errors (``IntegrityError`` on a key conflict), like every other path here.
+    """
+
+    def __init__(self) -> None:
+        self._writes: list[tuple[Table, Sequence[dict[str, Any]], Mode, str | None]] = []
+
+    def add(self, table: Table, rows: Sequence[dict[str, Any]], mode: Mode = "insert", min_column: str | None = None) -> None:
+        if rows:
+            self._writes.append((table, rows, mode, min_column))
+
+    def send(self, session: Session) -> None:
+        connection = session.connection()
+        if connection.dialect.name != "postgresql" or len(self._writes) < 2:
+            for table, rows, mode, min_column in self._writes:
+                write(session, table, rows, mode, min_column)
+            return
+        import psycopg
+
+        driver = connection.connection.driver_connection
+        try:
+            with driver.pipeline():
+                for table, rows, mode, min_column in self._writes:
+                    write(session, table, rows, mode, min_column)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
