@@ -10,7 +10,8 @@
 * At exit, a flush bounded by ``exit_flush_timeout_s``, then one line on stderr saying how
   many events stay spooled and where.
 * Fork safety: the child forgets the parent's relay, connections, journal and locks, and
-  opens its own lazily; the parent's spool is never touched through inherited handles.
+  opens its own lazily; the parent's spool is never touched through inherited handles, and
+  a fork never lands inside a SQLite statement on the spool (``producer.forkguard``).
 """
 
 from __future__ import annotations

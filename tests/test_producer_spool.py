@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import select as fd_select
 import signal
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ import producer
 from consumer.cli import main as cli_main
 from consumer.store.engine import open_engine, session_scope
 from consumer.store.models import AppliedEventRow, ExecutionRow, MetricRow
-from producer import Artifact, emitter, journal, log_metric, run, track
+from producer import Artifact, emitter, forkguard, journal, log_metric, run, track
 from producer.spool import Spool, SpoolFullError
 from schemas.errors import ConfigError, MetatrailError
 
@@ -320,7 +321,25 @@ def test_a_call_is_in_the_journal_before_its_function_runs_and_before_it_returns
         emitter.shutdown(5)
 
 
-def test_a_forked_child_signs_its_events_with_its_own_pid(tmp_path: Path) -> None:
+def _child_report(child: int, read_end: int, timeout_s: float) -> Any:
+    """What a forked child wrote to ``read_end`` before exiting; kills it if it hangs."""
+    with os.fdopen(read_end, "rb") as report:
+        if not fd_select.select([report], [], [], timeout_s)[0]:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            pytest.fail(f"forked child {child} hung for {timeout_s}s")
+        data = report.read()
+    assert os.waitpid(child, 0)[1] == 0
+    return json.loads(data)
+
+
+def test_a_forked_child_signs_its_events_and_records_at_once_while_the_relay_works(
+    tmp_path: Path,
+) -> None:
+    """Forks land while the parent's relay is busy in the spool's SQLite (rows waiting in
+    the outbox, one event per batch: every cycle moves the journal into the table, reads,
+    deletes). Each child's first call, which writes the spool's digest cache, and its flush
+    return at once, and its events carry its own pid."""
     from producer import recorder
 
     events_path = tmp_path / "events.jsonl"
@@ -329,40 +348,104 @@ def test_a_forked_child_signs_its_events_with_its_own_pid(tmp_path: Path) -> Non
         spool_path=tmp_path / "spool.db",
         file_path=events_path,
         strict=True,
-        relay_interval_ms=600_000,  # the parent's relay sleeps (outside SQLite) across the fork
+        relay_batch_size=1,
+        relay_interval_ms=1,
     )
 
     @track
     def step(i: int) -> Artifact:
-        return Artifact(f"mem://out/{i}", type="Out")
+        out = tmp_path / f"out-{i}.bin"
+        out.write_bytes(os.urandom(64))  # a new file: its digest is written to the spool
+        return Artifact(str(out), type="Out")
 
+    rounds, children = 12, []
+    em = emitter.get()
     try:
         with run("forked"):
-            step(0)  # the run's serialized parts are cached in the parent
-            outer = recorder.start_execution("Outer")  # started here, completed in the child
-            assert producer.flush(30)
-            child = os.fork()
-            if child == 0:
-                code = 1
-                try:
-                    step(1)
-                    outer.complete()
-                    code = 0 if producer.flush(30) else 1
-                finally:
-                    os._exit(code)
-            assert os.waitpid(child, 0)[1] == 0
-        assert producer.flush(30)
+            em.use_journal = False  # the run's first events go straight to the outbox table,
+            step(0)  # as after a failed delivery: the relay works from the table from now on
+            em.use_journal = True
+            outer = recorder.start_execution("Outer")  # started here, completed in a child
+            for i in range(1, rounds + 1):
+                for m in range(100):
+                    log_metric("busy", float(m), step=m)  # a backlog for the relay
+                time.sleep(0.0005 * i)  # forks at different points of its cycle
+                read_end, write_end = os.pipe()
+                child = os.fork()
+                if child == 0:
+                    code = 1
+                    try:
+                        os.close(read_end)
+                        began = time.perf_counter()
+                        step(i)
+                        call_s = time.perf_counter() - began
+                        if i == 1:
+                            outer.complete()
+                        flushed = producer.flush(30)
+                        flush_s = time.perf_counter() - began - call_s
+                        os.write(write_end, json.dumps([call_s, flush_s, flushed]).encode())
+                        code = 0
+                    finally:
+                        os._exit(code)
+                os.close(write_end)
+                children.append((child, _child_report(child, read_end, 90)))
+        assert producer.flush(60)
+        for child, (call_s, flush_s, flushed) in children:
+            assert flushed, child
+            assert call_s < 1.0, (child, call_s)  # no wait on a lock inherited from the parent
+            assert flush_s < 10.0, (child, flush_s)
         events = [json.loads(line) for line in events_path.read_text().splitlines()]
         pids = {
             (e["kind"], e.get("type")): e["producer"]["pid"]
             for e in events
             if e["kind"].startswith("execution.")
         }
-        started = [e["producer"]["pid"] for e in events if e["kind"] == "execution.started"]
-        assert sorted(started) == sorted([os.getpid(), os.getpid(), child])
-        assert pids[("execution.completed", "Outer")] == child
+        started = sorted(e["producer"]["pid"] for e in events if e["kind"] == "execution.started")
+        assert started == sorted([os.getpid(), os.getpid()] + [c for c, _ in children])
+        assert pids[("execution.completed", "Outer")] == children[0][0]
     finally:
         emitter.shutdown(5)
+
+
+def _fork_and_reap() -> float:
+    """Seconds from ``os.fork()`` in the parent to the child's exit."""
+    began = time.perf_counter()
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    return time.perf_counter() - began
+
+
+def test_a_fork_never_deadlocks_on_the_spool_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No relay at all, a fork from inside a guarded spool call (the relay thread forking),
+    and a statement that does not end: none of them holds a fork up for long."""
+    spool = Spool(tmp_path / "spool.db")
+    try:
+        assert _fork_and_reap() < 1.0
+        assert forkguard.guarded(_fork_and_reap)() < 1.0
+        monkeypatch.setattr(forkguard, "FORK_WAIT_S", 0.2)
+        inside, release = threading.Event(), threading.Event()
+
+        @forkguard.guarded
+        def stuck() -> None:
+            spool.own_rows()
+            inside.set()
+            release.wait(30)
+
+        holder = threading.Thread(target=stuck)
+        holder.start()
+        assert inside.wait(10)
+        waited = _fork_and_reap()
+        release.set()
+        holder.join(10)
+        assert 0.2 <= waited < 5.0
+        assert _fork_and_reap() < 1.0  # the guard is free again in the parent
+        assert not spool.own_rows()
+    finally:
+        spool.close()
 
 
 def test_journal_detects_a_torn_tail() -> None:
