@@ -173,6 +173,7 @@ class ExecutionHandle:
         "name",
         "scope",
         "fingerprint",
+        "trigger_id",
         "outputs",
         "_late_inputs",
         "_output_refs",
@@ -189,6 +190,7 @@ class ExecutionHandle:
         name: str | None,
         scope: RunScope | None,
         fingerprint: str | None,
+        trigger_id: UUID | None = None,
     ) -> None:
         if isinstance(execution_id, UUID):
             self._uuid: UUID | None = execution_id
@@ -205,6 +207,9 @@ class ExecutionHandle:
         self.name = name
         self.scope = scope
         self.fingerprint = fingerprint
+        #: The trigger this execution runs for; every event of it says so (a worker knows
+        #: a trigger is done by an execution carrying its id, whichever event lands first).
+        self.trigger_id = trigger_id
         self.outputs: list[tuple[Artifact, str]] = []
         self._late_inputs: list[str] = []  # edge texts (``wire.ref``)
         self._output_refs: list[str] = []
@@ -356,7 +361,7 @@ class ExecutionHandle:
             custom_properties=self._custom,
             code_version=None,
             environment=None,
-            trigger_id=None,
+            trigger_id=self.trigger_id,
             inputs=self._late_inputs,
             outputs=outputs,
             error=error,
@@ -414,7 +419,12 @@ def start_execution(
         refs, recorded = _edges(_pairs(inputs), as_output=False, scope=scope)
         ids = new_id_texts(len(recorded) + 2)  # execution, input events, ExecutionStarted
         handle = ExecutionHandle(
-            execution_id if execution_id is not None else ids[0], type, name, scope, fingerprint
+            execution_id if execution_id is not None else ids[0],
+            type,
+            name,
+            scope,
+            fingerprint,
+            trigger_id,
         )
         if typed_parameters is None:
             from producer.capture import summarise
@@ -447,6 +457,7 @@ def start_execution(
             name,
             scope,
             fingerprint,
+            trigger_id,
         )
     return handle
 
@@ -463,9 +474,11 @@ def record_cached(
     custom_properties: Mapping[str, Any] | None = None,
     code_version: CodeVersion | None = None,
     scope: RunScope | None = None,
+    trigger_id: UUID | None = None,
 ) -> UUID | None:
     """Spool an ``ExecutionCached`` execution that reused ``cached_from``'s outputs (which
-    are attributed to the current run's contexts too). Returns its id (``None`` on error)."""
+    are attributed to the current run's contexts too). Returns its id (``None`` on error).
+    ``trigger_id``: the trigger the call ran for; a cache hit fulfils it like a run does."""
     scope = current_run() if scope is None else scope
     try:
         in_refs, in_recorded = _edges(_pairs(inputs), as_output=False, scope=scope)
@@ -484,7 +497,7 @@ def record_cached(
                 custom_properties=typed(dict(custom_properties)) if custom_properties else {},
                 code_version=code_version,
                 environment=current_environment(),
-                trigger_id=None,
+                trigger_id=trigger_id,
                 inputs=in_refs,
                 outputs=out_refs,
                 cached_from=cached_from,

@@ -282,6 +282,7 @@ def _lookup(spec: _Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Pr
         fingerprint=fp,
         parameters=params,
         code_version=spec.code_version,
+        trigger_id=_trigger_id(),
         custom_properties={"return_shape": getattr(hit, "return_shape", None)}
         if getattr(hit, "return_shape", None)
         else None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,6 +293,74 @@ def test_caching_reruns_only_what_changed(embedded: str, tmp_path: Path) -> None
     pipeline(0.1)
     assert calls["train"] == 3 and calls["ingest"] == 1
     assert (tmp_path / "model-0.1.bin").exists()
+
+
+def test_a_cache_hit_in_a_triggered_step_carries_the_trigger_id(embedded: str) -> None:
+    """A worker knows a trigger is done when an execution carrying its id exists; a step
+    whose result comes from the cache must say which trigger it fulfilled too."""
+    calls: Counter[str] = Counter()
+
+    @track(name="ingest")
+    def ingest() -> Dataset:
+        return Dataset("mem://data/cached-trigger")
+
+    @step(inputs={"examples": "Dataset"}, outputs=["Model"], pipeline="cached-trigger", cache=True)
+    def train(examples: Artifact) -> Model:
+        calls["train"] += 1
+        return Model(f"mem://models/{examples.id}")
+
+    with run("r", pipeline="cached-trigger"):
+        ingest()
+    assert emitter.flush(30)
+    store = Store.open(embedded)
+    try:
+        dataset = store.latest("Dataset")
+    finally:
+        store.close()
+    assert dataset is not None
+    first, second = uuid.uuid4(), uuid.uuid4()
+    made = train.run_triggered({"examples": dataset}, first)
+    assert emitter.flush(30)
+    reused = train.run_triggered({"examples": dataset}, second)  # same inputs: a cache hit
+    assert calls["train"] == 1 and reused.id == made.id
+    (ran,) = executions(embedded, state="COMPLETE", name="train")
+    (cached,) = executions(embedded, state="CACHED", name="train")
+    assert ran.trigger_id == str(first)
+    assert cached.trigger_id == str(second) and cached.cached_from == ran.id
+
+
+def test_every_event_of_a_triggered_execution_carries_the_trigger_id(tmp_path: Path) -> None:
+    """Started, completed and failed alike: whichever of them the store applies first, the
+    execution already says which trigger it ran for."""
+    events_path = tmp_path / "events.jsonl"
+    emitter.configure(transport="file", spool_path=tmp_path / "spool.db", file_path=events_path, strict=True)
+    try:
+
+        @step(inputs={"examples": "Dataset"}, pipeline="every-event", cache=False)
+        def train(examples: Artifact) -> Model:
+            return Model(f"mem://models/{examples.uri}")
+
+        @step(inputs={"examples": "Dataset"}, pipeline="every-event", cache=False)
+        def broken(examples: Artifact) -> None:
+            raise RuntimeError("no")
+
+        ok, failed = uuid.uuid4(), uuid.uuid4()
+        train.run_triggered({"examples": Dataset("mem://data/every-event")}, ok)
+        with pytest.raises(RuntimeError):
+            broken.run_triggered({"examples": Dataset("mem://data/every-event")}, failed)
+        assert emitter.flush(30)
+        events = [json.loads(line) for line in events_path.read_text().splitlines()]
+        seen = sorted((e["type"].rsplit(".", 1)[-1], e["kind"], e["trigger_id"]) for e in events if e["kind"].startswith("execution."))
+        assert seen == sorted(
+            [
+                ("train", "execution.started", str(ok)),
+                ("train", "execution.completed", str(ok)),
+                ("broken", "execution.started", str(failed)),
+                ("broken", "execution.failed", str(failed)),
+            ]
+        )
+    finally:
+        emitter.shutdown(10)
 
 
 def test_cache_off_reruns_everything(tmp_path: Path, sqlite_url: str) -> None:
