@@ -138,12 +138,13 @@ def _merge_kind(session: Session, kind: str, plan: Plan, report: ApplyReport, wr
     # Every property draft belongs to a node the batch describes (the planners offer a
     # node's properties right after describing it), so its document rides on that row.
     documents = node_documents(stored_properties, property_drafts)
-    _merge_nodes(kind, drafts, stored, documents, report, writes)
+    _merge_nodes(kind, node_table, drafts, stored, documents, report, writes)
     _merge_properties(property_table, property_drafts, stored_properties, writes)
 
 
 def _merge_nodes(
     kind: str,
+    table: Table,
     drafts: dict[str, NodeDraft],
     stored: dict[str, dict[str, Any]],
     documents: dict[str, str | None],
@@ -162,7 +163,6 @@ def _merge_nodes(
             updates.append(after)
         if kind == "artifact" and after["state"] == "LIVE" and (before is None or before["state"] != "LIVE"):
             report.live_artifact_ids.append(node_id)
-    table = _NODE_TABLES[kind][0]
     writes.add(table, inserts)
     writes.add(table, updates, "replace")
 

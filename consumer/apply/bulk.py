@@ -228,15 +228,16 @@ class WriteQueue:
     def send(self, session: Session) -> None:
         connection = session.connection()
         if connection.dialect.name != "postgresql" or len(self._writes) < 2:
-            for table, rows, mode, min_column in self._writes:
-                write(session, table, rows, mode, min_column)
+            self._write_each(session)
             return
         import psycopg
 
-        driver = connection.connection.driver_connection
         try:
-            with driver.pipeline():
-                for table, rows, mode, min_column in self._writes:
-                    write(session, table, rows, mode, min_column)
+            with connection.connection.driver_connection.pipeline():
+                self._write_each(session)
         except psycopg.Error as exc:
             raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+
+    def _write_each(self, session: Session) -> None:
+        for table, rows, mode, min_column in self._writes:
+            write(session, table, rows, mode, min_column)

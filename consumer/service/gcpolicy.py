@@ -7,8 +7,9 @@ traverses every object the process holds, including everything start-up allocate
 (SQLAlchemy metadata, pydantic schemas, kafka-python): measured at a quarter to a third of
 the consumer's CPU on PostgreSQL. Nothing of that is garbage, so collecting it is waste.
 
-Only long-running service processes call this (``metatrail consume``); the embedded
-applier runs inside the user's program, whose collector is not ours to tune.
+Only processes whose job is applying batches call this (``metatrail consume`` and
+``metatrail ingest``); the embedded applier runs inside the user's program, whose
+collector is not ours to tune.
 """
 
 from __future__ import annotations

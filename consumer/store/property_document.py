@@ -16,9 +16,6 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: The document of a node without properties, as stored (NULL) and as read.
-EMPTY: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
-
 
 def plain_value(value_type: str, int_value: Any, double_value: Any, string_value: Any, bool_value: Any,
                 json_value: Any) -> Any:
