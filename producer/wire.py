@@ -236,8 +236,9 @@ def reset_after_fork() -> None:
 _OCCURRED_AT = f'","schema_version":{_SCHEMA_VERSION},"occurred_at":"'
 
 
-def _head(event_id: str, occurred_at: str, scoped: _ScopeText) -> str:
-    return f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{scoped.head}'
+def _head(event_id: str, occurred_at: str, scope_head: str) -> str:
+    """The envelope, up to the end of ``run_id`` (``scope_head`` is ``_ScopeText.head``)."""
+    return f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{scope_head}'
 
 
 # --- events ------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ def execution_event(
         tail += ',"cached_from":' + uuid_text(cached_from)
     head = execution.head if execution.generation == _generation else _scope(execution.scope).head
     payload = (
-        f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{head}{execution.about}'
+        f"{_head(event_id, occurred_at, head)}{execution.about}"
         f"{properties(parameters) if parameters else '{}'},"
         f'"custom_properties":{properties(custom_properties) if custom_properties else "{}"},'
         f'"code_version":{model(code_version)},"environment":{model(environment)},'
@@ -332,15 +333,13 @@ def artifact_recorded(
     is ``artifact_id``), attributed to the scope's contexts."""
     scoped = _scope(scope)
     a = artifact
-    digest, name, version = a.digest, a.name, a.version
     props, custom = a.properties, a.custom_properties
     payload = (
-        f'{{"event_id":"{event_id}{_OCCURRED_AT}{occurred_at}{scoped.head},'
+        f'{_head(event_id, occurred_at, scoped.head)},'
         f'"kind":"artifact.recorded","artifact_id":"{artifact_id}",'
         f'"type":{text(a.type)},"uri":{text(a.uri)},'
-        f'"digest":{"null" if digest is None else text(digest)},"state":{text(a.state)},'
-        f'"name":{"null" if name is None else text(name)},'
-        f'"version":{"null" if version is None else text(version)},'
+        f'"digest":{optional_text(a.digest)},"state":{text(a.state)},'
+        f'"name":{optional_text(a.name)},"version":{optional_text(a.version)},'
         f'"properties":{properties(props) if props else "{}"},'
         f'"custom_properties":{properties(custom) if custom else "{}"},'
         f'"context_ids":{scoped.context_ids}}}'
@@ -372,7 +371,7 @@ def metrics_logged(
         owner = f'"execution_id":null,"context_id":{scoped.context_id}'
         key = scoped.key or str(scope.context_id if scope is not None else event_id)
     payload = (
-        f'{_head(event_id, occurred_at, scoped)},"kind":"metrics.logged",{owner},'
+        f'{_head(event_id, occurred_at, scoped.head)},"kind":"metrics.logged",{owner},'
         f'"points":[{listed}]}}'
     )
     return event_id, key, payload.encode()
