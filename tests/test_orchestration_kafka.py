@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,32 +22,15 @@ from producer import Artifact, Dataset, Metrics, Model, emitter, run, track
 from producer.steps import step
 from schemas.settings import Settings
 from tests.fixtures.broker import kafka_test_settings
-from tests.fixtures.service import running_loop, wait_for
+from tests.fixtures.service import running_in_thread, running_loop, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-@contextlib.contextmanager
-def running_worker(settings: Settings, engine: Engine, steps: list[Any], worker_id: str) -> Iterator[KafkaWorker]:
-    worker = KafkaWorker(settings, engine, steps, worker_id=worker_id)
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"worker-{worker_id}", daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(60)
-        assert not thread.is_alive(), "worker did not stop within 60 s"
-        if errors:
-            raise errors[0]
+def running_worker(
+    settings: Settings, engine: Engine, steps: list[Any], worker_id: str
+) -> contextlib.AbstractContextManager[KafkaWorker]:
+    return running_in_thread(KafkaWorker(settings, engine, steps, worker_id=worker_id), f"worker-{worker_id}")
 
 
 def count(engine: Engine, model: Any, *where: Any) -> int:
@@ -198,10 +180,8 @@ def test_a_failed_step_is_retried_through_the_topic(kafka_settings: Settings) ->
     engine = open_engine(settings.store_url)
     relay = kafka_relay(settings, engine, interval_s=0.2)
     worker = KafkaWorker(settings, engine, [shaky], worker_id="w", retry_base_s=0.2)
-    thread = threading.Thread(target=worker.run, daemon=True)
     try:
-        with relay, running_loop(settings, engine, on_batch=relay.on_batch):
-            thread.start()
+        with relay, running_loop(settings, engine, on_batch=relay.on_batch), running_in_thread(worker, "worker-w"):
             register_steps([shaky])
             wait_for(lambda: count(engine, StepRow) == 1, 60, what="the step registered")
             with run("r", pipeline="kretry"):
@@ -215,6 +195,4 @@ def test_a_failed_step_is_retried_through_the_topic(kafka_settings: Settings) ->
             trigger_ids = set(s.scalars(select(ExecutionRow.trigger_id).where(ExecutionRow.name == "shaky")))
         assert len(trigger_ids) == 1 and None not in trigger_ids
     finally:
-        worker.stop()
-        thread.join(60)
         engine.dispose()
