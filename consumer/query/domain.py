@@ -104,17 +104,6 @@ class Context(_JSON):
 
 
 Node = Artifact | Execution | Context
-N = TypeVar("N", Artifact, Execution, Context)
-
-
-def from_fields(cls: type[N], values: dict[str, Any]) -> N:
-    """An instance of a node class from a dict naming every one of its fields, without
-    running ``__init__``. Why: a frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__``, which costs more than the rest of building a node from a row
-    when a query returns thousands (the result is the same object: tests compare)."""
-    node = object.__new__(cls)
-    object.__setattr__(node, "__dict__", values)
-    return node
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ column types would (UTC times, JSON text, booleans).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from consumer.query.domain import Artifact, Context, Execution, from_fields
+from consumer.query.domain import Artifact, Context, Execution
 from consumer.store.batching import chunks
 from consumer.store.property_document import decode_many
 
@@ -91,22 +91,46 @@ def fetch_rows(raw: Raw, kind: str, ids: Sequence[str]) -> list[tuple[Any, ...]]
     return rows
 
 
-def _artifact(r: Sequence[Any], p: Sequence[dict[str, Any]]) -> Artifact:
-    """An artifact from a row of ``ARTIFACT_COLS`` and its decoded property document."""
-    return from_fields(Artifact, {
-        "id": r[0], "type": r[1], "name": r[2], "uri": r[3], "state": r[4], "digest": r[5], "version": r[6],
-        "state_reason": r[7], "is_placeholder": bool(r[8]), "created_at": utc(r[9]), "updated_at": utc(r[10]),
-        "properties": p[0], "custom_properties": p[1], "kind": "artifact"})
+_new = object.__new__
+_set = object.__setattr__
 
 
-def _execution(r: Sequence[Any], p: Sequence[dict[str, Any]]) -> Execution:
-    """An execution from a row of ``EXECUTION_COLS`` and its decoded property document."""
-    return from_fields(Execution, {
-        "id": r[0], "type": r[1], "name": r[2], "state": r[3], "started_at": utc(r[4]), "ended_at": utc(r[5]),
-        "fingerprint": r[6], "cached_from": r[7], "trigger_id": r[8], "code_version": _json(r[9]),
-        "environment": _json(r[10]), "error_type": r[11], "error_message": r[12], "is_placeholder": bool(r[13]),
-        "created_at": utc(r[14]), "updated_at": utc(r[15]), "properties": p[0], "custom_properties": p[1],
-        "kind": "execution", "uri": None})
+def _artifacts(rows: Iterable[Sequence[Any]], props: Iterable[Sequence[dict[str, Any]]]) -> list[Artifact]:
+    """Artifacts from rows of ``ARTIFACT_COLS`` and their decoded property documents.
+
+    Each node's ``__dict__`` is set whole, without running ``__init__``: a frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``, which cost
+    more than the rest of building a node when a filter returns thousands (the objects
+    are equal all the same: tests compare). A never-updated node's ``updated_at`` is its
+    ``created_at`` text, parsed once."""
+    out = []
+    for r, p in zip(rows, props):
+        created = utc(r[9])
+        node = _new(Artifact)
+        _set(node, "__dict__", {
+            "id": r[0], "type": r[1], "name": r[2], "uri": r[3], "state": r[4], "digest": r[5], "version": r[6],
+            "state_reason": r[7], "is_placeholder": bool(r[8]), "created_at": created,
+            "updated_at": created if r[10] == r[9] else utc(r[10]), "properties": p[0], "custom_properties": p[1],
+            "kind": "artifact"})
+        out.append(node)
+    return out
+
+
+def _executions(rows: Iterable[Sequence[Any]], props: Iterable[Sequence[dict[str, Any]]]) -> list[Execution]:
+    """Executions from rows of ``EXECUTION_COLS`` and their decoded property documents
+    (built as ``_artifacts`` builds artifacts)."""
+    out = []
+    for r, p in zip(rows, props):
+        created = utc(r[14])
+        node = _new(Execution)
+        _set(node, "__dict__", {
+            "id": r[0], "type": r[1], "name": r[2], "state": r[3], "started_at": utc(r[4]), "ended_at": utc(r[5]),
+            "fingerprint": r[6], "cached_from": r[7], "trigger_id": r[8], "code_version": _json(r[9]),
+            "environment": _json(r[10]), "error_type": r[11], "error_message": r[12], "is_placeholder": bool(r[13]),
+            "created_at": created, "updated_at": created if r[15] == r[14] else utc(r[15]), "properties": p[0],
+            "custom_properties": p[1], "kind": "execution", "uri": None})
+        out.append(node)
+    return out
 
 
 def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
@@ -117,9 +141,9 @@ def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]]) -> list[Any]
     doc = len(TABLES[kind][1]) - 1
     props = decode_many([r[doc] for r in rows])
     if kind == "artifact":
-        return list(map(_artifact, rows, props))
+        return _artifacts(rows, props)
     if kind == "execution":
-        return list(map(_execution, rows, props))
+        return _executions(rows, props)
     parents: dict[str, list[str]] = {}
     for part in chunks([r[0] for r in rows], CHUNK):
         sql = f"SELECT context_id, parent_id FROM mt_parent_contexts WHERE context_id IN {raw.in_list(len(part))}"
@@ -154,14 +178,17 @@ def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Seque
             parts.append(f"SELECT {', '.join(cols)} FROM {table} n WHERE n.id IN {raw.in_list(len(ids))}")
             params.extend(ids)
     rows = raw.rows(" UNION ALL ".join(parts), params)
-    out: dict[str, Any] = {}
-    for r, p in zip(rows, decode_many([r[21] for r in rows])):
-        if r[0] == "artifact":
-            out[r[1]] = _artifact((r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]), p)
-        else:
-            out[r[1]] = _execution((r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19],
-                                    r[20], r[5], r[6], r[7]), p)
-    return out
+    props = decode_many([r[21] for r in rows])
+    arts = [((r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]), p)
+            for r, p in zip(rows, props) if r[0] == "artifact"]
+    execs = [((r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[5], r[6], r[7]), p)
+             for r, p in zip(rows, props) if r[0] != "artifact"]
+    nodes = [*_artifacts(*_unzip(arts)), *_executions(*_unzip(execs))]
+    return {n.id: n for n in nodes}
+
+
+def _unzip(pairs: list[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
+    return [a for a, _ in pairs], [b for _, b in pairs]
 
 
 def _casts(dialect: str) -> tuple[str, str]:
