@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from producer import journal
-from producer.forkguard import guarded
+from producer.forkguard import spool_guard
 from producer.transports.base import SpooledEvent
 from schemas.errors import TransportError
 
@@ -71,7 +71,7 @@ class SpoolFullError(TransportError):
 
 class Spool:
     """One spool file. Thread-safe; every thread uses its own SQLite connection. Every
-    method that uses SQLite is ``guarded``: a fork never lands inside one (see
+    method that uses SQLite holds ``spool_guard``: a fork never lands inside one (see
     ``producer.forkguard``); ``append``, the hot path, uses no SQLite and no such lock."""
 
     def __init__(self, path: Path, *, max_bytes: int = 1 << 30, full_policy: str = "warn") -> None:
@@ -89,7 +89,7 @@ class Spool:
         self._all_lock = threading.Lock()
 
     # --- connections --------------------------------------------------------------------
-    @guarded
+    @spool_guard
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -105,7 +105,7 @@ class Spool:
                 self._all.append(conn)
         return conn
 
-    @guarded
+    @spool_guard
     def close(self) -> None:
         """Close the journal (removed if fully ingested, else recovered later by whoever
         opens this spool next) and the connections."""
@@ -133,7 +133,7 @@ class Spool:
         if self.writer.offset - self._ingested > self.max_bytes:
             self._over = True
 
-    @guarded
+    @spool_guard
     def append_direct(self, records: list[journal.Record]) -> None:
         """Insert straight into the table, one commit (the slower path, for comparison)."""
         now, pid = time.time(), os.getpid()
@@ -161,7 +161,7 @@ class Spool:
     def pending_journal_bytes(self) -> int:
         return self.writer.offset - self._ingested
 
-    @guarded
+    @spool_guard
     def ingest(self) -> int:
         """Move this process's new journal frames into the table; returns how many."""
         with self._ingest_lock:
@@ -186,7 +186,7 @@ class Spool:
             records, offset, _torn = journal.read_from(path, self._ingested, limit, end)
         return [SpooledEvent(0, e, k, p) for e, k, p in records], offset
 
-    @guarded
+    @spool_guard
     def journal_delivered(self, offset: int) -> None:
         """The journal up to ``offset`` was delivered without passing through the table."""
         with self._ingest_lock:
@@ -203,7 +203,7 @@ class Spool:
                 self._ingested = 0
                 self.conn().execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
 
-    @guarded
+    @spool_guard
     def own_rows(self) -> bool:
         """Whether the table holds undelivered rows of this process."""
         return (
@@ -213,7 +213,7 @@ class Spool:
             is not None
         )
 
-    @guarded
+    @spool_guard
     def recover_orphans(self) -> int:
         """Move journals of processes that are gone into the table; returns how many events."""
         total = 0
@@ -255,7 +255,7 @@ class Spool:
             conn.execute("ROLLBACK")
             raise
 
-    @guarded
+    @spool_guard
     def read_batch(self, limit: int) -> list[SpooledEvent]:
         rows = (
             self.conn()
@@ -269,11 +269,11 @@ class Spool:
             SpooledEvent(seq, event_id, key, bytes(payload)) for seq, event_id, key, payload in rows
         ]
 
-    @guarded
+    @spool_guard
     def delete(self, batch: list[SpooledEvent]) -> None:
         self.conn().executemany("DELETE FROM spool WHERE seq = ?", [(e.seq,) for e in batch])
 
-    @guarded
+    @spool_guard
     def adopt_orphans(self) -> int:
         """Take over rows whose owner process is gone; returns how many."""
         conn, me, total = self.conn(), os.getpid(), 0
@@ -286,7 +286,7 @@ class Spool:
                 ).rowcount
         return total
 
-    @guarded
+    @spool_guard
     def held_by_others(self) -> int:
         """Rows owned by other live processes (their relays will send them)."""
         return int(
@@ -295,7 +295,7 @@ class Spool:
             .fetchone()[0]
         )
 
-    @guarded
+    @spool_guard
     def pending(self) -> int:
         """This process's undelivered events: its rows plus its journal frames not yet
         moved into the table."""
@@ -308,7 +308,7 @@ class Spool:
             return rows
         return rows + len(journal.read_from(self.writer.path, self._ingested)[0])
 
-    @guarded
+    @spool_guard
     def size_bytes(self) -> int:
         conn = self.conn()
         pages = (
@@ -320,7 +320,7 @@ class Spool:
             + self.pending_journal_bytes()
         )
 
-    @guarded
+    @spool_guard
     def enforce_bound(self) -> int:
         """Re-evaluate the size bound; under ``drop_oldest`` delete the oldest undelivered
         events until under it. Returns how many were dropped (and logs it)."""
@@ -356,14 +356,14 @@ class Spool:
         self._over = False
         return int(drop)
 
-    @guarded
+    @spool_guard
     def stats(self) -> dict[str, int]:
         return {
             str(k): int(v) for k, v in self.conn().execute("SELECT name, value FROM spool_stats")
         }
 
     # --- digest cache -------------------------------------------------------------------
-    @guarded
+    @spool_guard
     def digest_get(self, key: tuple[str, int, int]) -> str | None:
         row = (
             self.conn()
@@ -374,7 +374,7 @@ class Spool:
         )
         return str(row[0]) if row else None
 
-    @guarded
+    @spool_guard
     def digest_put(self, key: tuple[str, int, int], digest: str) -> None:
         self.conn().execute(
             "INSERT OR REPLACE INTO digest_cache (path, mtime_ns, size, digest) VALUES (?, ?, ?, ?)",

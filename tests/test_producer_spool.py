@@ -407,6 +407,54 @@ def test_a_forked_child_signs_its_events_and_records_at_once_while_the_relay_wor
         emitter.shutdown(5)
 
 
+def test_forked_children_apply_to_the_embedded_store_while_the_parent_applies(tmp_path: Path) -> None:
+    """The embedded transport applies into an SQLite store from the relay thread. Forks
+    land while the parent's relay is inside an apply (a backlog of small batches); each
+    child applies its own events into the same store file at once, and everything every
+    process recorded is in the store."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    producer.configure(transport="embedded", store_url=url, spool_path=tmp_path / "spool.db",
+                       relay_batch_size=20, relay_interval_ms=1)
+
+    @track
+    def step(i: int) -> int:
+        return i
+
+    rounds, children = 12, []
+    try:
+        with run("forked-embedded"):
+            step(0)
+            assert producer.flush(30)  # the store exists, its engine has pooled connections
+            for i in range(1, rounds + 1):
+                for m in range(200):
+                    log_metric("busy", float(m), step=m)  # batches for the relay to apply
+                time.sleep(0.001 * i)  # forks at different points of its cycle
+                read_end, write_end = os.pipe()
+                child = os.fork()
+                if child == 0:
+                    code = 1
+                    try:
+                        os.close(read_end)
+                        began = time.perf_counter()
+                        step(i)
+                        flushed = producer.flush(30)
+                        os.write(write_end, json.dumps([time.perf_counter() - began, flushed]).encode())
+                        code = 0
+                    finally:
+                        os._exit(code)
+                os.close(write_end)
+                children.append((child, _child_report(child, read_end, 60)))
+        assert producer.flush(60)
+        for child, (took_s, flushed) in children:
+            assert flushed, child
+            assert took_s < 10.0, (child, took_s)  # no wait on SQLite state inherited mid-apply
+        done = _count(url, select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE"))
+        assert done == rounds + 1
+        assert _count(url, select(func.count()).select_from(MetricRow)) == rounds * 200
+    finally:
+        emitter.shutdown(5)
+
+
 def _fork_and_reap() -> float:
     """Seconds from ``os.fork()`` in the parent to the child's exit."""
     began = time.perf_counter()
@@ -425,11 +473,11 @@ def test_a_fork_never_deadlocks_on_the_spool_guard(
     spool = Spool(tmp_path / "spool.db")
     try:
         assert _fork_and_reap() < 1.0
-        assert forkguard.guarded(_fork_and_reap)() < 1.0
+        assert forkguard.spool_guard(_fork_and_reap)() < 1.0
         monkeypatch.setattr(forkguard, "FORK_WAIT_S", 0.2)
         inside, release = threading.Event(), threading.Event()
 
-        @forkguard.guarded
+        @forkguard.spool_guard
         def stuck() -> None:
             spool.own_rows()
             inside.set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from producer.forkguard import store_guard
 from producer.transports.base import SpooledEvent
 from schemas.errors import StoreError, TransientStoreError, TransientTransportError, TransportError
 
@@ -44,6 +45,7 @@ class EmbeddedTransport:
             ) from exc
         self._engine, self._apply, self._record = engine, apply_records, RawRecord
 
+    @store_guard  # a fork waits for the apply in progress: see producer.forkguard
     def send(self, batch: Sequence[SpooledEvent]) -> None:
         if not batch:
             return
@@ -56,6 +58,7 @@ class EmbeddedTransport:
         except StoreError as exc:
             raise TransportError(f"store rejected a batch: {exc}") from exc
 
+    @store_guard
     def close(self, timeout_s: float) -> bool:
         if self._engine is not None:
             self._engine.dispose()
