@@ -1,50 +1,17 @@
-"""Keras 3 callback: record a ``fit`` (and later ``evaluate`` calls) as executions.
+"""``MetadataCallback``: the Keras callback that turns a fit and later evaluate() calls
+into executions (what it records: see ``producer.keras``).
 
-Install with ``pip install metatrail[keras]``; ``import producer`` never imports Keras::
-
-    from producer.keras import MetadataCallback
-    with producer.run("nightly", pipeline="ctr"):
-        cb = MetadataCallback(log_every_n_batches=50)
-        model.fit(x, y, validation_data=(vx, vy), epochs=5, callbacks=[cb, checkpoint])
-        model.evaluate(tx, ty, callbacks=[cb])
-
-What one ``fit`` records: an execution of type ``keras.fit`` named after the model, with
-its parameters (model name, layer summary, parameter counts, optimizer class and
-hyperparameters, loss, epochs, batch size and the other ``fit`` arguments); the training
-and validation data as INPUT artifacts (``Artifact``\\ s, file paths, objects with a
-``name`` such as named datasets, numpy arrays with a sha256 digest of their bytes up to
-``max_digest_bytes``); every epoch's logs as metrics with ``step = epoch`` (and every n
-batches, key ``batch/<name>``, step = global batch number; spooled in groups, at least
-once a second and at each epoch's end, so a batch costs a few microseconds); every file a
-``keras.callbacks.ModelCheckpoint`` of the same fit writes, and the final model saved to
-``model_dir`` (``log_model=True``), as OUTPUT ``Model`` artifacts with digests. An
-``evaluate()`` given the callback afterwards is recorded as a ``keras.evaluate``
-execution whose INPUT is that model and whose metrics are the results.
-
-Failures. Keras 3 has no ``on_train_error`` hook, so a failed fit is detected two ways:
-the model's ``train_function`` / ``test_function`` are wrapped for the length of the fit
-(an exception in a training or validation step is recorded FAILED with its type, message
-and traceback at the moment it propagates, then re-raised unchanged); and the fit's
-``CallbackList`` carries a finalizer, so a fit that ends without ``on_train_end`` for any
-other reason (a data generator or another callback raised) is recorded FAILED when that
-list is released: under CPython, as soon as the exception that ended ``fit`` (whose
-traceback holds the list) is dropped by the code that handles it; that record carries
-``FitAborted``, not the original error. If nothing handles it and the program dies, an
-exit hook (run before the producer's exit flush) records the fit FAILED with the error
-that ended the program.
-
-Nothing here raises into the training loop: every hook catches and logs its own errors.
+The hooks hold the order of a fit and catch their own errors; turning data into artifacts,
+logs into metrics, the model into parameters and failures into records is done by the
+sibling modules.
 """
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import itertools
 import logging
 import os
 import sys
-import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -53,35 +20,30 @@ from typing import Any
 
 import keras
 
-from producer import emitter, recorder
-from producer.artifacts import Artifact, Dataset, Model
-from producer.build import build
+from producer import recorder
+from producer.artifacts import Artifact, Model
 from producer.context import RunScope
+from producer.keras.failures import (
+    FitAborted,
+    forget_open_fit,
+    record_failure,
+    track_open_fit,
+    unwrap_step_functions,
+    wrap_step_functions,
+)
+from producer.keras.metrics import BatchMetrics, numbers
+from producer.keras.params import fit_parameters
+from producer.keras.values import DEFAULT_MAX_DIGEST_BYTES, as_artifact
 from producer.recorder import ExecutionHandle
-from schemas.events import MetricsLogged
 
 log = logging.getLogger("metatrail.producer.keras")
 
-#: Arrays larger than this are recorded without a content digest (hashing would stall fit).
-DEFAULT_MAX_DIGEST_BYTES = 256 << 20
 #: Where final models go when no ``model_dir`` is given.
 DEFAULT_MODEL_DIR = Path(".metatrail/models")
-#: Batch metrics are spooled as one event per this many points, or per this many seconds,
-#: and at every epoch's end (one event per batch would cost a spool append per batch).
-MAX_BUFFERED_POINTS = 2_000
-BATCH_FLUSH_S = 1.0
-#: Callbacks whose fit is running, failed at exit if still open (see ``_fail_open_fits``).
-_OPEN_FITS: weakref.WeakSet[MetadataCallback] = weakref.WeakSet()
-_ATEXIT_LOCK = threading.Lock()
-_atexit_registered = False
-_FIT_ARGS = (
-    "batch_size", "epochs", "initial_epoch", "shuffle", "steps_per_epoch",
-    "validation_split", "validation_steps", "validation_batch_size", "validation_freq",
-)
 
 
 class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
-    """Records the ``fit`` it is given to (see the module doc). One instance per fit is
+    """Records the ``fit`` it is given to (see the ``producer.keras`` doc). One instance per fit is
     the simplest; reusing one across several fits records one execution per fit.
 
     ``run``: the run to record into — the scope ``with producer.run(...) as scope`` gives,
@@ -128,11 +90,9 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._checkpointers: list[Any] = []
         self._pending_epochs: list[tuple[int, dict[str, Any]]] = []
         self._seen_files: set[tuple[str, int, int]] = set()
-        self._points: list[Any] = []
-        self._lock = threading.Lock()
+        self._batches = BatchMetrics()
         self._epoch = 0
         self._counter = itertools.count(1)
-        self._flushed_at = 0.0
         self._wrapped: dict[str, Any] = {}
         self._started_at = 0.0
 
@@ -159,28 +119,15 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if step % self._every or self._rec is None:
             return
         try:
-            points = recorder.metric_points(_numbers(logs, "batch/"), step)
-            with self._lock:
-                self._points.extend(points)
-                due = len(self._points) >= MAX_BUFFERED_POINTS or time.monotonic() - self._flushed_at >= BATCH_FLUSH_S
-            if due:
+            points = recorder.metric_points(numbers(logs, "batch/"), step)
+            if self._batches.add(points):
                 self._flush_points()
         except Exception:
             log.warning("metatrail: batch metrics not recorded", exc_info=True)
 
     def _flush_points(self) -> None:
         """Spool the buffered batch metrics as one ``MetricsLogged`` event."""
-        with self._lock:
-            points, self._points = self._points, []
-            self._flushed_at = time.monotonic()
-        rec = self._rec
-        if not points or rec is None:
-            return
-        try:
-            run_id = rec.scope.run_id if rec.scope is not None else None
-            emitter.emit([build(MetricsLogged, run_id=run_id, execution_id=rec.execution_id, points=points)])
-        except Exception as exc:
-            recorder.report("log_metrics", exc)
+        self._batches.flush(self._rec)
 
     def _list_released(self, rec: ExecutionHandle) -> None:
         """The fit's CallbackList is gone: if that fit never ended, it failed."""
@@ -190,7 +137,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if rec is self._rec:
             self._failed(error)
         else:
-            _record_failure(rec, error)
+            record_failure(rec, error)
 
     def _failed(self, exc: BaseException) -> None:
         """Record the running fit FAILED with ``exc`` (after its buffered metrics)."""
@@ -205,14 +152,14 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         finally:  # the fit is over: later evaluate() calls are evaluations again
             self._unwrap()
             self._in_fit = False
-            _OPEN_FITS.discard(self)
+            forget_open_fit(self)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._rec is None:
             return
         try:
             self._flush_points()
-            self._rec.log_metrics(_numbers(logs), step=epoch)
+            self._rec.log_metrics(numbers(logs), step=epoch)
             self._pending_epochs.append((epoch, dict(logs or {})))
             self._scan_checkpoints()
         except Exception:
@@ -226,7 +173,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         finally:
             self._unwrap()
             self._in_fit = False
-            _OPEN_FITS.discard(self)
+            forget_open_fit(self)
 
     # ----------------------------------------------------------- evaluate lifecycle
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -250,7 +197,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
             return
         rec, self._eval = self._eval, None
         try:
-            rec.log_metrics(_numbers(logs), step=None)
+            rec.log_metrics(numbers(logs), step=None)
             rec.complete()
         except Exception:
             log.warning("metatrail: evaluate results not recorded", exc_info=True)
@@ -293,12 +240,11 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._rec is not None and not self._rec.done:
             self._rec.fail(FitAborted("the previous fit ended without on_train_end"))
         self._in_fit = True
-        _track_open_fit(self)
+        track_open_fit(self)
         self._pending_epochs = []
         self.checkpoints = []
         self._started_at = time.time()
-        self._points = []
-        self._flushed_at = time.monotonic()
+        self._batches.reset()
         self._epoch = 0
         self._counter = itertools.count(1)
         args = self._caller_args("fit")
@@ -308,104 +254,40 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         ]
         inputs = self._data_inputs(args, validation=True)
         self._rec = recorder.start_execution(
-            "keras.fit", self._model_name(), self._parameters(args),
+            "keras.fit", self._model_name(),
+            fit_parameters(self.model, self._model_name(), args, self.params),
             [(a, role) for role, a in inputs.items()], scope=self._scope(),
         )
         self._wrap_step_functions()
         if cb_list is not None:
             weakref.finalize(cb_list, self._list_released, self._rec)
 
-    def _parameters(self, args: dict[str, Any]) -> dict[str, Any]:
-        model = self.model
-        params: dict[str, Any] = {"model_name": self._model_name(), "model_class": type(model).__name__}
-        params["keras_version"] = keras.__version__
-        params["backend"] = keras.backend.backend()
-        try:
-            params["parameter_count"] = int(model.count_params())
-            params["trainable_parameter_count"] = int(
-                sum(int(_size(w)) for w in model.trainable_weights)
-            )
-        except Exception:
-            pass
-        layers = []
-        for layer in getattr(model, "layers", []):
-            entry = {"name": layer.name, "class": type(layer).__name__}
-            try:
-                entry["params"] = int(layer.count_params())
-                entry["output_shape"] = str(getattr(layer, "output", None) and layer.output.shape)
-            except Exception:
-                pass
-            layers.append(entry)
-        params["layers"] = layers
-        opt = getattr(model, "optimizer", None)
-        if opt is not None:
-            params["optimizer"] = type(opt).__name__
-            try:
-                for key, value in opt.get_config().items():
-                    if isinstance(value, (int, float, str, bool)) and key != "name":
-                        params[f"optimizer.{key}"] = value
-            except Exception:
-                pass
-        loss = getattr(model, "loss", None)
-        if loss is not None:
-            params["loss"] = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
-        for key in _FIT_ARGS:
-            value = args.get(key)
-            if isinstance(value, (int, float, str, bool)):
-                params[key] = value
-        if self.params:
-            for key in ("epochs", "steps"):
-                if isinstance(self.params.get(key), int):
-                    params["epochs" if key == "epochs" else "steps_per_epoch"] = self.params[key]
-        if args.get("class_weight") is not None:
-            params["class_weight"] = {str(k): float(v) for k, v in dict(args["class_weight"]).items()}
-        return params
-
     def _data_inputs(self, args: dict[str, Any], validation: bool) -> dict[str, Artifact]:
         out: dict[str, Artifact] = {}
         for name, value in self.extra_inputs.items():
-            art = _as_artifact(value, name, self.max_digest_bytes)
+            art = as_artifact(value, name, self.max_digest_bytes)
             if art is not None:
                 out[name] = art
         x, y = args.get("x"), args.get("y")
         prefix = "train" if validation else "eval"
         for role, data in ((f"{prefix}_x", x), (f"{prefix}_y", y)):
-            art = _as_artifact(data, role, self.max_digest_bytes)
+            art = as_artifact(data, role, self.max_digest_bytes)
             if art is not None:
                 out.setdefault(role, art)
         if validation and args.get("validation_data") is not None:
             vd = args["validation_data"]
             parts = vd if isinstance(vd, (tuple, list)) else (vd,)
             for role, value in zip(("validation_x", "validation_y", "validation_weight"), parts):
-                art = _as_artifact(value, role, self.max_digest_bytes)
+                art = as_artifact(value, role, self.max_digest_bytes)
                 if art is not None:
                     out.setdefault(role, art)
         return out
 
     def _wrap_step_functions(self) -> None:
-        model = self.model
-        for attr in ("train_function", "test_function"):
-            fn = getattr(model, attr, None)
-            if fn is None or getattr(fn, "_metatrail_wrapped", False):
-                continue
-            def guarded(*a: Any, __fn: Any = fn, **kw: Any) -> Any:
-                try:
-                    return __fn(*a, **kw)
-                except BaseException as exc:
-                    self._failed(exc)
-                    raise
-
-            guarded._metatrail_wrapped = True  # type: ignore[attr-defined]
-            self._wrapped[attr] = fn
-            setattr(model, attr, guarded)
+        self._wrapped.update(wrap_step_functions(self.model, self._failed))
 
     def _unwrap(self) -> None:
-        for attr, fn in self._wrapped.items():
-            try:
-                if getattr(self.model, attr, None) is not None:
-                    setattr(self.model, attr, fn)
-            except Exception:
-                pass
+        unwrap_step_functions(self.model, self._wrapped)
         self._wrapped = {}
 
     def _scan_checkpoints(self) -> None:
@@ -468,94 +350,3 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         )
         rec.add_output(art, role="model")
         self.model_artifact = art
-
-
-def _size(weight: Any) -> int:
-    n = 1
-    for d in weight.shape:
-        n *= int(d)
-    return n
-
-
-def _track_open_fit(cb: MetadataCallback) -> None:
-    global _atexit_registered
-    _OPEN_FITS.add(cb)
-    with _ATEXIT_LOCK:
-        if not _atexit_registered:
-            # Registered after the emitter's exit flush, so it runs before it (LIFO).
-            atexit.register(_fail_open_fits)
-            _atexit_registered = True
-
-
-def _fail_open_fits() -> None:
-    """At exit, a fit still open died with the process: record it FAILED with the error
-    that ended the program when there is one (``sys.last_value``)."""
-    error = getattr(sys, "last_value", None)
-    for cb in list(_OPEN_FITS):
-        cb._failed(error if isinstance(error, BaseException) else FitAborted("the process exited during fit"))
-
-
-class FitAborted(RuntimeError):
-    """Recorded as the error of a fit that ended without ``on_train_end`` and without an
-    exception in a training or validation step (a data generator or callback raised)."""
-
-
-def _record_failure(rec: ExecutionHandle | None, exc: BaseException) -> None:
-    if rec is None or rec.done:
-        return
-    try:
-        rec.fail(exc)
-    except Exception:
-        log.warning("metatrail: could not record the failed fit", exc_info=True)
-
-
-def _numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float]:
-    """The numeric entries of Keras logs (tensors and numpy scalars become floats)."""
-    out: dict[str, float] = {}
-    for key, value in (logs or {}).items():
-        try:
-            out[prefix + str(key)] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
-def _as_artifact(value: Any, role: str, max_digest_bytes: int) -> Artifact | None:
-    """Data passed to fit as an artifact: Artifacts as they are, paths as files, objects
-    with a name as named datasets, arrays by content digest. Anything else: ``None``."""
-    if value is None:
-        return None
-    if isinstance(value, Artifact):
-        return value
-    attached = getattr(value, "metatrail_artifact", None)
-    if isinstance(attached, Artifact):
-        return attached
-    if isinstance(value, (str, os.PathLike)):
-        return Dataset(os.fspath(value), name=role)
-    array = _as_numpy(value)
-    if array is not None:
-        props = {"shape": list(array.shape), "dtype": str(array.dtype), "nbytes": int(array.nbytes)}
-        if array.nbytes <= max_digest_bytes:
-            digest = "sha256:" + hashlib.sha256(memoryview(array).cast("B")).hexdigest()
-            return Dataset(f"memory://ndarray/{digest[7:23]}", digest=digest, name=role, properties=props)
-        props["digest_skipped"] = f"{array.nbytes} bytes > {max_digest_bytes}"
-        return Dataset(f"memory://ndarray/{role}", name=role, properties=props, compute_digest=False)
-    name = getattr(value, "name", None)
-    if isinstance(name, str) and name:
-        return Dataset(f"dataset://{name}", name=name, compute_digest=False)
-    return None
-
-
-def _as_numpy(value: Any) -> Any:
-    """A contiguous numpy array of numpy arrays and of pandas objects (``to_numpy``)."""
-    np = sys.modules.get("numpy")
-    if np is None:
-        return None
-    if not isinstance(value, np.ndarray):
-        to_numpy = getattr(value, "to_numpy", None)
-        if to_numpy is None or not hasattr(value, "shape"):
-            return None
-        value = to_numpy()
-        if not isinstance(value, np.ndarray) or value.dtype == object:
-            return None
-    return np.ascontiguousarray(value)
