@@ -114,7 +114,10 @@ def _merge_plan(session: Session, plan: Plan, report: ApplyReport, writes: Write
         for (x, d, a, r), t in sorted(plan.edges.items())
     ]
     writes.add(EdgeRow.__table__, edges, "keep_min", min_column="created_at")
-    writes.add(MetricRow.__table__, plan.metrics)
+    # Keyed by (event_id, seq): a sample already stored stays as it is. Why not "insert":
+    # once ``metatrail db prune`` has forgotten an old event id, a redelivery of that
+    # event must be a no-op here too, not a key conflict retried forever.
+    writes.add(MetricRow.__table__, plan.metrics, "ignore")
 
 
 def _merge_kind(session: Session, kind: str, plan: Plan, report: ApplyReport, writes: WriteQueue) -> None:
