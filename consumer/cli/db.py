@@ -1,6 +1,9 @@
-"""``metatrail db``: create or upgrade the store's schema."""
+"""``metatrail db``: create or upgrade the store's schema; prune its delivery bookkeeping."""
 
 from __future__ import annotations
+
+import re
+from datetime import timedelta
 
 import typer
 
@@ -8,6 +11,7 @@ from consumer.cli.app import db_app
 from consumer.cli.output import console, print_json
 from consumer.store.engine import open_engine
 from consumer.store.migrate import current_revision, head_revision, upgrade
+from consumer.store.prune import MIN_OLDER_THAN, prune
 from schemas.settings import load_settings
 
 
@@ -41,3 +45,44 @@ def db_current(
         print_json(data)
     else:
         console.print(f"current: {data['current']}  head: {data['head']}")
+
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``2w``, ``90m``, ``45s`` as a timedelta; raises
+    ``typer.BadParameter`` on anything else (a usage error: exit code 2)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise typer.BadParameter(f"{text!r} is not a duration like 30d, 12h, 2w")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2)])
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than: str = typer.Option("30d", "--older-than", help="Forget rows older than this (30d, 12h, 2w; at least 1d)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    url: str | None = typer.Option(None, "--url", help="Store URL (default: METATRAIL_STORE_URL)."),
+) -> None:
+    """Delete delivery bookkeeping that is safe to forget: applied event ids, finished
+    trigger claims and published trigger outbox rows older than --older-than. Lineage,
+    properties, metrics and dead letters are never deleted. The cut-off must exceed the
+    broker's retention and the spool's life. Batched; safe beside running services."""
+    cutoff = parse_duration(older_than)
+    if cutoff < MIN_OLDER_THAN:
+        raise typer.BadParameter(f"--older-than {older_than}: must be at least 1d (redelivery may still come)")
+    engine = open_engine(url or load_settings().store_url)
+    try:
+        report = prune(engine, cutoff, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    if as_json:
+        print_json({"cutoff": report.cutoff, "dry_run": report.dry_run, "deleted": report.deleted})
+        return
+    verb = "would delete" if report.dry_run else "deleted"
+    for table, rows in report.deleted.items():
+        console.print(f"{table}: {verb} {rows} row(s)")
+    console.print(f"cut-off {report.cutoff.isoformat()}")
