@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,23 @@ def test_a_call_is_in_the_journal_before_its_function_runs_and_before_it_returns
         emitter.shutdown(5)
 
 
+def _in_forked_child(body: Callable[[], Any], timeout_s: float) -> tuple[int, Any]:
+    """Fork; the child runs ``body`` and exits, handing back its JSON-ready result.
+    Returns (child pid, result); fails the test if the child hangs or fails."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps(body()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return child, _child_report(child, read_end, timeout_s)
+
+
 def _child_report(child: int, read_end: int, timeout_s: float) -> Any:
     """What a forked child wrote to ``read_end`` before exiting; kills it if it hangs."""
     with os.fdopen(read_end, "rb") as report:
@@ -370,25 +388,17 @@ def test_a_forked_child_signs_its_events_and_records_at_once_while_the_relay_wor
                 for m in range(100):
                     log_metric("busy", float(m), step=m)  # a backlog for the relay
                 time.sleep(0.0005 * i)  # forks at different points of its cycle
-                read_end, write_end = os.pipe()
-                child = os.fork()
-                if child == 0:
-                    code = 1
-                    try:
-                        os.close(read_end)
-                        began = time.perf_counter()
-                        step(i)
-                        call_s = time.perf_counter() - began
-                        if i == 1:
-                            outer.complete()
-                        flushed = producer.flush(30)
-                        flush_s = time.perf_counter() - began - call_s
-                        os.write(write_end, json.dumps([call_s, flush_s, flushed]).encode())
-                        code = 0
-                    finally:
-                        os._exit(code)
-                os.close(write_end)
-                children.append((child, _child_report(child, read_end, 90)))
+
+                def in_child(i: int = i) -> list[Any]:
+                    began = time.perf_counter()
+                    step(i)
+                    call_s = time.perf_counter() - began
+                    if i == 1:
+                        outer.complete()
+                    flushed = producer.flush(30)
+                    return [call_s, time.perf_counter() - began - call_s, flushed]
+
+                children.append(_in_forked_child(in_child, 90))
         assert producer.flush(60)
         for child, (call_s, flush_s, flushed) in children:
             assert flushed, child
@@ -429,21 +439,14 @@ def test_forked_children_apply_to_the_embedded_store_while_the_parent_applies(tm
                 for m in range(200):
                     log_metric("busy", float(m), step=m)  # batches for the relay to apply
                 time.sleep(0.001 * i)  # forks at different points of its cycle
-                read_end, write_end = os.pipe()
-                child = os.fork()
-                if child == 0:
-                    code = 1
-                    try:
-                        os.close(read_end)
-                        began = time.perf_counter()
-                        step(i)
-                        flushed = producer.flush(30)
-                        os.write(write_end, json.dumps([time.perf_counter() - began, flushed]).encode())
-                        code = 0
-                    finally:
-                        os._exit(code)
-                os.close(write_end)
-                children.append((child, _child_report(child, read_end, 60)))
+
+                def in_child(i: int = i) -> list[Any]:
+                    began = time.perf_counter()
+                    step(i)
+                    flushed = producer.flush(30)
+                    return [time.perf_counter() - began, flushed]
+
+                children.append(_in_forked_child(in_child, 60))
         assert producer.flush(60)
         for child, (took_s, flushed) in children:
             assert flushed, child
