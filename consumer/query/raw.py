@@ -179,16 +179,13 @@ def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Seque
             params.extend(ids)
     rows = raw.rows(" UNION ALL ".join(parts), params)
     props = decode_many([r[21] for r in rows])
-    arts = [((r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]), p)
-            for r, p in zip(rows, props) if r[0] == "artifact"]
-    execs = [((r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[5], r[6], r[7]), p)
-             for r, p in zip(rows, props) if r[0] != "artifact"]
-    nodes = [*_artifacts(*_unzip(arts)), *_executions(*_unzip(execs))]
-    return {n.id: n for n in nodes}
-
-
-def _unzip(pairs: list[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
-    return [a for a, _ in pairs], [b for _, b in pairs]
+    # Each row in the column order of its kind's builder.
+    arts = [(r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]) for r in rows if r[0] == "artifact"]
+    execs = [(r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[5], r[6], r[7])
+             for r in rows if r[0] != "artifact"]
+    art_props = [p for r, p in zip(rows, props) if r[0] == "artifact"]
+    exec_props = [p for r, p in zip(rows, props) if r[0] != "artifact"]
+    return {n.id: n for n in [*_artifacts(arts, art_props), *_executions(execs, exec_props)]}
 
 
 def _casts(dialect: str) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Column, Connection, Engine, Select, Table, event, false, func, select, type_coerce
+from sqlalchemy import Column, Connection, Engine, Select, event, false, func, select, type_coerce
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import NullType
@@ -147,7 +147,7 @@ class Store:
         query = page.query
         if cursor:
             values, last_id = decode_cursor(cursor, len(page.keys))
-            query = query.where(after(list(page.keys), values, last_id, page.table))
+            query = query.where(after(list(page.keys), values, last_id, _entity(kind).table))
         with self._read() as conn:
             # SQLAlchemy binds; the driver's own cursor hands back plain tuples (no Row
             # per node: the builder reads each row once, by position).
@@ -276,7 +276,6 @@ class _PageQuery:
     """A page's statement, built once per distinct request (see ``_page_query``)."""
 
     query: Select[Any]
-    table: Table
     keys: tuple[SortKey, ...]
     #: Position in a result row of each sort key's value.
     key_columns: tuple[int, ...]
@@ -305,7 +304,7 @@ def _page_query(kind: str, filter: str | None, order_by: str | None, include_ret
             cols.append(type_coerce(k.expr, NullType()).label(f"sort_{len(key_columns) - 1}"))
     query = select(*cols).where(*_conditions(entity, filter, include_retired, dialect))
     query = apply_order(query, list(keys), table, dialect).limit(limit + 1)
-    return _PageQuery(query, table, keys, tuple(key_columns))
+    return _PageQuery(query, keys, tuple(key_columns))
 
 
 def _conditions(entity: Entity, filter: str | None, include_retired: bool, dialect: str) -> list[Any]:
