@@ -11,7 +11,7 @@ from consumer.cli.app import db_app
 from consumer.cli.output import console, print_json
 from consumer.store.engine import open_engine
 from consumer.store.migrate import current_revision, head_revision, upgrade
-from consumer.store.prune import MIN_OLDER_THAN, prune
+from consumer.store.prune import prune
 from schemas.settings import load_settings
 
 
@@ -72,11 +72,11 @@ def db_prune(
     properties, metrics and dead letters are never deleted. The cut-off must exceed the
     broker's retention and the spool's life. Batched; safe beside running services."""
     cutoff = parse_duration(older_than)
-    if cutoff < MIN_OLDER_THAN:
-        raise typer.BadParameter(f"--older-than {older_than}: must be at least 1d (redelivery may still come)")
     engine = open_engine(url or load_settings().store_url)
     try:
         report = prune(engine, cutoff, dry_run=dry_run)
+    except ValueError as exc:  # a cut-off under prune's minimum
+        raise typer.BadParameter(f"--older-than {older_than}: {exc}") from None
     finally:
         engine.dispose()
     if as_json:
