@@ -7,7 +7,7 @@ the median of --repeats runs, and writes bench/results/apply.json.
 
 Each backend is measured twice, alternating: with CPython's default collector (what the
 embedded applier gets inside a user's program) and with the collector the service
-processes set (``consumer.service.gcpolicy``: ``metatrail consume`` and ``ingest``).
+processes set (``metatrail.consumer.service.gcpolicy``: ``metatrail consume`` and ``ingest``).
 
     python bench/apply_bench.py [--runs 2000] [--batch 500] [--repeats 3] [--mlmd-runs 300]
 """
@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench.workload import STEPS, records_in, run_events  # noqa: E402
-from consumer.apply import RawRecord, apply_records  # noqa: E402
-from consumer.service.gcpolicy import tune_for_batches  # noqa: E402
-from consumer.store.engine import open_engine  # noqa: E402
-from consumer.store.migrate import upgrade  # noqa: E402
-from schemas import dump_event  # noqa: E402
+from metatrail.consumer.apply import RawRecord, apply_records  # noqa: E402
+from metatrail.consumer.service.gcpolicy import tune_for_batches  # noqa: E402
+from metatrail.consumer.store.engine import open_engine  # noqa: E402
+from metatrail.consumer.store.migrate import upgrade  # noqa: E402
+from metatrail.schemas import dump_event  # noqa: E402
 
 SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",

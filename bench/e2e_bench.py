@@ -42,13 +42,13 @@ from datetime import UTC
 from kafka import KafkaAdminClient, KafkaProducer
 from sqlalchemy import create_engine, text
 
-from consumer.service.gcpolicy import tune_for_batches  # noqa: E402
-from consumer.service.loop import ConsumeLoop
-from consumer.service.topics import ensure_topics
-from consumer.store.engine import open_engine
-from consumer.store.migrate import upgrade
-from schemas.parse import dump_event
-from schemas.settings import Settings, load_settings
+from metatrail.consumer.service.gcpolicy import tune_for_batches  # noqa: E402
+from metatrail.consumer.service.loop import ConsumeLoop
+from metatrail.consumer.service.topics import ensure_topics
+from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.migrate import upgrade
+from metatrail.schemas.parse import dump_event
+from metatrail.schemas.settings import Settings, load_settings
 
 RESULTS = ROOT / "bench" / "results" / "e2e.json"
 PHASE_HEADER = "bench-phase"

@@ -1,4 +1,4 @@
-"""Added time of ``producer.keras.MetadataCallback`` per epoch and per batch.
+"""Added time of ``metatrail.producer.keras.MetadataCallback`` per epoch and per batch.
 
 The same Keras 3 fit (PyTorch CPU backend, a dense model sized so an epoch takes about a
 second here) runs without the callback, with it (epoch metrics, inputs by digest, final
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from producer import emitter  # noqa: E402
-from producer.keras import MetadataCallback  # noqa: E402
+from metatrail.producer import emitter  # noqa: E402
+from metatrail.keras import MetadataCallback  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "keras.json"
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end", "on_train_batch_end")

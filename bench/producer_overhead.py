@@ -35,9 +35,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import producer  # noqa: E402
-from producer import Artifact, Dataset, Model, emitter, log_metric, run, track  # noqa: E402
-from producer.emitter import Emitter  # noqa: E402
+import metatrail  # noqa: E402
+from metatrail import Artifact, Dataset, Model, log_metric, run, track  # noqa: E402
+from metatrail.producer import emitter  # noqa: E402
+from metatrail.producer.emitter import Emitter  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "producer.json"
 
@@ -137,7 +138,7 @@ def measure_log_metric(count: int) -> dict[str, Any]:
 
 def measure_spool_bytes(workdir: Path, calls: int) -> dict[str, Any]:
     """Spool growth per event of the tracked no-op (3 events per call), relay stopped."""
-    settings = producer.configure(
+    settings = metatrail.configure(
         transport="file", spool_path=workdir / "bytes" / "spool.db", file_path=workdir / "b.jsonl"
     )
     em = emitter.get()
@@ -193,19 +194,19 @@ def main() -> int:
             "file_path": work / "events.jsonl",
         }
         other = "file" if args.transport == "embedded" else "embedded"
-        producer.configure(transport=other, **{**common, "spool_path": work / "other.db"})
+        metatrail.configure(transport=other, **{**common, "spool_path": work / "other.db"})
         gc.collect()
         other_result = measure_tracked(args.calls)
         emitter.shutdown(120)
 
-        settings = producer.configure(transport=args.transport, **common)
+        settings = metatrail.configure(transport=args.transport, **common)
         gc.collect()
         journal = measure_tracked(args.calls)
         metric = measure_log_metric(args.metrics)
-        delivered = producer.flush(120)
+        delivered = metatrail.flush(120)
 
         emitter.shutdown(60)
-        direct_settings = producer.configure(
+        direct_settings = metatrail.configure(
             transport=args.transport, **{**common, "spool_path": work / "direct.db"}
         )
         emitter._current = Emitter(direct_settings, journal=False)

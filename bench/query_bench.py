@@ -3,7 +3,7 @@
 The graph: runs of a 6-step pipeline (ExampleGen -> StatisticsGen -> Transform -> Trainer
 -> Evaluator -> Pusher), each run a context under one Pipeline context, 6 artifacts and 6
 executions with properties, parameters and metrics; every 100 runs share a raw dataset
-(the root). About 13 nodes per run. Loaded through ``consumer.apply.apply_events`` in
+(the root). About 13 nodes per run. Loaded through ``metatrail.consumer.apply.apply_events`` in
 batches. Measured (p50 / p95 over --samples):
 
 * upstream trace from a random model to its roots (``Store.lineage``, full node details);
@@ -40,11 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from consumer.apply import apply_events  # noqa: E402
-from consumer.query import Store  # noqa: E402
-from consumer.store.engine import open_engine  # noqa: E402
-from consumer.store.migrate import upgrade  # noqa: E402
-from schemas import (  # noqa: E402
+from metatrail.consumer.apply import apply_events  # noqa: E402
+from metatrail.consumer.query import Store  # noqa: E402
+from metatrail.consumer.store.engine import open_engine  # noqa: E402
+from metatrail.consumer.store.migrate import upgrade  # noqa: E402
+from metatrail.schemas import (  # noqa: E402
     ArtifactRecorded,
     ArtifactRef,
     ContextUpserted,
@@ -343,7 +343,7 @@ def statement_only(store: Store, path: Path, filter_: str, samples: int) -> dict
 
     from sqlalchemy import event
 
-    from consumer.query.store import SQLITE_CACHE_KIB
+    from metatrail.consumer.query.store import SQLITE_CACHE_KIB
 
     sent: list[tuple[str, Any]] = []
 

@@ -52,9 +52,9 @@ def fill_store(url: str, executions: int) -> list[str]:
     """``executions`` COMPLETE executions, each with a fingerprint and one LIVE output."""
     from sqlalchemy import insert
 
-    from consumer.store.engine import open_engine
-    from consumer.store.migrate import upgrade
-    from consumer.store.models import ArtifactRow, EdgeRow, ExecutionRow
+    from metatrail.consumer.store.engine import open_engine
+    from metatrail.consumer.store.migrate import upgrade
+    from metatrail.consumer.store.models import ArtifactRow, EdgeRow, ExecutionRow
 
     engine = open_engine(url)
     upgrade(engine)
@@ -80,8 +80,8 @@ def fill_store(url: str, executions: int) -> list[str]:
 
 
 def bench_cache_lookup(url: str, executions: int, lookups: int) -> dict[str, Any]:
-    from consumer.store.engine import session_scope
-    from consumer.worker.lookup import dispose_shared_engines, find_cached_execution, shared_engine
+    from metatrail.consumer.store.engine import session_scope
+    from metatrail.consumer.worker.lookup import dispose_shared_engines, find_cached_execution, shared_engine
 
     t = time.perf_counter()
     fingerprints = fill_store(url, executions)
@@ -156,8 +156,8 @@ class StartClock:
 
 def make_pipeline(clock: StartClock, pipeline: str) -> tuple[Any, Any]:
     """An ``ingest`` tracked function writing a Dataset and a ``react`` step consuming it."""
-    from producer import Dataset, Model, run, track
-    from producer.steps import step
+    from metatrail import Dataset, Model, run, track
+    from metatrail.producer.steps import step
 
     @track(name="ingest", cache=False)
     def ingest(n: int) -> Any:
@@ -192,8 +192,8 @@ def measure(emit_one: Any, clock: StartClock, samples: int, timeout_s: float = 3
 def bench_embedded(workdir: Path, samples: int) -> dict[str, Any]:
     import threading
 
-    from consumer.worker import run_embedded
-    from producer import emitter
+    from metatrail.consumer.worker import run_embedded
+    from metatrail.producer import emitter
 
     settings = emitter.configure(
         transport="embedded", store_url=f"sqlite:///{workdir}/embedded.db",
@@ -221,13 +221,13 @@ def bench_embedded(workdir: Path, samples: int) -> dict[str, Any]:
 def bench_kafka(workdir: Path, samples: int) -> dict[str, Any]:
     import threading
 
-    from consumer.service.loop import ConsumeLoop
-    from consumer.store.engine import open_engine
-    from consumer.store.migrate import upgrade
-    from consumer.triggers.relay import kafka_relay
-    from consumer.worker.embedded import register_steps
-    from consumer.worker.kafka import KafkaWorker
-    from producer import emitter
+    from metatrail.consumer.service.loop import ConsumeLoop
+    from metatrail.consumer.store.engine import open_engine
+    from metatrail.consumer.store.migrate import upgrade
+    from metatrail.consumer.triggers.relay import kafka_relay
+    from metatrail.consumer.worker.embedded import register_steps
+    from metatrail.consumer.worker.kafka import KafkaWorker
+    from metatrail.producer import emitter
     from tests.fixtures.broker import TansuBroker, tansu_binary
 
     binary = tansu_binary()
@@ -262,8 +262,8 @@ def bench_kafka(workdir: Path, samples: int) -> dict[str, Any]:
         register_steps([react])
         emitter.flush(30)
         deadline = time.monotonic() + 60
-        from consumer.store.engine import session_scope
-        from consumer.store.models import StepRow
+        from metatrail.consumer.store.engine import session_scope
+        from metatrail.consumer.store.models import StepRow
 
         while time.monotonic() < deadline:  # the step is registered in the store
             with session_scope(engine, write=False) as s:
@@ -315,7 +315,7 @@ def main() -> int:
         results["trigger_latency_kafka"] = bench_kafka(workdir, samples)
         k = results["trigger_latency_kafka"]
         print(f"trigger latency [kafka/tansu]: p50 {k['p50_ms']:.1f} ms p95 {k['p95_ms']:.1f} ms (n={k['n']}, target p50 < 500 ms)")
-        from producer import emitter
+        from metatrail.producer import emitter
 
         emitter.flush(5)
     results["targets_met"] = {

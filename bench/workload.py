@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from schemas import (
+from metatrail.schemas import (
     ArtifactRecorded,
     ArtifactRef,
     ContextUpserted,

@@ -19,9 +19,9 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from producer.digest import digest_path, local_path
-from schemas.ids import derived_id, new_id_texts
-from schemas.values import Properties, typed
+from metatrail.producer.digest import digest_path, local_path
+from metatrail.schemas.ids import derived_id, new_id_texts
+from metatrail.schemas.values import Properties, typed
 
 log = logging.getLogger("metatrail.producer")
 

@@ -1,12 +1,12 @@
-"""Fast construction and serialization of ``schemas.events`` models.
+"""Fast construction and serialization of ``metatrail.schemas.events`` models.
 
 For the events the SDK writes as models (contexts, steps, Keras metrics; the events of a
-tracked call skip models altogether, see ``producer.wire``). The SDK builds events from
+tracked call skip models altogether, see ``metatrail.producer.wire``). The SDK builds events from
 values it has already typed itself (UUIDs, aware datetimes, ``PropertyValue``\\ s), so it
 skips pydantic's validation, which costs ~20 µs per event here, and fills the model's
 fields directly; serialization still goes through the model's own (Rust) serializer, so
-the bytes are exactly what ``schemas.dump_event`` would write.
-In strict mode (tests) every event is re-validated with ``schemas.parse_event`` before it
+the bytes are exactly what ``metatrail.schemas.dump_event`` would write.
+In strict mode (tests) every event is re-validated with ``metatrail.schemas.parse_event`` before it
 is spooled, so a field the SDK fills wrongly fails loudly there.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from schemas.events import EVENT_MODELS, ProducerInfo
-from schemas.ids import new_id
+from metatrail.schemas.events import EVENT_MODELS, ProducerInfo
+from metatrail.schemas.ids import new_id
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -84,7 +84,7 @@ def build(cls: type[E], occurred_at: datetime | None = None, **values: Any) -> E
 
 
 def serialize(event: BaseModel) -> bytes:
-    """The event's wire bytes (compact JSON, UTF-8), as ``schemas.dump_event`` writes them."""
+    """The event's wire bytes (compact JSON, UTF-8), as ``metatrail.schemas.dump_event`` writes them."""
     return type(event).__pydantic_serializer__.to_json(event)
 
 

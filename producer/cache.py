@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from producer.artifacts import Artifact
-from schemas.errors import MetatrailError
-from schemas.settings import Settings
+from metatrail.producer.artifacts import Artifact
+from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.settings import Settings
 
 if TYPE_CHECKING:
-    from consumer.query.domain import Artifact as StoredArtifact
+    from metatrail.consumer.query.domain import Artifact as StoredArtifact
 
 log = logging.getLogger("metatrail.producer")
 
@@ -62,7 +62,7 @@ def to_producer_artifact(stored: StoredArtifact | Artifact) -> Artifact:
 
 
 def _settings() -> Settings:
-    from producer import emitter
+    from metatrail.producer import emitter
 
     return emitter.settings()
 
@@ -71,7 +71,7 @@ def _flush_embedded(settings: Settings) -> None:
     if settings.transport != "embedded":
         return
     try:
-        from producer import emitter
+        from metatrail.producer import emitter
 
         emitter.flush(timeout_s=settings.exit_flush_timeout_s)
     except Exception as exc:  # a flush problem must not break the call; the read may be stale
@@ -105,8 +105,8 @@ def find_cached(fingerprint: str, settings: Settings | None = None) -> CachedRes
     if not _store_exists(settings):
         return None
     try:
-        from consumer.store.engine import session_scope
-        from consumer.worker.lookup import find_cached_execution, shared_engine
+        from metatrail.consumer.store.engine import session_scope
+        from metatrail.consumer.worker.lookup import find_cached_execution, shared_engine
 
         with session_scope(shared_engine(settings.store_url), write=False) as session:
             found = find_cached_execution(session, fingerprint)
@@ -139,17 +139,17 @@ def latest(
     _flush_embedded(settings)
     if not _store_exists(settings):
         return None
-    from consumer.query.store import Store
-    from consumer.triggers.candidates import PIPELINE_CONTEXT_TYPE
-    from consumer.worker.lookup import shared_engine
-    from schemas.ids import context_id
+    from metatrail.consumer.query.store import Store
+    from metatrail.consumer.triggers.candidates import PIPELINE_CONTEXT_TYPE
+    from metatrail.consumer.worker.lookup import shared_engine
+    from metatrail.schemas.ids import context_id
 
     scope = str(context_id(PIPELINE_CONTEXT_TYPE, pipeline)) if pipeline else None
     stored = Store(shared_engine(settings.store_url)).latest(type, context=scope)
     if stored is None:
         return None
     artifact = to_producer_artifact(stored)
-    from producer.context import current_execution
+    from metatrail.producer.context import current_execution
 
     handle = current_execution()
     if handle is not None:

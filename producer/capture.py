@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from schemas.events import CodeVersion, Environment
+from metatrail.schemas.events import CodeVersion, Environment
 
 MAX_STRING_CHARS = 1_000
 MAX_ITEMS = 50

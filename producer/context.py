@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from producer.recorder import ExecutionHandle
+    from metatrail.producer.recorder import ExecutionHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")

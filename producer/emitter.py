@@ -1,17 +1,17 @@
 """The process-wide emitter: settings, spool, relay and transport, and their life cycle.
 
-* Settings come only from ``schemas.settings.load_settings`` (environment, then
+* Settings come only from ``metatrail.schemas.settings.load_settings`` (environment, then
   ``configure(**overrides)``). They are loaded on first use; a bad environment value is
   reported then (raised by ``configure``).
 * ``emit_records(records)`` is the hot path: append events already serialized (by
-  ``producer.wire``) to the spool journal in one write, return; ``emit(events)`` serializes
+  ``metatrail.producer.wire``) to the spool journal in one write, return; ``emit(events)`` serializes
   event models first. The relay thread starts on the first emit.
 * ``flush(timeout_s)`` waits until everything spooled so far is delivered.
 * At exit, a flush bounded by ``exit_flush_timeout_s``, then one line on stderr saying how
   many events stay spooled and where.
 * Fork safety: the child forgets the parent's relay, connections, journal and locks, and
   opens its own lazily; the parent's spool is never touched through inherited handles, and
-  a fork never lands inside a SQLite statement on the spool (``producer.forkguard``).
+  a fork never lands inside a SQLite statement on the spool (``metatrail.producer.forkguard``).
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from producer import build, digest, wire
-from producer.build import record
-from producer.journal import Record
-from producer.relay import Relay
-from producer.spool import Spool
-from producer.transports import make_transport
-from schemas.errors import MetatrailError
-from schemas.parse import parse_event
-from schemas.settings import Settings, load_settings
+from metatrail.producer import build, digest, wire
+from metatrail.producer.build import record
+from metatrail.producer.journal import Record
+from metatrail.producer.relay import Relay
+from metatrail.producer.spool import Spool
+from metatrail.producer.transports import make_transport
+from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.parse import parse_event
+from metatrail.schemas.settings import Settings, load_settings
 
 log = logging.getLogger("metatrail.producer")
 
@@ -88,7 +88,7 @@ class Emitter:
         self.emit_records([record(e) for e in events])
 
     def emit_records(self, records: list[Record]) -> None:
-        """Spool serialized events (``producer.wire``) durably, with ONE journal write;
+        """Spool serialized events (``metatrail.producer.wire``) durably, with ONE journal write;
         raises on failure. In strict mode every payload is validated first."""
         if self.strict:
             for _, _, payload in records:
@@ -255,12 +255,9 @@ def _after_fork_in_child() -> None:
     global _LOCK
     _LOCK = threading.Lock()
     digest._LOCK = threading.Lock()
-    import schemas.ids
-
-    schemas.ids._lock = threading.Lock()  # a parent thread may have held it at fork time
     build.reset_after_fork()
     wire.reset_after_fork()
-    from producer import recorder
+    from metatrail.producer import recorder
 
     recorder._HANDLE_LOCK = threading.Lock()
     em = _current

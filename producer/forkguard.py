@@ -78,9 +78,9 @@ class ForkGuard:
 
 _GUARDS: list[ForkGuard] = []
 
-#: The spool's SQLite file (``producer.spool``).
+#: The spool's SQLite file (``metatrail.producer.spool``).
 spool_guard = ForkGuard()
-#: The local store the embedded transport applies to (``producer.transports.embedded``).
+#: The local store the embedded transport applies to (``metatrail.producer.transports.embedded``).
 store_guard = ForkGuard()
 
 

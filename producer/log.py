@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from producer import emitter, wire
-from producer.artifacts import Artifact
-from producer.build import build
-from producer.capture import summarise
-from producer.context import current_execution, current_run
-from producer.recorder import artifact_record, report
-from schemas.errors import MetatrailError
-from schemas.events import ContextUpserted
-from schemas.ids import new_id_texts
-from schemas.values import typed
+from metatrail.producer import emitter, wire
+from metatrail.producer.artifacts import Artifact
+from metatrail.producer.build import build
+from metatrail.producer.capture import summarise
+from metatrail.producer.context import current_execution, current_run
+from metatrail.producer.recorder import artifact_record, report
+from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.events import ContextUpserted
+from metatrail.schemas.ids import new_id_texts
+from metatrail.schemas.values import typed
 
 A = TypeVar("A", bound=Artifact)
 

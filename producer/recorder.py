@@ -2,7 +2,7 @@
 
 Use it when a decorator does not fit (callbacks, loops you do not own)::
 
-    from producer import recorder
+    from metatrail.producer import recorder
     h = recorder.start_execution("Trainer", name="fit", parameters={"epochs": 3},
                                  inputs=[(train_ds, "train")])
     h.log_metrics({"loss": 0.31, "acc": 0.88}, step=1)   # one MetricsLogged event
@@ -41,13 +41,13 @@ from datetime import datetime, timezone
 from typing import Any, Union
 from uuid import UUID
 
-from producer import emitter, wire
-from producer.artifacts import Artifact
-from producer.build import make
-from producer.capture import environment as current_environment
-from producer.context import _EXECUTION, RunScope, current_run
-from schemas.errors import MetatrailError
-from schemas.events import (
+from metatrail.producer import emitter, wire
+from metatrail.producer.artifacts import Artifact
+from metatrail.producer.build import make
+from metatrail.producer.capture import environment as current_environment
+from metatrail.producer.context import _EXECUTION, RunScope, current_run
+from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.events import (
     CodeVersion,
     Environment,
     ErrorInfo,
@@ -57,8 +57,8 @@ from schemas.events import (
     ExecutionStarted,
     MetricPoint,
 )
-from schemas.ids import new_id_texts
-from schemas.values import Properties, typed
+from metatrail.schemas.ids import new_id_texts
+from metatrail.schemas.values import Properties, typed
 
 log = logging.getLogger("metatrail.producer")
 
@@ -273,7 +273,7 @@ class ExecutionHandle:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add parameters; they travel with the terminal event."""
         try:
-            from producer.capture import summarise
+            from metatrail.producer.capture import summarise
 
             with _HANDLE_LOCK:
                 self._params.update(typed({k: summarise(v) for k, v in params.items()}))
@@ -427,7 +427,7 @@ def start_execution(
             trigger_id,
         )
         if typed_parameters is None:
-            from producer.capture import summarise
+            from metatrail.producer.capture import summarise
 
             typed_parameters = typed({k: summarise(v) for k, v in (parameters or {}).items()})
         occurred_at = wire.now()

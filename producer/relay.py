@@ -1,6 +1,6 @@
 """The relay: moves spooled events to the transport in batches, in a background thread.
 
-Each cycle (see ``producer.spool`` for the two paths): every few seconds recover the
+Each cycle (see ``metatrail.producer.spool`` for the two paths): every few seconds recover the
 journals and rows of processes that are gone; then, if this process has no rows waiting
 in the outbox, send up to ``relay_batch_size`` journal frames directly (one attempt);
 otherwise, or if that attempt failed, move the journal into the outbox, apply the size
@@ -27,8 +27,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from producer.spool import Spool
-from producer.transports.base import SpooledEvent, Transport
+from metatrail.producer.spool import Spool
+from metatrail.producer.transports.base import SpooledEvent, Transport
 
 log = logging.getLogger("metatrail.producer")
 

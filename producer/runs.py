@@ -20,13 +20,13 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 from uuid import UUID
 
-from producer import emitter
-from producer.build import build
-from producer.context import _RUN, RunScope, current_run
-from producer.recorder import report
-from schemas.events import ContextUpserted
-from schemas.ids import context_id
-from schemas.values import typed
+from metatrail.producer import emitter
+from metatrail.producer.build import build
+from metatrail.producer.context import _RUN, RunScope, current_run
+from metatrail.producer.recorder import report
+from metatrail.schemas.events import ContextUpserted
+from metatrail.schemas.ids import context_id
+from metatrail.schemas.values import typed
 
 F = TypeVar("F", bound=Callable[..., Any])
 

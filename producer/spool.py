@@ -1,6 +1,6 @@
 """The spool: the producer's durable local outbox (SQLite, WAL) fed by a journal.
 
-``append`` (hot path) writes to this process's journal (see ``producer.journal``). While
+``append`` (hot path) writes to this process's journal (see ``metatrail.producer.journal``). While
 deliveries succeed, the relay sends journal frames straight to the transport and only
 records how far the journal is delivered (``read_journal`` / ``journal_delivered``); when a
 delivery fails, or older rows wait, it moves frames into the ``spool`` table (``ingest``,
@@ -27,10 +27,10 @@ import threading
 import time
 from pathlib import Path
 
-from producer import journal
-from producer.forkguard import spool_guard
-from producer.transports.base import SpooledEvent
-from schemas.errors import TransportError
+from metatrail.producer import journal
+from metatrail.producer.forkguard import spool_guard
+from metatrail.producer.transports.base import SpooledEvent
+from metatrail.schemas.errors import TransportError
 
 log = logging.getLogger("metatrail.producer")
 
@@ -72,7 +72,7 @@ class SpoolFullError(TransportError):
 class Spool:
     """One spool file. Thread-safe; every thread uses its own SQLite connection. Every
     method that uses SQLite holds ``spool_guard``: a fork never lands inside one (see
-    ``producer.forkguard``); ``append``, the hot path, uses no SQLite and no such lock."""
+    ``metatrail.producer.forkguard``); ``append``, the hot path, uses no SQLite and no such lock."""
 
     def __init__(self, path: Path, *, max_bytes: int = 1 << 30, full_policy: str = "warn") -> None:
         self.path = Path(path).absolute()

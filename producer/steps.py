@@ -12,7 +12,7 @@ the lineage graph triggers them. Calling a step directly works like any tracked 
 
 Policies: ``each`` (every new input set), ``latest`` (a burst coalesces into one run on
 the newest inputs), ``all_new`` (run when every input has a newer version than the last
-run). See :mod:`consumer.triggers.evaluate`.
+run). See :mod:`metatrail.consumer.triggers.evaluate`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
-from producer.cache import WARM_START_ROLE, latest
-from schemas.events import CodeVersion, StepInput, StepRegistered
-from schemas.ids import new_id
-from schemas.ids import step_id as _step_id
+from metatrail.producer.cache import WARM_START_ROLE, latest
+from metatrail.schemas.events import CodeVersion, StepInput, StepRegistered
+from metatrail.schemas.ids import new_id
+from metatrail.schemas.ids import step_id as _step_id
 
 __all__ = ["Step", "WARM_START_ROLE", "current_trigger", "current_trigger_id", "latest", "step", "steps_in"]
 
@@ -92,7 +92,7 @@ class Step:
         name: str | None,
         track_options: Mapping[str, Any],
     ) -> None:
-        from producer.track import track
+        from metatrail.producer.track import track
 
         if when not in POLICIES:
             raise ValueError(f"@step(when=...) must be one of {POLICIES}, got {when!r}")
@@ -127,11 +127,11 @@ class Step:
         """Run the step like the tracked function. Outside any ``run(...)``, a step of a
         pipeline opens a run in it, so its outputs join the pipeline (and can trigger the
         steps after it)."""
-        from producer.context import current_run
+        from metatrail.producer.context import current_run
 
         if self.pipeline is None or current_run() is not None:
             return self.tracked(*args, **kwargs)
-        from producer.runs import run
+        from metatrail.producer.runs import run
 
         with run(f"{self.name}-{new_id()}", pipeline=self.pipeline):
             return self.tracked(*args, **kwargs)
@@ -141,7 +141,7 @@ class Step:
 
     def registration(self) -> StepRegistered:
         """The ``step.registered`` event declaring this step."""
-        from producer.capture import code_version
+        from metatrail.producer.capture import code_version
 
         code: CodeVersion | None = code_version(self.fn)
         return StepRegistered(
@@ -161,8 +161,8 @@ class Step:
         """Run for a trigger: ``inputs`` maps slot -> artifact (query domain objects are
         converted to producer artifacts). The execution carries ``trigger_id``. Raises
         what the step raises (after ``@track`` recorded the failure)."""
-        from producer.cache import to_producer_artifact
-        from producer.runs import run
+        from metatrail.producer.cache import to_producer_artifact
+        from metatrail.producer.runs import run
 
         args = {slot: to_producer_artifact(a) for slot, a in inputs.items()}
         with running_trigger(trigger_id, attempt), run(f"{self.name}-{trigger_id}", pipeline=self.pipeline):

@@ -11,7 +11,7 @@ inside lists/tuples/dicts, role = parameter name, ``name:i`` / ``name:key``), th
 
 Caching (``cache=True``, and ``METATRAIL_CACHE=on``): the fingerprint is sha256 over
 (type, source hash, canonical JSON of parameters, sorted (role, input digest or id)). If
-``producer.cache.find_cached(fingerprint, settings)`` finds an earlier COMPLETE execution,
+``metatrail.producer.cache.find_cached(fingerprint, settings)`` finds an earlier COMPLETE execution,
 the function does not run: an ``ExecutionCached`` is recorded and the earlier outputs are
 returned in the shape the function returns (stored as ``return_shape`` custom property).
 """
@@ -27,14 +27,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
-from producer import emitter
-from producer.artifacts import Artifact
-from producer.build import make
-from producer.capture import code_version, source_hash, summarise
-from producer.context import _EXECUTION
-from producer.recorder import ExecutionHandle, record_cached, report, start_execution
-from schemas.events import CodeVersion
-from schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
+from metatrail.producer import emitter
+from metatrail.producer.artifacts import Artifact
+from metatrail.producer.build import make
+from metatrail.producer.capture import code_version, source_hash, summarise
+from metatrail.producer.context import _EXECUTION
+from metatrail.producer.recorder import ExecutionHandle, record_cached, report, start_execution
+from metatrail.schemas.events import CodeVersion
+from metatrail.schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TYPE_RE = re.compile(r"[^A-Za-z0-9_.:\-]")
@@ -215,10 +215,10 @@ _TRIGGER_LOOKUP: list[Callable[[], Any]] = []
 
 
 def _trigger_id() -> Any:
-    """The trigger the call runs for (set by a worker in ``producer.steps``), else None."""
+    """The trigger the call runs for (set by a worker in ``metatrail.producer.steps``), else None."""
     if not _TRIGGER_LOOKUP:
         try:
-            from producer.steps import current_trigger_id
+            from metatrail.producer.steps import current_trigger_id
         except ImportError:
             _TRIGGER_LOOKUP.append(lambda: None)
         else:
@@ -263,7 +263,7 @@ def _lookup(spec: _Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Pr
     if not settings.cache_enabled:
         return _MISS
     try:
-        from producer.cache import find_cached
+        from metatrail.producer.cache import find_cached
     except ImportError:
         return _MISS
     hit = find_cached(fp, settings)
@@ -352,11 +352,11 @@ def _decorate(
     is_gen = inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn)
     spec = _Spec(fn, type, name, cache and not is_gen, capture_args, exclude)
     if inspect.isasyncgenfunction(fn):
-        from producer.track_gen import async_gen_wrapper
+        from metatrail.producer.track_gen import async_gen_wrapper
 
         return functools.wraps(fn)(async_gen_wrapper(spec))
     if inspect.isgeneratorfunction(fn):
-        from producer.track_gen import gen_wrapper
+        from metatrail.producer.track_gen import gen_wrapper
 
         return functools.wraps(fn)(gen_wrapper(spec))
     if inspect.iscoroutinefunction(fn):

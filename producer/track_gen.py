@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from producer.artifacts import Artifact
-from producer.context import _EXECUTION
+from metatrail.producer.artifacts import Artifact
+from metatrail.producer.context import _EXECUTION
 
 if TYPE_CHECKING:
-    from producer.track import _Spec
+    from metatrail.producer.track import _Spec
 
 
 def gen_wrapper(spec: _Spec) -> Callable[..., Generator[Any, Any, Any]]:
-    from producer.track import _MISS, _begin, _fail, _finish
+    from metatrail.producer.track import _MISS, _begin, _fail, _finish
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         call = _begin(spec, args, kwargs)
@@ -65,7 +65,7 @@ def gen_wrapper(spec: _Spec) -> Callable[..., Generator[Any, Any, Any]]:
 
 
 def async_gen_wrapper(spec: _Spec) -> Callable[..., AsyncGenerator[Any, Any]]:
-    from producer.track import _MISS, _begin, _fail, _finish
+    from metatrail.producer.track import _MISS, _begin, _fail, _finish
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         call = _begin(spec, args, kwargs)

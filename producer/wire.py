@@ -10,13 +10,13 @@ rules: compact JSON, fields in declaration order, strings escaped like serde_jso
 ``json``'s escaping without ``ensure_ascii``), floats through pydantic-core's own formatter
 unless ``repr`` spells them the same, aware UTC datetimes as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
 
-The output is byte for byte what ``schemas.dump_event`` writes for the same event:
+The output is byte for byte what ``metatrail.schemas.dump_event`` writes for the same event:
 ``tests/test_producer_wire.py`` checks it on random events (hypothesis) and checks that
 every field of each model is written, in order, so the contract cannot drift silently.
-Strict mode (tests) still validates every spooled event with ``schemas.parse_event``.
+Strict mode (tests) still validates every spooled event with ``metatrail.schemas.parse_event``.
 
 Every function returns a ``Record`` (event id, partition key, payload) — what the spool
-stores. The partition key follows ``producer.build.partition_key``: the root run id, else
+stores. The partition key follows ``metatrail.producer.build.partition_key``: the root run id, else
 the execution / artifact / context id.
 """
 
@@ -31,8 +31,8 @@ from uuid import UUID
 from pydantic import BaseModel
 from pydantic_core import to_json
 
-from producer.context import RunScope
-from schemas.events import (
+from metatrail.producer.context import RunScope
+from metatrail.schemas.events import (
     ArtifactRecorded,
     ErrorInfo,
     ExecutionCached,
@@ -42,8 +42,8 @@ from schemas.events import (
     MetricsLogged,
     ProducerInfo,
 )
-from schemas.values import PropertyValue
-from schemas.version import SCHEMA_VERSION
+from metatrail.schemas.values import PropertyValue
+from metatrail.schemas.version import SCHEMA_VERSION
 
 Record = tuple[str, str, bytes]
 
@@ -329,7 +329,7 @@ def artifact_recorded(
     artifact_id: str,
     artifact: Any,
 ) -> Record:
-    """The ``artifact.recorded`` event of ``artifact`` (a ``producer.Artifact`` whose id
+    """The ``artifact.recorded`` event of ``artifact`` (a ``metatrail.producer.Artifact`` whose id
     is ``artifact_id``), attributed to the scope's contexts."""
     scoped = _scope(scope)
     a = artifact

@@ -6,7 +6,7 @@ both sides read, and the ``MetatrailError`` tree. Depends on nothing else of met
 
 from __future__ import annotations
 
-from schemas.errors import (
+from metatrail.schemas.errors import (
     ConfigError,
     EventValidationError,
     FilterError,
@@ -17,7 +17,7 @@ from schemas.errors import (
     TransientTransportError,
     TransportError,
 )
-from schemas.events import (
+from metatrail.schemas.events import (
     EVENT_KINDS,
     ArtifactRecorded,
     ArtifactRef,
@@ -39,11 +39,11 @@ from schemas.events import (
     TriggerRequested,
     TypeRegistered,
 )
-from schemas.ids import context_id, derived_id, new_id, step_id, trigger_id
-from schemas.parse import MAX_EVENT_BYTES, dump_event, parse_event
-from schemas.settings import Settings, load_settings
-from schemas.values import Properties, PropertyValue, typed
-from schemas.version import SCHEMA_VERSION
+from metatrail.schemas.ids import context_id, derived_id, new_id, step_id, trigger_id
+from metatrail.schemas.parse import MAX_EVENT_BYTES, dump_event, parse_event
+from metatrail.schemas.settings import Settings, load_settings
+from metatrail.schemas.values import Properties, PropertyValue, typed
+from metatrail.schemas.version import SCHEMA_VERSION
 
 __all__ = [
     "EVENT_KINDS",

@@ -17,9 +17,9 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.ids import new_id
-from schemas.values import INT_MAX, INT_MIN, Properties, PropertyName, PropertyType
-from schemas.version import SCHEMA_VERSION, sdk_version
+from metatrail.schemas.ids import new_id
+from metatrail.schemas.values import INT_MAX, INT_MIN, Properties, PropertyName, PropertyType
+from metatrail.schemas.version import SCHEMA_VERSION, sdk_version
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
 TypeName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")]

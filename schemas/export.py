@@ -1,4 +1,4 @@
-"""Export the event contract as JSON Schema files (``python -m schemas.export``).
+"""Export the event contract as JSON Schema files (``python -m metatrail.schemas.export``).
 
 The files under ``schemas/json/`` are for producers in other languages and for review of
 contract changes; a test fails when they drift from the models.
@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.events import EVENT_MODELS, Event
-from schemas.version import SCHEMA_VERSION
+from metatrail.schemas.events import EVENT_MODELS, Event
+from metatrail.schemas.version import SCHEMA_VERSION
 
 JSON_DIR = Path(__file__).parent / "json"
 

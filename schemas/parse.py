@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.errors import EventValidationError
-from schemas.events import EVENT_KINDS, Event
-from schemas.version import SUPPORTED_SCHEMA_VERSIONS
+from metatrail.schemas.errors import EventValidationError
+from metatrail.schemas.events import EVENT_KINDS, Event
+from metatrail.schemas.version import SUPPORTED_SCHEMA_VERSIONS
 
 #: Largest serialized event accepted; larger ones are dead-lettered, never applied.
 MAX_EVENT_BYTES = 1_048_576

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.errors import ConfigError
+from metatrail.schemas.errors import ConfigError
 
 ENV_PREFIX = "METATRAIL_"
 

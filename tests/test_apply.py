@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumer.apply import RawRecord, apply_events, apply_records
-from consumer.cli import main
-from consumer.store.models import ArtifactRow, DeadLetterRow, EdgeRow, ExecutionPropertyRow, ExecutionRow, MetricRow
-from schemas import (
+from metatrail.consumer.apply import RawRecord, apply_events, apply_records
+from metatrail.consumer.cli import main
+from metatrail.consumer.store.models import ArtifactRow, DeadLetterRow, EdgeRow, ExecutionPropertyRow, ExecutionRow, MetricRow
+from metatrail.schemas import (
     ArtifactRecorded,
     ArtifactRef,
     ContextUpserted,
@@ -149,7 +149,7 @@ def test_ingest_twice_is_ingest_once(store_url: str, tmp_path: Path, capsys: pyt
     _write_jsonl(path, _pipeline(), ["this is not json", wrong_type, '{"schema_version":"1","kind":"nope"}'])
     assert main(["ingest", str(path), "--url", store_url, "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
-    from consumer.store.engine import open_engine
+    from metatrail.consumer.store.engine import open_engine
 
     engine = open_engine(store_url)
     once = canonical_dump(engine)

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from consumer.apply import apply_events
-from schemas import (
+from metatrail.consumer.apply import apply_events
+from metatrail.schemas import (
     ArtifactRecorded,
     ArtifactRef,
     ArtifactStateChanged,
@@ -30,7 +30,7 @@ from schemas import (
     TypeRegistered,
     typed,
 )
-from schemas.events import ErrorInfo
+from metatrail.schemas.events import ErrorInfo
 from tests.fixtures.backends import reset_store
 from tests.fixtures.dump import canonical_dump
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from consumer.cli import main
-from consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES
-from schemas.settings import known_env_vars, load_settings
+from metatrail.consumer.cli import main
+from metatrail.consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES
+from metatrail.schemas.settings import known_env_vars, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

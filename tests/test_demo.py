@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from consumer.cli import main
-from consumer.query.store import Store
-from producer import emitter
+from metatrail.consumer.cli import main
+from metatrail.consumer.query.store import Store
+from metatrail.producer import emitter
 
 STEPS = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer", "Evaluator", "Pusher")
 pytestmark = [
@@ -124,7 +124,7 @@ def test_demo_through_kafka_with_consume_and_worker_processes(
 
 
 def test_demo_with_keras_trainer_records_the_fits(capsys: pytest.CaptureFixture[str]) -> None:
-    from consumer.demo.model import keras_available
+    from metatrail.consumer.demo.model import keras_available
 
     if not keras_available():
         pytest.skip("Keras 3 and a backend are not installed")

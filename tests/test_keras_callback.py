@@ -15,11 +15,11 @@ import pytest  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
-from consumer.query.store import Store  # noqa: E402
-from producer import emitter  # noqa: E402
-from producer.artifacts import Dataset  # noqa: E402
-from producer.keras import MetadataCallback  # noqa: E402
-from producer.runs import run  # noqa: E402
+from metatrail.consumer.query.store import Store  # noqa: E402
+from metatrail.producer import emitter  # noqa: E402
+from metatrail.producer.artifacts import Dataset  # noqa: E402
+from metatrail.keras import MetadataCallback  # noqa: E402
+from metatrail.producer.runs import run  # noqa: E402
 
 pytestmark = [
     # Keras' torch variables implement __array__ without numpy 2's copy keyword.
@@ -229,7 +229,7 @@ def test_import_producer_does_not_import_keras() -> None:
     import subprocess
     import sys
 
-    code = "import sys, producer, producer.recorder; sys.exit(1 if 'keras' in sys.modules else 0)"
+    code = "import sys, metatrail, metatrail.producer.recorder; sys.exit(1 if 'keras' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -260,7 +260,7 @@ def test_a_program_dying_in_fit_records_the_fit_failed_with_its_error(tmp_path: 
     script = tmp_path / "dies.py"
     script.write_text(
         "import keras, numpy as np\n"
-        "from producer.keras import MetadataCallback\n"
+        "from metatrail.keras import MetadataCallback\n"
         "class Fails(keras.callbacks.Callback):\n"
         "    def on_epoch_begin(self, epoch, logs=None):\n"
         "        if epoch == 1:\n"

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli import main
-from consumer.worker.lookup import dispose_shared_engines
-from producer import Dataset, emitter, run, track
+from metatrail.consumer.cli import main
+from metatrail.consumer.worker.lookup import dispose_shared_engines
+from metatrail import Dataset, run, track
+from metatrail.producer import emitter
 
 STEPS = textwrap.dedent(
     """
     from pathlib import Path
 
-    from producer import Model
-    from producer.steps import step
+    from metatrail import Model
+    from metatrail.producer.steps import step
 
 
     @step(inputs={"data": "Dataset"}, outputs=["Model"], pipeline="cli")

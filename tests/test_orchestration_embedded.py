@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from consumer.query.store import Store
-from consumer.store.engine import open_engine, session_scope
-from consumer.store.models import EdgeRow, ExecutionRow
-from consumer.triggers.relay import fetch_unsent
-from consumer.worker import TriggerRunner, run_embedded
-from consumer.worker.embedded import register_steps
-from consumer.worker.lookup import dispose_shared_engines
-from producer import Artifact, Dataset, Metrics, Model, emitter, run, track
-from producer.steps import latest, step
+from metatrail.consumer.query.store import Store
+from metatrail.consumer.store.engine import open_engine, session_scope
+from metatrail.consumer.store.models import EdgeRow, ExecutionRow
+from metatrail.consumer.triggers.relay import fetch_unsent
+from metatrail.consumer.worker import TriggerRunner, run_embedded
+from metatrail.consumer.worker.embedded import register_steps
+from metatrail.consumer.worker.lookup import dispose_shared_engines
+from metatrail import Artifact, Dataset, Metrics, Model, run, track
+from metatrail.producer import emitter
+from metatrail.producer.steps import latest, step
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_two_workers_receiving_the_same_trigger_run_it_once(embedded: str, caplo
         assert sorted(o.status for o in outcomes) == ["ran", "skipped"]
         assert calls["train"] == 1
         assert emitter.flush(30)
-        with caplog.at_level(logging.INFO, logger="consumer.worker.runner"):
+        with caplog.at_level(logging.INFO, logger="metatrail.consumer.worker.runner"):
             again = TriggerRunner(engine, [train], worker_id="w3").handle(request)  # a redelivery
         assert again.status == "skipped"
         (execution,) = executions(embedded, trigger_id=str(request.trigger_id))

@@ -11,16 +11,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumer.store.engine import open_engine, session_scope
-from consumer.store.models import AppliedEventRow, ExecutionRow, StepRow, TriggerOutboxRow
-from consumer.triggers.kafka import KafkaTriggerPublisher
-from consumer.triggers.relay import kafka_relay, request_event
-from consumer.worker.embedded import register_steps
-from consumer.worker.kafka import KafkaWorker
-from consumer.worker.lookup import dispose_shared_engines
-from producer import Artifact, Dataset, Metrics, Model, emitter, run, track
-from producer.steps import step
-from schemas.settings import Settings
+from metatrail.consumer.store.engine import open_engine, session_scope
+from metatrail.consumer.store.models import AppliedEventRow, ExecutionRow, StepRow, TriggerOutboxRow
+from metatrail.consumer.triggers.kafka import KafkaTriggerPublisher
+from metatrail.consumer.triggers.relay import kafka_relay, request_event
+from metatrail.consumer.worker.embedded import register_steps
+from metatrail.consumer.worker.kafka import KafkaWorker
+from metatrail.consumer.worker.lookup import dispose_shared_engines
+from metatrail import Artifact, Dataset, Metrics, Model, run, track
+from metatrail.producer import emitter
+from metatrail.producer.steps import step
+from metatrail.schemas.settings import Settings
 from tests.fixtures.broker import kafka_test_settings
 from tests.fixtures.service import running_in_thread, running_loop, wait_for
 
@@ -114,8 +115,8 @@ def test_chain_through_kafka_runs_each_step_once_despite_redelivery(kafka_settin
 WORKER_MODULE = """
 from pathlib import Path
 
-from producer import Model
-from producer.steps import step
+from metatrail import Model
+from metatrail.producer.steps import step
 
 
 @step(inputs={"data": "Dataset"}, outputs=["Model"], pipeline="kcli")
@@ -144,7 +145,7 @@ def test_worker_command_runs_steps_from_the_triggers_topic(kafka_settings: Setti
     engine = open_engine(settings.store_url)
     relay = kafka_relay(settings, engine, interval_s=0.2)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "consumer", "worker", "orch_kafka_steps", "--idle-timeout-s", "60"],
+        [sys.executable, "-m", "metatrail", "worker", "orch_kafka_steps", "--idle-timeout-s", "60"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:

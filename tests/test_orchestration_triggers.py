@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumer.apply import apply_events
-from consumer.store.engine import session_scope
-from consumer.store.models import StepPendingRow, TriggerOutboxRow
-from consumer.triggers.candidates import PIPELINE_CONTEXT_TYPE
-from consumer.triggers.relay import fetch_unsent, mark_sent, relay_once
-from schemas.events import (
+from metatrail.consumer.apply import apply_events
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import StepPendingRow, TriggerOutboxRow
+from metatrail.consumer.triggers.candidates import PIPELINE_CONTEXT_TYPE
+from metatrail.consumer.triggers.relay import fetch_unsent, mark_sent, relay_once
+from metatrail.schemas.events import (
     ArtifactRecorded,
     ContextUpserted,
     ExecutionCompleted,
@@ -22,8 +22,8 @@ from schemas.events import (
     StepRegistered,
     TriggerRequested,
 )
-from schemas.ids import context_id, new_id, step_id, trigger_id
-from schemas.values import typed
+from metatrail.schemas.ids import context_id, new_id, step_id, trigger_id
+from metatrail.schemas.values import typed
 
 PIPELINE = "p"
 PIPE_CTX = context_id(PIPELINE_CONTEXT_TYPE, PIPELINE)
@@ -179,7 +179,7 @@ def test_relay_crash_between_publish_and_mark_republishes_the_same_request(engin
 
 @pytest.mark.parametrize("policy", ["each", "latest", "all_new"])
 def test_steps_without_a_pipeline_see_every_artifact(sqlite_url: str, policy: str) -> None:
-    from consumer.store.engine import open_engine
+    from metatrail.consumer.store.engine import open_engine
 
     engine = open_engine(sqlite_url)
     try:

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-import producer
-from producer import Artifact, emitter, log_metric, run, track
-from schemas import parse_event
-from schemas.ids import context_id
+import metatrail
+from metatrail import Artifact, log_metric, run, track
+from metatrail.producer import emitter
+from metatrail.schemas import parse_event
+from metatrail.schemas.ids import context_id
 from tests.fixtures.broker import TansuBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -59,7 +60,7 @@ def test_broker_down_during_training_then_every_event_arrives(
     broker = restartable_broker
     broker.stop()  # the broker is down for the whole training loop
     prefix = f"mt-prod-{uuid.uuid4().hex[:8]}"
-    producer.configure(
+    metatrail.configure(
         transport="kafka",
         kafka_bootstrap=broker.bootstrap,
         kafka_topic_prefix=prefix,
@@ -75,12 +76,12 @@ def test_broker_down_during_training_then_every_event_arrives(
                 train_epoch(epoch)
         elapsed = time.monotonic() - started
         assert elapsed < 5, f"training was slowed down by the missing broker ({elapsed:.1f}s)"
-        assert not producer.flush(0.5)  # nothing can be delivered yet
+        assert not metatrail.flush(0.5)  # nothing can be delivered yet
         assert emitter.get().spool.pending() == 2 + 25 * 4 + 1
 
         broker.start()
         _create_topic(broker.bootstrap, f"{prefix}.events")
-        assert producer.flush(90), "spooled events were not delivered after the broker came back"
+        assert metatrail.flush(90), "spooled events were not delivered after the broker came back"
         assert emitter.get().spool.pending() == 0
 
         records = _consume_all(broker.bootstrap, f"{prefix}.events", expected=103)

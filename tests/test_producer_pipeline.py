@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-import producer
-from consumer.store.engine import open_engine, session_scope
-from consumer.store.models import (
+import metatrail
+from metatrail.consumer.store.engine import open_engine, session_scope
+from metatrail.consumer.store.models import (
     ArtifactRow,
     AssociationRow,
     AttributionRow,
@@ -25,14 +25,15 @@ from consumer.store.models import (
     MetricRow,
     ParentContextRow,
 )
-from producer import Artifact, Dataset, Model, emitter, log_metric, log_params, run, track
-from schemas.ids import context_id
+from metatrail import Artifact, Dataset, Model, log_metric, log_params, run, track
+from metatrail.producer import emitter
+from metatrail.schemas.ids import context_id
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    producer.configure(
+    metatrail.configure(
         transport="embedded",
         store_url=url,
         spool_path=tmp_path / "spool.db",
@@ -44,7 +45,7 @@ def store(tmp_path: Path) -> Iterator[str]:
 
 
 def rows(url: str, model: Any) -> list[Any]:
-    assert producer.flush(30), "events were not delivered"
+    assert metatrail.flush(30), "events were not delivered"
     engine = open_engine(url)
     try:
         with session_scope(engine, write=False) as s:
@@ -187,8 +188,8 @@ def test_async_tasks_and_threads_inside_a_run_are_attributed_to_it(store: str) -
 
     with run("async-run"):
         asyncio.run(main())
-        threads = [producer.Thread(target=load, args=(i,)) for i in range(2)]
-        threads.append(threading.Thread(target=producer.propagate(load), args=(2,)))
+        threads = [metatrail.Thread(target=load, args=(i,)) for i in range(2)]
+        threads.append(threading.Thread(target=metatrail.propagate(load), args=(2,)))
         for t in threads:
             t.start()
         for t in threads:
@@ -299,7 +300,7 @@ def decorated_main() -> list[Artifact]:
     async def consume() -> list[Artifact]:
         return [a async for a in stream(2)]
 
-    producer.log_artifact(Artifact("mem://notes", type="Notes"))  # attributed to the run
+    metatrail.log_artifact(Artifact("mem://notes", type="Notes"))  # attributed to the run
     return asyncio.run(consume())
 
 

@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-import producer
-from consumer.cli import main as cli_main
-from consumer.store.engine import open_engine, session_scope
-from consumer.store.models import AppliedEventRow, ExecutionRow, MetricRow
-from producer import Artifact, emitter, forkguard, journal, log_metric, run, track
-from producer.spool import Spool, SpoolFullError
-from schemas.errors import ConfigError, MetatrailError
+import metatrail
+from metatrail.consumer.cli import main as cli_main
+from metatrail.consumer.store.engine import open_engine, session_scope
+from metatrail.consumer.store.models import AppliedEventRow, ExecutionRow, MetricRow
+from metatrail import Artifact, log_metric, run, track
+from metatrail.producer import emitter, forkguard, journal
+from metatrail.producer.spool import Spool, SpoolFullError
+from metatrail.schemas.errors import ConfigError, MetatrailError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ def _count(url: str, stmt: Any) -> int:
 KILLED_SCRIPT = textwrap.dedent(
     """
     import sys
-    from producer import track, run, log_metric, Artifact
+    from metatrail import track, run, log_metric, Artifact
 
     @track
     def step(i: int) -> Artifact:
@@ -127,7 +128,7 @@ def _noisy(stop: threading.Event) -> None:
 
 def test_forked_children_record_without_corrupting_or_deadlocking(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    producer.configure(
+    metatrail.configure(
         transport="embedded",
         store_url=url,
         spool_path=tmp_path / "spool.db",
@@ -135,7 +136,7 @@ def test_forked_children_record_without_corrupting_or_deadlocking(tmp_path: Path
         relay_interval_ms=20,
     )
     stop = threading.Event()
-    noise = producer.Thread(target=_noisy, args=(stop,), daemon=True)
+    noise = metatrail.Thread(target=_noisy, args=(stop,), daemon=True)
     noise.start()  # another thread keeps the spool and its locks busy while we fork
     try:
         with run("forked"):
@@ -146,14 +147,14 @@ def test_forked_children_record_without_corrupting_or_deadlocking(tmp_path: Path
         stop.set()
         noise.join(10)
         assert [a.uri for a in outputs] == [f"mem://child/{i}" for i in range(8)]
-        assert producer.flush(60)
+        assert metatrail.flush(60)
         # the children's journals are recovered once they are gone
         deadline = time.monotonic() + 30
         done_stmt = (
             select(func.count()).select_from(ExecutionRow).where(ExecutionRow.state == "COMPLETE")
         )
         while _count(url, done_stmt) < 9 and time.monotonic() < deadline:
-            producer.flush(5)
+            metatrail.flush(5)
         assert _count(url, done_stmt) == 9
         assert (
             _count(url, select(func.count()).select_from(MetricRow).where(MetricRow.key == "child"))
@@ -206,11 +207,11 @@ def test_spool_full_policies_say_what_they_do(
 def test_strict_mode_raises_and_default_mode_logs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    producer.configure(transport="file", spool_path=tmp_path / "spool.db", strict=True)
+    metatrail.configure(transport="file", spool_path=tmp_path / "spool.db", strict=True)
     try:
         with pytest.raises(MetatrailError, match="outside a tracked call"):
             log_metric("orphan", 1.0)
-        producer.configure(transport="file", spool_path=tmp_path / "spool.db", strict=False)
+        metatrail.configure(transport="file", spool_path=tmp_path / "spool.db", strict=False)
         with caplog.at_level(logging.ERROR, logger="metatrail.producer"):
             log_metric("orphan", 1.0)  # returns quietly
         assert "outside a tracked call" in caplog.text
@@ -221,9 +222,9 @@ def test_strict_mode_raises_and_default_mode_logs(
 def test_recording_errors_never_reach_user_code(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from producer import recorder
+    from metatrail.producer import recorder
 
-    producer.configure(
+    metatrail.configure(
         transport="file",
         spool_path=tmp_path / "spool.db",
         spool_max_bytes=1,
@@ -258,17 +259,17 @@ def test_bad_settings_fail_at_configure_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with pytest.raises(ConfigError, match="relay_batch_size"):
-        producer.configure(relay_batch_size=0)
+        metatrail.configure(relay_batch_size=0)
     monkeypatch.setenv("METATRAIL_TRANSPORT", "carrier-pigeon")
     with pytest.raises(ConfigError, match="METATRAIL_TRANSPORT"):
-        producer.configure()
+        metatrail.configure()
     monkeypatch.delenv("METATRAIL_TRANSPORT")
     with pytest.raises(ConfigError, match="METATRAIL_KAFKA_BOOTSTRAP"):
-        producer.configure(transport="kafka")
+        metatrail.configure(transport="kafka")
 
 
 def test_exit_warns_in_one_line_how_many_events_stay_spooled(tmp_path: Path) -> None:
-    script = "from producer import run, log_metric\nwith run('r'):\n    [log_metric('m', i) for i in range(5)]\n"
+    script = "from metatrail import run, log_metric\nwith run('r'):\n    [log_metric('m', i) for i in range(5)]\n"
     env = _env(
         transport="kafka",
         kafka_bootstrap="127.0.0.1:9",
@@ -289,7 +290,7 @@ def test_exit_warns_in_one_line_how_many_events_stay_spooled(tmp_path: Path) -> 
 def test_a_call_is_in_the_journal_before_its_function_runs_and_before_it_returns(
     tmp_path: Path,
 ) -> None:
-    producer.configure(
+    metatrail.configure(
         transport="file",
         spool_path=tmp_path / "spool.db",
         file_path=tmp_path / "events.jsonl",
@@ -358,10 +359,10 @@ def test_a_forked_child_signs_its_events_and_records_at_once_while_the_relay_wor
     the outbox, one event per batch: every cycle moves the journal into the table, reads,
     deletes). Each child's first call, which writes the spool's digest cache, and its flush
     return at once, and its events carry its own pid."""
-    from producer import recorder
+    from metatrail.producer import recorder
 
     events_path = tmp_path / "events.jsonl"
-    producer.configure(
+    metatrail.configure(
         transport="file",
         spool_path=tmp_path / "spool.db",
         file_path=events_path,
@@ -395,11 +396,11 @@ def test_a_forked_child_signs_its_events_and_records_at_once_while_the_relay_wor
                     call_s = time.perf_counter() - began
                     if i == 1:
                         outer.complete()
-                    flushed = producer.flush(30)
+                    flushed = metatrail.flush(30)
                     return [call_s, time.perf_counter() - began - call_s, flushed]
 
                 children.append(_in_forked_child(in_child, 90))
-        assert producer.flush(60)
+        assert metatrail.flush(60)
         for child, (call_s, flush_s, flushed) in children:
             assert flushed, child
             assert call_s < 1.0, (child, call_s)  # no wait on a lock inherited from the parent
@@ -423,7 +424,7 @@ def test_forked_children_apply_to_the_embedded_store_while_the_parent_applies(tm
     child applies its own events into the same store file at once, and everything every
     process recorded is in the store."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    producer.configure(transport="embedded", store_url=url, spool_path=tmp_path / "spool.db",
+    metatrail.configure(transport="embedded", store_url=url, spool_path=tmp_path / "spool.db",
                        relay_batch_size=20, relay_interval_ms=1)
 
     @track
@@ -434,7 +435,7 @@ def test_forked_children_apply_to_the_embedded_store_while_the_parent_applies(tm
     try:
         with run("forked-embedded"):
             step(0)
-            assert producer.flush(30)  # the store exists, its engine has pooled connections
+            assert metatrail.flush(30)  # the store exists, its engine has pooled connections
             for i in range(1, rounds + 1):
                 for m in range(200):
                     log_metric("busy", float(m), step=m)  # batches for the relay to apply
@@ -443,11 +444,11 @@ def test_forked_children_apply_to_the_embedded_store_while_the_parent_applies(tm
                 def in_child(i: int = i) -> list[Any]:
                     began = time.perf_counter()
                     step(i)
-                    flushed = producer.flush(30)
+                    flushed = metatrail.flush(30)
                     return [time.perf_counter() - began, flushed]
 
                 children.append(_in_forked_child(in_child, 60))
-        assert producer.flush(60)
+        assert metatrail.flush(60)
         for child, (took_s, flushed) in children:
             assert flushed, child
             assert took_s < 10.0, (child, took_s)  # no wait on SQLite state inherited mid-apply
@@ -527,7 +528,7 @@ def test_journal_reads_in_batches_a_frame_larger_than_a_batch_included(tmp_path:
 
 
 def test_public_api() -> None:
-    assert set(producer.__all__) >= {
+    assert set(metatrail.__all__) >= {
         "track",
         "run",
         "log_artifact",
@@ -547,15 +548,15 @@ def test_public_api() -> None:
         "step",
         "latest",
     }
-    for name in producer.__all__:
-        assert getattr(producer, name) is not None
+    for name in metatrail.__all__:
+        assert getattr(metatrail, name) is not None
 
 
 def test_hot_path_events_serialize_exactly_like_the_contract() -> None:
-    from producer.build import build, record
-    from schemas import dump_event, parse_event
-    from schemas.events import ExecutionCompleted
-    from schemas.ids import new_id
+    from metatrail.producer.build import build, record
+    from metatrail.schemas import dump_event, parse_event
+    from metatrail.schemas.events import ExecutionCompleted
+    from metatrail.schemas.ids import new_id
 
     event = build(ExecutionCompleted, execution_id=new_id(), type="t", run_id=new_id())
     event_id, key, payload = record(event)
@@ -566,7 +567,7 @@ def test_hot_path_events_serialize_exactly_like_the_contract() -> None:
 def test_parameters_are_summarised_json_safe() -> None:
     import numpy as np
 
-    from producer.capture import MAX_STRING_CHARS, summarise
+    from metatrail.producer.capture import MAX_STRING_CHARS, summarise
 
     assert summarise(np.zeros((3, 4), dtype="float32")) == {
         "type": "ndarray",

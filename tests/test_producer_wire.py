@@ -1,9 +1,9 @@
-"""The hot path's own event writer (``producer.wire``) against the contract's serializer.
+"""The hot path's own event writer (``metatrail.producer.wire``) against the contract's serializer.
 
 For random events of every kind the writer handles, the bytes must be exactly what
-pydantic writes for the same event model (``producer.build`` + the model's serializer, i.e.
-``schemas.dump_event``), with the same event id and partition key; and the writer must know
-every field of each model, in order, so a field added to ``schemas.events`` fails here
+pydantic writes for the same event model (``metatrail.producer.build`` + the model's serializer, i.e.
+``metatrail.schemas.dump_event``), with the same event id and partition key; and the writer must know
+every field of each model, in order, so a field added to ``metatrail.schemas.events`` fails here
 instead of silently missing from the wire.
 """
 
@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic_core import to_json
 
-from producer import wire
-from producer.artifacts import Artifact
-from producer.build import build, make, record
-from producer.context import RunScope
-from schemas import parse_event
-from schemas.events import (
+from metatrail.producer import wire
+from metatrail.producer.artifacts import Artifact
+from metatrail.producer.build import build, make, record
+from metatrail.producer.context import RunScope
+from metatrail.schemas import parse_event
+from metatrail.schemas.events import (
     ArtifactRecorded,
     ArtifactRef,
     CodeVersion,
@@ -38,8 +38,8 @@ from schemas.events import (
     MetricPoint,
     MetricsLogged,
 )
-from schemas.ids import new_id, new_id_texts
-from schemas.values import INT_MAX, INT_MIN, PropertyValue
+from metatrail.schemas.ids import new_id, new_id_texts
+from metatrail.schemas.values import INT_MAX, INT_MIN, PropertyValue
 
 EXAMPLES = settings(
     max_examples=int(os.environ.get("METATRAIL_TEST_EXAMPLES", "300")),

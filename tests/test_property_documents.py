@@ -14,9 +14,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
-from consumer import Store
-from consumer.query import Artifact, Execution
-from consumer.store.migrate import MIGRATIONS, upgrade
+from metatrail import Store
+from metatrail.consumer.query import Artifact, Execution
+from metatrail.consumer.store.migrate import MIGRATIONS, upgrade
 from tests.fixtures.dump import mismatched_documents
 from tests.fixtures.graphs import pipeline_graph
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from consumer import Store
-from consumer.query import Artifact, Context
-from consumer.store.engine import open_engine
-from schemas.errors import FilterError, NotFoundError
+from metatrail import Store
+from metatrail.consumer.query import Artifact, Context
+from metatrail.consumer.store.engine import open_engine
+from metatrail.schemas.errors import FilterError, NotFoundError
 from tests.fixtures.graphs import LONG_PREFIX, gid, pipeline_graph
 
 

@@ -1,4 +1,4 @@
-"""``metatrail ls | show | lineage | compare | retire`` through ``consumer.cli.main``."""
+"""``metatrail ls | show | lineage | compare | retire`` through ``metatrail.consumer.cli.main``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from consumer.cli import main
-from consumer.store.engine import open_engine
+from metatrail.consumer.cli import main
+from metatrail.consumer.store.engine import open_engine
 from tests.fixtures.graphs import gid, pipeline_graph
 
 

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from consumer import Store
-from consumer.query.compile import ENTITIES, Compiler
-from consumer.query.filters import And, Compare, LineageOf, Not, Or, parse_filter, parse_order_by
-from schemas.errors import FilterError
+from metatrail import Store
+from metatrail.consumer.query.compile import ENTITIES, Compiler
+from metatrail.consumer.query.filters import And, Compare, LineageOf, Not, Or, parse_filter, parse_order_by
+from metatrail.schemas.errors import FilterError
 from tests.fixtures.graphs import GraphBuilder, gid, pipeline_graph
 
 DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect(), "mariadb": mysql.dialect()}

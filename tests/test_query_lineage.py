@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from consumer import Store
+from metatrail import Store
 from tests.fixtures.graphs import GraphBuilder, chain_graph, fan_out_graph, gid
 
 

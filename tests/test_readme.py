@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from schemas.settings import known_env_vars
+from metatrail.schemas.settings import known_env_vars
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -25,7 +25,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_every_cli_command_in_the_readme_exists() -> None:
-    from consumer.cli import main
+    from metatrail.consumer.cli import main
 
     commands = set(re.findall(r"`metatrail ([a-z]+)", README))
     assert {"demo", "consume", "worker", "ingest", "lineage"} <= commands

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from schemas import (
+from metatrail.schemas import (
     ArtifactRef,
     ConfigError,
     EventValidationError,
@@ -21,10 +21,10 @@ from schemas import (
     parse_event,
     typed,
 )
-from schemas.events import EVENT_MODELS
-from schemas.export import JSON_DIR, rendered_schemas
-from schemas.ids import context_id, new_id, trigger_id
-from schemas.settings import known_env_vars
+from metatrail.schemas.events import EVENT_MODELS
+from metatrail.schemas.export import JSON_DIR, rendered_schemas
+from metatrail.schemas.ids import context_id, new_id, trigger_id
+from metatrail.schemas.settings import known_env_vars
 
 
 def _started() -> ExecutionStarted:
@@ -93,7 +93,7 @@ def test_property_value_rejects_a_value_of_the_wrong_type() -> None:
 
 def test_exported_json_schema_matches_the_models() -> None:
     on_disk = {p.name: p.read_text() for p in JSON_DIR.glob("*.json")}
-    assert on_disk == rendered_schemas(), "run `python -m schemas.export` and commit schemas/json/"
+    assert on_disk == rendered_schemas(), "run `python -m metatrail.schemas.export` and commit schemas/json/"
     assert {f"{k}.schema.json" for k in EVENT_MODELS} <= set(on_disk)
 
 

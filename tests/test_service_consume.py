@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 
-from consumer.service.loop import ConsumeLoop
-from consumer.store.engine import open_engine
+from metatrail.consumer.service.loop import ConsumeLoop
+from metatrail.consumer.store.engine import open_engine
 from tests.fixtures.broker import kafka_test_settings
 from tests.fixtures.service import (
     applied_count,

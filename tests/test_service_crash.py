@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.store.engine import open_engine
-from schemas.settings import Settings
+from metatrail.consumer.store.engine import open_engine
+from metatrail.schemas.settings import Settings
 from tests.fixtures.backends import backend_url
 from tests.fixtures.broker import kafka_test_settings, settings_env
 from tests.fixtures.service import (
@@ -39,7 +39,7 @@ def start_consumer(settings: Settings, log_path: Path) -> subprocess.Popen[bytes
     env.update(settings_env(settings))
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "consumer", "consume"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "metatrail", "consume"], env=env, stdout=log, stderr=subprocess.STDOUT,
         )
 
 

@@ -9,16 +9,16 @@ import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import select
 
-from consumer.apply import RawRecord, apply_records
-from consumer.cli import main
-from consumer.service.replay import dead_letter_counts, list_dead_letters, replay_dead_letters
-from consumer.store.engine import open_engine, session_scope
-from consumer.store.models import ArtifactRow, DeadLetterRow
-from schemas.events import ArtifactRecorded, ContextUpserted
-from schemas.ids import new_id
-from schemas.parse import dump_event
-from schemas.settings import load_settings
-from schemas.values import typed
+from metatrail.consumer.apply import RawRecord, apply_records
+from metatrail.consumer.cli import main
+from metatrail.consumer.service.replay import dead_letter_counts, list_dead_letters, replay_dead_letters
+from metatrail.consumer.store.engine import open_engine, session_scope
+from metatrail.consumer.store.models import ArtifactRow, DeadLetterRow
+from metatrail.schemas.events import ArtifactRecorded, ContextUpserted
+from metatrail.schemas.ids import new_id
+from metatrail.schemas.parse import dump_event
+from metatrail.schemas.settings import load_settings
+from metatrail.schemas.values import typed
 from tests.fixtures.broker import kafka_test_settings
 from tests.fixtures.service import (
     applied_count,

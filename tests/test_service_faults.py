@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, text
 
-from consumer.store.engine import open_engine
+from metatrail.consumer.store.engine import open_engine
 from tests.fixtures.backends import backend_url
 from tests.fixtures.broker import kafka_test_settings
 from tests.fixtures.service import (
@@ -113,7 +113,7 @@ DOWN_STORE = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"  # nothing list
 def test_store_down_exits_non_zero_without_committing(
     kafka_bootstrap: str, topic_prefix: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from consumer.cli import main
+    from metatrail.consumer.cli import main
     from tests.fixtures.broker import settings_env
 
     settings = kafka_test_settings(kafka_bootstrap, topic_prefix, DOWN_STORE, db_retry_attempts=3)
@@ -136,7 +136,7 @@ def test_store_down_exits_non_zero_without_committing(
 
 
 def test_stop_while_retrying_abandons_the_batch_uncommitted(kafka_bootstrap: str, topic_prefix: str) -> None:
-    from consumer.service.loop import ConsumeLoop
+    from metatrail.consumer.service.loop import ConsumeLoop
 
     settings = kafka_test_settings(kafka_bootstrap, topic_prefix, DOWN_STORE, db_retry_attempts=50,
                                    db_retry_max_wait_s=0.2)

@@ -1,16 +1,16 @@
-"""The service processes' collector settings (consumer.service.gcpolicy)."""
+"""The service processes' collector settings (metatrail.consumer.service.gcpolicy)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from consumer.service.gcpolicy import GEN0_THRESHOLD
+from metatrail.consumer.service.gcpolicy import GEN0_THRESHOLD
 
 # Run in a child: the settings are process-wide and must not leak into this test session.
 PROBE = """
 import gc
-from consumer.service.gcpolicy import tune_for_batches
+from metatrail.consumer.service.gcpolicy import tune_for_batches
 young_before = gc.get_threshold()[0]
 frozen_before = gc.get_freeze_count()
 tune_for_batches()

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-import producer
-from consumer.service.topics import ensure_topics
-from consumer.store.engine import open_engine, session_scope
-from consumer.store.models import ArtifactRow, ContextRow, EdgeRow, ExecutionRow, MetricRow
-from producer import Artifact, Dataset, Model, emitter, log_metric, run, track
-from schemas.ids import context_id
+import metatrail
+from metatrail.consumer.service.topics import ensure_topics
+from metatrail.consumer.store.engine import open_engine, session_scope
+from metatrail.consumer.store.models import ArtifactRow, ContextRow, EdgeRow, ExecutionRow, MetricRow
+from metatrail import Artifact, Dataset, Model, log_metric, run, track
+from metatrail.producer import emitter
+from metatrail.schemas.ids import context_id
 from tests.fixtures.broker import TansuBroker, kafka_test_settings
 from tests.fixtures.service import applied_count, dead_letter_count, running_loop, wait_for
 
@@ -69,7 +70,7 @@ def test_pipeline_recorded_with_the_producer_appears_complete(
     kafka_bootstrap: str, topic_prefix: str, store_url: str, tmp_path: Path
 ) -> None:
     settings = kafka_test_settings(kafka_bootstrap, topic_prefix, store_url)
-    producer.configure(
+    metatrail.configure(
         transport="kafka", kafka_bootstrap=kafka_bootstrap, kafka_topic_prefix=topic_prefix,
         spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=20,
     )
@@ -80,7 +81,7 @@ def test_pipeline_recorded_with_the_producer_appears_complete(
             with run(f"nightly-{topic_prefix}", pipeline=f"e2e-{topic_prefix}"):
                 model = train(prepare(Dataset("mem://raw")), epochs=4)
             assert model.uri == "mem://models/m1"
-            assert producer.flush(60)
+            assert metatrail.flush(60)
             expected = {"complete": 2, "executions": 2, "placeholders": 0, "outputs": 2, "inputs": 2,
                         "metrics": 4}
             wait_for(lambda: _graph(engine) == expected, 60, what=f"the whole graph {expected}")
@@ -103,7 +104,7 @@ def test_broker_stopped_during_training_then_every_event_arrives(
     store_url = backend_url("postgresql", server_databases, tmp_path)
     prefix = f"mt-outage-{uuid.uuid4().hex[:8]}"
     settings = kafka_test_settings(broker.bootstrap, prefix, store_url)
-    producer.configure(
+    metatrail.configure(
         transport="kafka", kafka_bootstrap=broker.bootstrap, kafka_topic_prefix=prefix,
         kafka_request_timeout_ms=3_000, spool_path=tmp_path / "spool.db", strict=True, relay_interval_ms=20,
     )
@@ -115,14 +116,14 @@ def test_broker_stopped_during_training_then_every_event_arrives(
             with run("outage-run", pipeline="outage"):
                 for epoch in range(10):
                     train_epoch(epoch)
-                assert producer.flush(60)
+                assert metatrail.flush(60)
                 wait_for(lambda: _graph(engine)["complete"] == 10, 60, what="first epochs applied")
                 before = applied_count(engine)
 
                 broker.stop()
                 for epoch in range(10, 20):  # the broker is down: these wait in the spool
                     train_epoch(epoch)
-                assert not producer.flush(0.5)
+                assert not metatrail.flush(0.5)
                 assert emitter.get().spool.pending() > 0
                 assert applied_count(engine) == before
 
@@ -130,7 +131,7 @@ def test_broker_stopped_during_training_then_every_event_arrives(
                 ensure_topics(settings)
                 for epoch in range(20, epochs):
                     train_epoch(epoch)
-            assert producer.flush(90), "spooled events were not delivered after the broker came back"
+            assert metatrail.flush(90), "spooled events were not delivered after the broker came back"
             assert emitter.get().spool.pending() == 0
             wait_for(lambda: _graph(engine)["complete"] == epochs, 120, what="every epoch applied")
         graph = _graph(engine)

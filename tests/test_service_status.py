@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli import main
-from consumer.service.status import collect_status, spool_status
-from consumer.service.topics import ensure_topics
-from consumer.store.engine import open_engine
-from schemas.events import ContextUpserted
-from schemas.ids import new_id
-from schemas.parse import dump_event
-from schemas.settings import load_settings
+from metatrail.consumer.cli import main
+from metatrail.consumer.service.status import collect_status, spool_status
+from metatrail.consumer.service.topics import ensure_topics
+from metatrail.consumer.store.engine import open_engine
+from metatrail.schemas.events import ContextUpserted
+from metatrail.schemas.ids import new_id
+from metatrail.schemas.parse import dump_event
+from metatrail.schemas.settings import load_settings
 from tests.fixtures.broker import kafka_test_settings, settings_env
 from tests.fixtures.service import committed_total, publish, running_loop, wait_for
 
@@ -76,7 +76,7 @@ def test_status_without_broker_still_reports_the_store(sqlite_url: str) -> None:
 
 
 def test_spool_backlog_is_read_from_the_producer_spool(tmp_path: Path) -> None:
-    from producer.spool import Spool
+    from metatrail.producer.spool import Spool
 
     path = tmp_path / "spool.db"
     assert spool_status(path).exists is False

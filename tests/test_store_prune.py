@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from consumer.apply import apply_events
-from consumer.cli import main
-from consumer.store.models import AppliedEventRow, StepRow, TriggerClaimRow, TriggerOutboxRow
-from consumer.store.prune import PRUNED_TABLES, prune
-from schemas import (
+from metatrail.consumer.apply import apply_events
+from metatrail.consumer.cli import main
+from metatrail.consumer.store.models import AppliedEventRow, StepRow, TriggerClaimRow, TriggerOutboxRow
+from metatrail.consumer.store.prune import PRUNED_TABLES, prune
+from metatrail.schemas import (
     ArtifactRecorded,
     ArtifactRef,
     ArtifactStateChanged,
@@ -28,7 +28,7 @@ from schemas import (
     StepRegistered,
     typed,
 )
-from schemas.ids import context_id, new_id, step_id
+from metatrail.schemas.ids import context_id, new_id, step_id
 from tests.fixtures.dump import canonical_dump
 
 NOW = datetime.now(timezone.utc)
@@ -207,7 +207,7 @@ def test_cli_bad_duration_is_a_one_line_usage_error(
 
 
 def test_cli_dry_run_reports_counts_per_table(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from consumer.store.engine import open_engine
+    from metatrail.consumer.store.engine import open_engine
 
     engine = open_engine(store_url)
     try:

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
-from consumer.store.migrate import current_revision, head_revision, upgrade
-from consumer.store.models import Base
+from metatrail.consumer.store.migrate import current_revision, head_revision, upgrade
+from metatrail.consumer.store.models import Base
 
 
 def test_migrations_and_models_agree(engine: Engine) -> None:

@@ -2,10 +2,10 @@
 input (design rules 2, 3 and 5). The one write path of every event source: the Kafka
 consumer, the embedded transport, ``metatrail ingest`` and dead-letter replay."""
 
-from consumer.apply.applier import apply_events, apply_in_session
-from consumer.apply.records import apply_records
-from consumer.apply.report import ApplyReport, DeadLetter, RawRecord
-from consumer.apply.retry import retry_transient
+from metatrail.consumer.apply.applier import apply_events, apply_in_session
+from metatrail.consumer.apply.records import apply_records
+from metatrail.consumer.apply.report import ApplyReport, DeadLetter, RawRecord
+from metatrail.consumer.apply.retry import retry_transient
 
 __all__ = [
     "ApplyReport",

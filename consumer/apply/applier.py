@@ -18,14 +18,14 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from consumer.apply.bulk import WriteQueue
-from consumer.apply.documents import node_documents
-from consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
-from consumer.apply.plan import NodeDraft, Plan, PropertyDraft, build_plan, pick_description, sid, widen
-from consumer.apply.report import ApplyReport
-from consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
-from consumer.store.engine import session_scope
-from consumer.store.models import (
+from metatrail.consumer.apply.bulk import WriteQueue
+from metatrail.consumer.apply.documents import node_documents
+from metatrail.consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
+from metatrail.consumer.apply.plan import NodeDraft, Plan, PropertyDraft, build_plan, pick_description, sid, widen
+from metatrail.consumer.apply.report import ApplyReport
+from metatrail.consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import (
     AppliedEventRow,
     ArtifactPropertyRow,
     ArtifactRow,
@@ -41,9 +41,9 @@ from consumer.store.models import (
     StepRow,
     TypeRow,
 )
-from consumer.triggers.evaluate import evaluate_triggers
-from schemas.errors import TransientStoreError
-from schemas.events import Event
+from metatrail.consumer.triggers.evaluate import evaluate_triggers
+from metatrail.schemas.errors import TransientStoreError
+from metatrail.schemas.events import Event
 
 log = logging.getLogger("metatrail.apply")
 

@@ -25,7 +25,7 @@ from sqlalchemy import Boolean, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from consumer.store.types import JSONText, UTCDateTime
+from metatrail.consumer.store.types import JSONText, UTCDateTime
 
 Mode = Literal["insert", "ignore", "keep_min", "replace"]
 #: Bind parameters per statement: below PostgreSQL's 65,535 and SQLite's 32,766.

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from consumer.apply.merge import property_wins
-from consumer.apply.plan import PropertyDraft
-from consumer.store.property_document import draft_value, encode, plain_value
+from metatrail.consumer.apply.merge import property_wins
+from metatrail.consumer.apply.plan import PropertyDraft
+from metatrail.consumer.store.property_document import draft_value, encode, plain_value
 
 PropertyKey = tuple[str, bool, str]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from consumer.apply.plan import NodeDraft, PropertyDraft, property_columns
+from metatrail.consumer.apply.plan import NodeDraft, PropertyDraft, property_columns
 
 #: Column values of a node row no event has described yet (a placeholder).
 NODE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -15,8 +15,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from consumer.store.models import STRING_KEY_LEN
-from schemas.events import (
+from metatrail.consumer.store.models import STRING_KEY_LEN
+from metatrail.schemas.events import (
     ArtifactRecorded,
     ArtifactStateChanged,
     ContextUpserted,
@@ -30,7 +30,7 @@ from schemas.events import (
     TriggerRequested,
     TypeRegistered,
 )
-from schemas.values import Properties, PropertyValue
+from metatrail.schemas.values import Properties, PropertyValue
 
 #: Execution state lattice: a late ``started`` never undoes an end.
 STATE_RANK = {"UNKNOWN": 0, "RUNNING": 1, "COMPLETE": 2, "FAILED": 2, "CACHED": 2, "CANCELED": 2}

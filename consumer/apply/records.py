@@ -17,14 +17,14 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from consumer.apply.applier import apply_in_session
-from consumer.apply.bulk import write
-from consumer.apply.report import ApplyReport, DeadLetter, RawRecord
-from consumer.store.engine import session_scope
-from consumer.store.models import DeadLetterRow
-from schemas.errors import EventValidationError, StoreError
-from schemas.events import Event
-from schemas.parse import MAX_EVENT_BYTES, parse_event
+from metatrail.consumer.apply.applier import apply_in_session
+from metatrail.consumer.apply.bulk import write
+from metatrail.consumer.apply.report import ApplyReport, DeadLetter, RawRecord
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import DeadLetterRow
+from metatrail.schemas.errors import EventValidationError, StoreError
+from metatrail.schemas.events import Event
+from metatrail.schemas.parse import MAX_EVENT_BYTES, parse_event
 
 log = logging.getLogger("metatrail.apply")
 

@@ -15,7 +15,7 @@ from tenacity import (
     wait_random,
 )
 
-from schemas.settings import Settings
+from metatrail.schemas.settings import Settings
 
 T = TypeVar("T")
 log = logging.getLogger("metatrail.apply")

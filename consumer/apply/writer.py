@@ -1,5 +1,5 @@
 """Set-based reads of the rows a batch will merge into, locked where the backend locks
-rows (the writes are in ``consumer.apply.bulk``)."""
+rows (the writes are in ``metatrail.consumer.apply.bulk``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import String, Table, any_, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from consumer.store.batching import chunks
+from metatrail.consumer.store.batching import chunks
 
 
 def _member_of(session: Session, column: Any, values: Sequence[str]) -> Any:

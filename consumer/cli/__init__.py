@@ -7,16 +7,16 @@ import sys
 
 import typer
 
-from consumer.cli import db, ingest  # noqa: F401  (registers commands)
-from consumer.cli import query  # noqa: F401
-from consumer.cli import worker  # noqa: F401
-from consumer.cli import consume  # noqa: F401
-from consumer.cli import dlq  # noqa: F401
-from consumer.cli import status  # noqa: F401
-from consumer.cli import demo  # noqa: F401
-from consumer.cli import flush  # noqa: F401
-from consumer.cli.app import app
-from schemas.errors import MetatrailError
+from metatrail.consumer.cli import db, ingest  # noqa: F401  (registers commands)
+from metatrail.consumer.cli import query  # noqa: F401
+from metatrail.consumer.cli import worker  # noqa: F401
+from metatrail.consumer.cli import consume  # noqa: F401
+from metatrail.consumer.cli import dlq  # noqa: F401
+from metatrail.consumer.cli import status  # noqa: F401
+from metatrail.consumer.cli import demo  # noqa: F401
+from metatrail.consumer.cli import flush  # noqa: F401
+from metatrail.consumer.cli.app import app
+from metatrail.schemas.errors import MetatrailError
 
 __all__ = ["app", "main"]
 

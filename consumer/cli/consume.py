@@ -6,14 +6,14 @@ import logging
 
 import typer
 
-from consumer.cli.app import app
-from consumer.cli.output import err_console
-from consumer.service.gcpolicy import tune_for_batches
-from consumer.service.loop import ConsumeLoop
-from consumer.service.signals import stop_on_signals
-from consumer.triggers.relay import kafka_relay
-from schemas.errors import ConfigError
-from schemas.settings import load_settings
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import err_console
+from metatrail.consumer.service.gcpolicy import tune_for_batches
+from metatrail.consumer.service.loop import ConsumeLoop
+from metatrail.consumer.service.signals import stop_on_signals
+from metatrail.consumer.triggers.relay import kafka_relay
+from metatrail.schemas.errors import ConfigError
+from metatrail.schemas.settings import load_settings
 
 
 @app.command("consume")

@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import typer
 
-from consumer.cli.app import db_app
-from consumer.cli.output import console, print_json
-from consumer.store.engine import open_engine
-from consumer.store.migrate import current_revision, head_revision, upgrade
-from consumer.store.prune import prune
-from schemas.settings import load_settings
+from metatrail.consumer.cli.app import db_app
+from metatrail.consumer.cli.output import console, print_json
+from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.migrate import current_revision, head_revision, upgrade
+from metatrail.consumer.store.prune import prune
+from metatrail.schemas.settings import load_settings
 
 
 @db_app.command("upgrade")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from consumer.cli.app import app
-from consumer.cli.output import console
-from schemas.errors import ConfigError, MetatrailError
-from schemas.settings import load_settings
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import console
+from metatrail.schemas.errors import ConfigError, MetatrailError
+from metatrail.schemas.settings import load_settings
 
 
 def _store_url() -> str:
@@ -37,8 +37,8 @@ def _sqlite_file(url: str) -> Path | None:
 def _holds_demo(url: str) -> bool:
     """Whether the store already has the demo's pipeline (a second run would find every
     input already processed: the graph triggers nothing twice)."""
-    from consumer.demo.components import PIPELINE
-    from consumer.query.store import Store
+    from metatrail.consumer.demo.components import PIPELINE
+    from metatrail.consumer.query.store import Store
 
     path = _sqlite_file(url)
     if path is not None and not path.exists():
@@ -92,12 +92,12 @@ def demo(
         )
         raise typer.Exit(1)
     if kafka:
-        from consumer.demo.kafka import run_demo_kafka
+        from metatrail.consumer.demo.kafka import run_demo_kafka
 
         run_demo_kafka(kafka, workspace=workspace, framework=framework, rows=rows, console=console, store_url=url)
         return
-    from consumer.demo import run_demo
-    from producer import configure
+    from metatrail.consumer.demo import run_demo
+    from metatrail import configure
 
     if load_settings().transport != "embedded":
         console.print("[yellow]the demo runs on the embedded transport (use --kafka BOOTSTRAP for a broker)[/]")

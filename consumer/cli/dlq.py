@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from consumer.cli.app import app
-from consumer.cli.output import console, print_json
-from consumer.service.replay import list_dead_letters, replay_dead_letters
-from consumer.store.engine import open_engine
-from schemas.settings import load_settings
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import console, print_json
+from metatrail.consumer.service.replay import list_dead_letters, replay_dead_letters
+from metatrail.consumer.store.engine import open_engine
+from metatrail.schemas.settings import load_settings
 
 dlq_app = typer.Typer(help="Inspect and replay dead letters (input that could not be applied).",
                       no_args_is_help=True)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import typer
 
-from consumer.cli.app import app
-from consumer.cli.output import console, print_json
-from producer.relay import Relay
-from producer.spool import Spool
-from producer.transports import make_transport
-from schemas.settings import load_settings
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import console, print_json
+from metatrail.producer.relay import Relay
+from metatrail.producer.spool import Spool
+from metatrail.producer.transports import make_transport
+from metatrail.schemas.settings import load_settings
 
 
 @app.command("flush")

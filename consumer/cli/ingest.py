@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
-from consumer.cli.app import app
-from consumer.cli.output import console, print_json
-from consumer.service.gcpolicy import tune_for_batches
-from consumer.store.engine import open_engine
-from consumer.store.migrate import upgrade
-from schemas.settings import load_settings
+from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import console, print_json
+from metatrail.consumer.service.gcpolicy import tune_for_batches
+from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.migrate import upgrade
+from metatrail.schemas.settings import load_settings
 
 
 def read_records(path: Path, batch_size: int) -> Iterator[list[RawRecord]]:

@@ -15,12 +15,12 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from consumer.cli.app import app
-from consumer.cli.output import console, print_json
-from consumer.query.domain import Artifact, Context, Execution, LineageGraph
-from consumer.query.store import Store
-from schemas.errors import FilterError, NotFoundError
-from schemas.settings import load_settings
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import console, print_json
+from metatrail.consumer.query.domain import Artifact, Context, Execution, LineageGraph
+from metatrail.consumer.query.store import Store
+from metatrail.schemas.errors import FilterError, NotFoundError
+from metatrail.schemas.settings import load_settings
 
 _KINDS = {"artifacts": "artifact", "executions": "execution", "contexts": "context",
           "artifact": "artifact", "execution": "execution", "context": "context"}
@@ -236,8 +236,8 @@ def retire(
 ) -> None:
     """Retire an artifact by applying an artifact.state_changed event to the store; queries
     then leave it out unless --all."""
-    from consumer.apply import apply_events
-    from schemas.events import ArtifactStateChanged
+    from metatrail.consumer.apply import apply_events
+    from metatrail.schemas.events import ArtifactStateChanged
 
     if state not in ("DELETED", "ABANDONED", "MARKED_FOR_DELETION", "LIVE"):
         raise FilterError(f"retire: --state must be DELETED, ABANDONED, MARKED_FOR_DELETION or LIVE, got {state!r}")

@@ -6,11 +6,11 @@ import logging
 
 import typer
 
-from consumer.cli.app import app
-from consumer.cli.output import console, print_json
-from consumer.service.status import ServiceStatus, collect_status
-from consumer.store.engine import open_engine
-from schemas.settings import load_settings
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import console, print_json
+from metatrail.consumer.service.status import ServiceStatus, collect_status
+from metatrail.consumer.store.engine import open_engine
+from metatrail.schemas.settings import load_settings
 
 
 @app.command("status")

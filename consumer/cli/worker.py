@@ -10,9 +10,9 @@ import threading
 
 import typer
 
-from consumer.cli.app import app
-from consumer.cli.output import err_console
-from schemas.errors import ConfigError
+from metatrail.consumer.cli.app import app
+from metatrail.consumer.cli.output import err_console
+from metatrail.schemas.errors import ConfigError
 
 
 def _import_user_module(name: str) -> object:
@@ -42,21 +42,21 @@ def worker(
     skipped). Otherwise (embedded): takes triggers straight from the local
     store. Stops cleanly on SIGTERM / SIGINT.
     """
-    from consumer.service.signals import stop_on_signals
-    from consumer.worker.embedded import register_steps, resolve_steps, run_embedded
-    from consumer.worker.lookup import shared_engine
-    from producer import emitter
-    from producer.steps import steps_in
+    from metatrail.consumer.service.signals import stop_on_signals
+    from metatrail.consumer.worker.embedded import register_steps, resolve_steps, run_embedded
+    from metatrail.consumer.worker.lookup import shared_engine
+    from metatrail.producer import emitter
+    from metatrail.producer.steps import steps_in
 
     settings = emitter.configure()  # the environment's settings, for this command's recording
-    logging.getLogger("consumer.worker").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("metatrail.consumer.worker").setLevel(logging.DEBUG if verbose else logging.INFO)
     mod = _import_user_module(module)
     steps = steps_in(module)
     if not steps:
         raise ConfigError(f"module {module!r} declares no @step functions")
     names = ", ".join(s.name for s in steps)
     if settings.transport == "kafka":
-        from consumer.worker.kafka import KafkaWorker, default_group
+        from metatrail.consumer.worker.kafka import KafkaWorker, default_group
 
         register_steps(steps)
         # One group per module: every module's workers see every trigger and run their own.

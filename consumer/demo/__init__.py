@@ -20,10 +20,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from consumer.demo import components
-from consumer.demo.pipeline import STEPS, DayResult, day_start, land, read_results, watch_day
-from consumer.demo.report import print_summary
-from consumer.query.store import Store
+from metatrail.consumer.demo import components
+from metatrail.consumer.demo.pipeline import STEPS, DayResult, day_start, land, read_results, watch_day
+from metatrail.consumer.demo.report import print_summary
+from metatrail.consumer.query.store import Store
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -51,9 +51,9 @@ class DemoResult:
 
 def embedded_runner() -> Runner:
     """Register the steps, then per day run the triggers in a background thread of this
-    process (``consumer.worker.run_embedded``) until nothing is left to run."""
-    from consumer.worker.embedded import register_steps, resolve_steps, run_embedded
-    from producer import flush
+    process (``metatrail.consumer.worker.run_embedded``) until nothing is left to run."""
+    from metatrail.consumer.worker.embedded import register_steps, resolve_steps, run_embedded
+    from metatrail import flush
 
     steps = resolve_steps(components)
     register_steps(steps)
@@ -84,7 +84,7 @@ def run_demo(
     report. ``framework``: ``keras``, ``numpy`` or ``auto`` (Keras when importable).
     ``runner``: starts whatever runs the triggered steps for a day (default: an in-process
     worker, :func:`embedded_runner`). Blocking."""
-    from consumer.demo.model import keras_available
+    from metatrail.consumer.demo.model import keras_available
 
     console = console or Console()
     _prepare_store(store_url)
@@ -133,8 +133,8 @@ def run_demo(
 
 def _prepare_store(store_url: str) -> None:
     """Create or upgrade the store's tables (the demo queries it before the first event)."""
-    from consumer.store.engine import open_engine
-    from consumer.store.migrate import upgrade
+    from metatrail.consumer.store.engine import open_engine
+    from metatrail.consumer.store.migrate import upgrade
 
     engine = open_engine(store_url)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.demo.data import BRANDS, CATEGORIES, DEVICES, PRICE_MAX, PRICE_MIN, Impressions
+from metatrail.consumer.demo.data import BRANDS, CATEGORIES, DEVICES, PRICE_MAX, PRICE_MIN, Impressions
 
 NUMERIC = ("price", "position", "clicked")
 CATEGORICAL = ("product_category", "brand", "device")

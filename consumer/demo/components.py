@@ -3,7 +3,7 @@
 ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Trainer -> Evaluator ->
 Pusher, for an online shoe retailer's click-through-rate model. Each step declares the
 artifact type that starts it; a worker (``run_embedded`` in-process, or
-``metatrail worker consumer.demo.components`` with Kafka) runs it when such an artifact of
+``metatrail worker metatrail.consumer.demo.components`` with Kafka) runs it when such an artifact of
 the pipeline becomes LIVE. Whatever else a step needs it looks up in the store and records
 as an INPUT with a role (the schema, the validator's baseline statistics, the model an
 evaluation is of, the model in production), so lineage shows it.
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from consumer.demo import analysis, data, model
-from producer import Artifact, log_artifact, log_metrics, log_params
-from producer.cache import latest, to_producer_artifact
-from producer.steps import step
+from metatrail.consumer.demo import analysis, data, model
+from metatrail import Artifact, log_artifact, log_metrics, log_params
+from metatrail.producer.cache import latest, to_producer_artifact
+from metatrail.producer.steps import step
 
 PIPELINE = "shoe-ctr"
 #: The trainer's framework: keras, numpy or auto (Keras when importable). The demo sets it
@@ -70,10 +70,10 @@ def _lookup(artifact_type: str, role: str, where: str | None = None) -> Artifact
     INPUT of the running step with ``role``; None if there is none."""
     if where is None:
         return latest(artifact_type, PIPELINE, role=role)
-    from consumer.query.store import Store
-    from consumer.worker.lookup import shared_engine
-    from producer import emitter
-    from schemas.ids import context_id
+    from metatrail.consumer.query.store import Store
+    from metatrail.consumer.worker.lookup import shared_engine
+    from metatrail.producer import emitter
+    from metatrail.schemas.ids import context_id
 
     settings = emitter.settings()
     if settings.transport == "embedded":
@@ -88,9 +88,9 @@ def _lookup(artifact_type: str, role: str, where: str | None = None) -> Artifact
 
 def _by_id(artifact_id: str, role: str) -> Artifact:
     """An artifact of the store by id, recorded as an INPUT of the running step."""
-    from consumer.query.store import Store
-    from consumer.worker.lookup import shared_engine
-    from producer import emitter
+    from metatrail.consumer.query.store import Store
+    from metatrail.consumer.worker.lookup import shared_engine
+    from metatrail.producer import emitter
 
     stored = Store(shared_engine(emitter.settings().store_url)).artifact(artifact_id)
     return log_artifact(to_producer_artifact(stored), role, direction="input")
@@ -171,7 +171,7 @@ def trainer(examples: Artifact, epochs: int = 6) -> Artifact:
     (folder / "encoder.json").write_text(json.dumps(enc, sort_keys=True))
     if framework == "keras":
         model.import_keras()  # picks a backend before anything imports keras
-        from producer.keras import MetadataCallback
+        from metatrail.keras import MetadataCallback
 
         model.train_keras(x, y, folder / "model.keras", epochs, [MetadataCallback(log_model=False)])
     else:

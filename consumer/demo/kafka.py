@@ -2,7 +2,7 @@
 
 Two background processes do the service side, as in a deployment: ``metatrail consume``
 applies the events topic to the store (and relays the triggers the graph requests), and
-``metatrail worker consumer.demo.components`` runs the triggered steps. This process only
+``metatrail worker metatrail.consumer.demo.components`` runs the triggered steps. This process only
 exports each day's data (its events go through Kafka too) and watches the store. Topics
 get a fresh prefix per demo run, so nothing left on the broker by an earlier run can
 trigger anything. The processes' logs go to ``<workspace>/logs/``; both are stopped
@@ -21,12 +21,12 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import func, select
 
-from consumer.demo import components, run_demo
-from consumer.demo.pipeline import STEPS
-from consumer.store.engine import open_engine
-from consumer.store.migrate import upgrade
-from consumer.store.models import StepRow
-from schemas.errors import MetatrailError
+from metatrail.consumer.demo import components, run_demo
+from metatrail.consumer.demo.pipeline import STEPS
+from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.migrate import upgrade
+from metatrail.consumer.store.models import StepRow
+from metatrail.schemas.errors import MetatrailError
 
 #: How long the worker's steps have been registered in the store by, at most.
 STARTUP_TIMEOUT_S = 120.0
@@ -86,7 +86,7 @@ def run_demo_kafka(
 ) -> None:
     """Run the demo through the broker at ``bootstrap`` (see module doc). Blocking; raises
     ``MetatrailError`` if the background services do not come up."""
-    from producer import configure, flush
+    from metatrail import configure, flush
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     prefix = f"metatrail-demo-{stamp}"
@@ -98,14 +98,14 @@ def run_demo_kafka(
     finally:
         engine.dispose()
     if framework == "auto":
-        from consumer.demo.model import keras_available
+        from metatrail.consumer.demo.model import keras_available
 
         framework = "keras" if keras_available() else "numpy"
     base = dict(os.environ)
     procs: list[subprocess.Popen[bytes]] = []
     commands = {
-        "consume": [sys.executable, "-m", "consumer", "consume"],
-        "worker": [sys.executable, "-m", "consumer", "worker", "consumer.demo.components"],
+        "consume": [sys.executable, "-m", "metatrail", "consume"],
+        "worker": [sys.executable, "-m", "metatrail", "worker", "metatrail.consumer.demo.components"],
     }
     try:
         for name, cmd in commands.items():

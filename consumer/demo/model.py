@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.demo.data import Impressions
+from metatrail.consumer.demo.data import Impressions
 
 
 def encoder_from_schema(schema: dict[str, Any], train: Impressions) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from consumer.demo import analysis, components, data
-from consumer.query.domain import Artifact as StoredArtifact
-from consumer.query.store import Store
-from producer import Artifact, flush, run, track
+from metatrail.consumer.demo import analysis, components, data
+from metatrail.consumer.query.domain import Artifact as StoredArtifact
+from metatrail.consumer.query.store import Store
+from metatrail import Artifact, flush, run, track
 
 #: Called as each step ends: (day, step type, state, seconds).
 Progress = Callable[[int, str, str, float], None]

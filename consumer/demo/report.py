@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from consumer.query.domain import Artifact, Execution, LineageGraph
-from consumer.query.store import Store
+from metatrail.consumer.query.domain import Artifact, Execution, LineageGraph
+from metatrail.consumer.query.store import Store
 
 _STATE_STYLE = {"COMPLETE": "green", "CACHED": "cyan", "FAILED": "red", "RUNNING": "yellow"}
 

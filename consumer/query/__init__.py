@@ -1,8 +1,8 @@
 """Queries on the lineage graph: lineage walks, the filter language, comparisons, warm
 start. ``Store.open(url)`` is the entry point; it returns the domain objects of
-:mod:`consumer.query.domain`, never ORM rows."""
+:mod:`metatrail.consumer.query.domain`, never ORM rows."""
 
-from consumer.query.domain import (
+from metatrail.consumer.query.domain import (
     Artifact,
     Comparison,
     Context,
@@ -14,8 +14,8 @@ from consumer.query.domain import (
     Page,
     RunColumn,
 )
-from consumer.query.filters import parse_filter
-from consumer.query.store import Store
+from metatrail.consumer.query.filters import parse_filter
+from metatrail.consumer.query.store import Store
 
 __all__ = [
     "Artifact",

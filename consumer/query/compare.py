@@ -8,14 +8,14 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from consumer.query import sqlparts as sp
-from consumer.query.compile import CONTEXT, EXECUTION
-from consumer.query.convert import metric_value
-from consumer.query.domain import Comparison, Context, Execution, MetricHistoryRow, RunColumn
-from consumer.query.raw import Raw, load_nodes
-from consumer.store import models as m
-from consumer.store.batching import chunks
-from schemas.errors import FilterError, NotFoundError
+from metatrail.consumer.query import sqlparts as sp
+from metatrail.consumer.query.compile import CONTEXT, EXECUTION
+from metatrail.consumer.query.convert import metric_value
+from metatrail.consumer.query.domain import Comparison, Context, Execution, MetricHistoryRow, RunColumn
+from metatrail.consumer.query.raw import Raw, load_nodes
+from metatrail.consumer.store import models as m
+from metatrail.consumer.store.batching import chunks
+from metatrail.schemas.errors import FilterError, NotFoundError
 
 METRICS = m.MetricRow.__table__
 ASSOC = m.AssociationRow.__table__

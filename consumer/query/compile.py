@@ -28,12 +28,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, String, Table, and_, false, literal, not_, or_, select, type_coerce
 
-from consumer.query import sqlparts as sp
-from consumer.query.filters import And, Compare, Expr, LineageOf, Not, Or
-from consumer.query.reach import artifact_reach, executions_next_to
-from consumer.store import models as m
-from consumer.store.models import STRING_KEY_LEN
-from schemas.errors import FilterError
+from metatrail.consumer.query import sqlparts as sp
+from metatrail.consumer.query.filters import And, Compare, Expr, LineageOf, Not, Or
+from metatrail.consumer.query.reach import artifact_reach, executions_next_to
+from metatrail.consumer.store import models as m
+from metatrail.consumer.store.models import STRING_KEY_LEN
+from metatrail.schemas.errors import FilterError
 
 #: Hop limit of upstream_of/downstream_of when the filter gives none.
 DEFAULT_PREDICATE_HOPS = 10_000

@@ -1,11 +1,11 @@
-"""Small row helpers: metric values and samples (nodes load through :mod:`consumer.query.raw`)."""
+"""Small row helpers: metric values and samples (nodes load through :mod:`metatrail.consumer.query.raw`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from consumer.query.domain import MetricPoint
+from metatrail.consumer.query.domain import MetricPoint
 
 
 def metric_value(value: float | None, nonfinite: str | None) -> float:

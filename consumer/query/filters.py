@@ -17,7 +17,7 @@ inside; keys with odd characters in backticks: ``properties.`my key```)::
     field      := name ("." name)*          e.g. type, properties.lr, context.name
     value      := STRING | NUMBER | "TRUE" | "FALSE"
 
-Parsing knows nothing about tables: :mod:`consumer.query.compile` checks field names
+Parsing knows nothing about tables: :mod:`metatrail.consumer.query.compile` checks field names
 against the entity and turns the tree into SQLAlchemy expressions with bound parameters.
 Every syntax error is a ``FilterError`` naming the position (0-based character offset) and
 what was expected.
@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
-from schemas.errors import FilterError
+from metatrail.schemas.errors import FilterError
 
 Literal_ = Union[str, int, float, bool]
 

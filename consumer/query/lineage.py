@@ -6,7 +6,7 @@ Why this split: the CTE does the unbounded part (the walk) in the database with 
 joins; the edge set it returns is small (the reached neighbourhood), so exact distances
 and a deterministic cut (by distance, then id) cost nothing and are identical on every
 backend, whatever order each database returns rows in. The SQL is plain text on the
-DBAPI cursor (:mod:`consumer.query.raw`): a trace is a few index lookups, cheaper than
+DBAPI cursor (:mod:`metatrail.consumer.query.raw`): a trace is a few index lookups, cheaper than
 building SQLAlchemy constructs for them.
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection
 
-from consumer.query.domain import Artifact, Edge, Execution, LineageGraph
-from consumer.query.raw import STEP, Raw, load_graph_nodes, node_kind, walk_edges
-from schemas.errors import NotFoundError
+from metatrail.consumer.query.domain import Artifact, Edge, Execution, LineageGraph
+from metatrail.consumer.query.raw import STEP, Raw, load_graph_nodes, node_kind, walk_edges
+from metatrail.schemas.errors import NotFoundError
 
 #: Default hop limit (edges) and node limit of ``Store.lineage``.
 DEFAULT_MAX_HOPS = 50

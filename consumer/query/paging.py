@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, and_, case, false, or_, select
 
-from consumer.query import sqlparts as sp
-from consumer.query.compile import PROPERTY_HEADS, EXECUTION, Entity
-from consumer.query.filters import parse_order_by
-from schemas.errors import FilterError
+from metatrail.consumer.query import sqlparts as sp
+from metatrail.consumer.query.compile import PROPERTY_HEADS, EXECUTION, Entity
+from metatrail.consumer.query.filters import parse_order_by
+from metatrail.schemas.errors import FilterError
 
 
 @dataclass(frozen=True)

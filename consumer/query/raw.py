@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from consumer.query.domain import Artifact, Context, Execution
-from consumer.store.batching import chunks
-from consumer.store.property_document import decode_many
+from metatrail.consumer.query.domain import Artifact, Context, Execution
+from metatrail.consumer.store.batching import chunks
+from metatrail.consumer.store.property_document import decode_many
 
 #: Ids per IN list (under SQLite's historical 999-parameter limit).
 CHUNK = 900
@@ -201,7 +201,7 @@ STEP = {"upstream": ("OUTPUT", "INPUT"), "downstream": ("INPUT", "OUTPUT")}
 def walk_edges(raw: Raw, start: str, direction: str, max_depth: int) -> list[tuple[str, str, str, str]]:
     """Edges (execution_id, direction, artifact_id, role) of every execution one step
     beyond an artifact reachable from ``start`` within ``max_depth`` edges, plus the
-    start's own edges when it is an execution (see :mod:`consumer.query.reach`).
+    start's own edges when it is an execution (see :mod:`metatrail.consumer.query.reach`).
 
     Two statements: the recursive walk returns artifact ids only, then one indexed lookup
     fetches the edges around them. (Joining the walk's output inside the same statement

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import CTE, Integer, String, and_, cast, literal, select, union
 
-from consumer.store.models import EdgeRow
-from consumer.store.types import ID_LEN
+from metatrail.consumer.store.models import EdgeRow
+from metatrail.consumer.store.types import ID_LEN
 
 EDGES = EdgeRow.__table__
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, cast, false, or_
 from sqlalchemy.dialects import mysql
 
-from schemas.errors import FilterError
+from metatrail.schemas.errors import FilterError
 
 MYSQL = ("mysql", "mariadb")
 

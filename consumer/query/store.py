@@ -20,10 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import NullType
 
-from consumer.query import compare as cmp
-from consumer.query.compile import ARTIFACT, ENTITIES, Compiler, Entity
-from consumer.query.convert import metric_points
-from consumer.query.domain import (
+from metatrail.consumer.query import compare as cmp
+from metatrail.consumer.query.compile import ARTIFACT, ENTITIES, Compiler, Entity
+from metatrail.consumer.query.convert import metric_points
+from metatrail.consumer.query.domain import (
     RETIRED_STATES,
     Artifact,
     Comparison,
@@ -34,13 +34,13 @@ from consumer.query.domain import (
     MetricPoint,
     Page,
 )
-from consumer.query.filters import parse_filter
-from consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
-from consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
-from consumer.query.paging import SortKey, after, apply_order, decode_cursor, encode_cursor, sort_keys
-from consumer.store.engine import is_transient, open_engine
-from consumer.store.models import MetricRow
-from schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
+from metatrail.consumer.query.filters import parse_filter
+from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
+from metatrail.consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
+from metatrail.consumer.query.paging import SortKey, after, apply_order, decode_cursor, encode_cursor, sort_keys
+from metatrail.consumer.store.engine import is_transient, open_engine
+from metatrail.consumer.store.models import MetricRow
+from metatrail.schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
 
 Kind = Literal["artifact", "execution", "context"]
 #: Largest page ``find`` returns.
@@ -137,7 +137,7 @@ class Store:
         include_retired: bool = False,
     ) -> Page[Any]:
         """One page of artifacts, executions or contexts matching ``filter`` (see
-        :mod:`consumer.query.compile` for the language), ordered by ``order_by``
+        :mod:`metatrail.consumer.query.compile` for the language), ordered by ``order_by``
         (``"created_at"``, ``"name desc"``, ``"-properties.accuracy"``; default
         ``created_at``), then id. Placeholders and DELETED/ABANDONED artifacts are left
         out unless ``include_retired``. Pass ``page.next_cursor`` back for the next page."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES
-from schemas.errors import TransientTransportError
-from schemas.settings import Settings
+from metatrail.consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES
+from metatrail.schemas.errors import TransientTransportError
+from metatrail.schemas.settings import Settings
 
 log = logging.getLogger("metatrail.service.dlq")
 

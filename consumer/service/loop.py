@@ -21,13 +21,13 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
 
-from consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
-from consumer.service.deadletters import DeadLetterPublisher, OutgoingDeadLetter
-from consumer.service.offsets import first_offsets, merge_offsets, next_offsets
-from consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES, ensure_topics
-from consumer.store.engine import open_engine
-from schemas.errors import MetatrailError, TransientTransportError, TransportError
-from schemas.settings import Settings
+from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
+from metatrail.consumer.service.deadletters import DeadLetterPublisher, OutgoingDeadLetter
+from metatrail.consumer.service.offsets import first_offsets, merge_offsets, next_offsets
+from metatrail.consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES, ensure_topics
+from metatrail.consumer.store.engine import open_engine
+from metatrail.schemas.errors import MetatrailError, TransientTransportError, TransportError
+from metatrail.schemas.settings import Settings
 
 log = logging.getLogger("metatrail.service")
 

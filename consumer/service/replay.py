@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, or_, select, update
 
-from consumer.apply import apply_events, retry_transient
-from consumer.store.engine import session_scope
-from consumer.store.models import DeadLetterRow
-from schemas.errors import EventValidationError, NotFoundError
-from schemas.parse import parse_event
-from schemas.settings import Settings
+from metatrail.consumer.apply import apply_events, retry_transient
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import DeadLetterRow
+from metatrail.schemas.errors import EventValidationError, NotFoundError
+from metatrail.schemas.parse import parse_event
+from metatrail.schemas.settings import Settings
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"

@@ -18,11 +18,11 @@ from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 from sqlalchemy import Engine, select
 
-from consumer.service.replay import dead_letter_counts
-from consumer.store.engine import session_scope
-from consumer.store.models import AppliedEventRow
-from schemas.errors import MetatrailError
-from schemas.settings import Settings
+from metatrail.consumer.service.replay import dead_letter_counts
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import AppliedEventRow
+from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.settings import Settings
 
 
 @dataclass(frozen=True)

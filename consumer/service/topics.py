@@ -9,8 +9,8 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.errors import TransientTransportError, TransportError
-from schemas.settings import Settings
+from metatrail.schemas.errors import TransientTransportError, TransportError
+from metatrail.schemas.settings import Settings
 
 log = logging.getLogger("metatrail.service.topics")
 

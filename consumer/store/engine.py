@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from schemas.errors import ConfigError, StoreError, TransientStoreError
+from metatrail.schemas.errors import ConfigError, StoreError, TransientStoreError
 
 #: PostgreSQL SQLSTATE classes/codes worth a retry.
 _PG_TRANSIENT_PREFIXES = ("08", "40", "53", "57P")

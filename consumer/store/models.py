@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from consumer.store.types import ID_LEN, JSONText, LongBinary, LongText, UTCDateTime
+from metatrail.consumer.store.types import ID_LEN, JSONText, LongBinary, LongText, UTCDateTime
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

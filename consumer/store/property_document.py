@@ -3,7 +3,7 @@
 The typed property tables are the truth and what filters use (indexed, portable). The
 document repeats them for reading: queries that return thousands of nodes parse one text
 per node instead of fetching and converting a row per property. Apply writes it in the
-same transaction as the rows (``consumer.apply.documents``), so the two always agree.
+same transaction as the rows (``metatrail.consumer.apply.documents``), so the two always agree.
 
 Form: ``[{properties}, {custom_properties}]``, plain values (what the read API returns),
 keys sorted, compact separators: the same properties give the same text on every backend

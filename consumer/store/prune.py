@@ -47,8 +47,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Table, and_, delete, exists, func, select, tuple_
 from sqlalchemy.orm import aliased
 
-from consumer.store.engine import session_scope
-from consumer.store.models import AppliedEventRow, ExecutionRow, TriggerClaimRow, TriggerOutboxRow
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import AppliedEventRow, ExecutionRow, TriggerClaimRow, TriggerOutboxRow
 
 #: The cut-off when none is given: far longer than a broker's usual retention (7 days).
 DEFAULT_OLDER_THAN = timedelta(days=30)

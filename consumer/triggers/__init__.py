@@ -1,8 +1,8 @@
 """Event-driven orchestration on the consumer side: trigger evaluation inside the apply
 transaction (``evaluate_triggers``) and the relay that publishes the trigger outbox."""
 
-from consumer.triggers.evaluate import evaluate_triggers
-from consumer.triggers.relay import (
+from metatrail.consumer.triggers.evaluate import evaluate_triggers
+from metatrail.consumer.triggers.relay import (
     RelayThread,
     TriggerPublisher,
     fetch_unsent,

@@ -1,7 +1,7 @@
 """Which LIVE artifacts can fill a step's input slot: type, optional filter, pipeline.
 
 A slot is ``StepInput(type, filter)``; a step may belong to a pipeline, whose context
-(type ``Pipeline``, named after it, as ``producer.run(pipeline=...)`` makes it) scopes
+(type ``Pipeline``, named after it, as ``metatrail.producer.run(pipeline=...)`` makes it) scopes
 its candidates: a step of pipeline ``p`` only consumes artifacts attributed to ``p``. "Newest" orders by ``created_at`` then id (ids are
 time-ordered UUIDv7s), so ties break the same way on every backend.
 """
@@ -14,27 +14,27 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, select, true
 from sqlalchemy.orm import Session
 
-from consumer.store.models import (
+from metatrail.consumer.store.models import (
     ArtifactRow,
     AttributionRow,
     EdgeRow,
     ExecutionRow,
     TriggerOutboxRow,
 )
-from schemas.events import StepInput
-from schemas.ids import context_id
+from metatrail.schemas.events import StepInput
+from metatrail.schemas.ids import context_id
 
-#: Context type of a pipeline; ``producer.run(pipeline=...)`` attributes artifacts to it.
+#: Context type of a pipeline; ``metatrail.producer.run(pipeline=...)`` attributes artifacts to it.
 PIPELINE_CONTEXT_TYPE = "Pipeline"
 
 
 def filter_clause(text: str | None, dialect: str) -> ColumnElement[bool]:
     """The SQL condition of a step input's filter over ``mt_artifacts`` (the query
-    language of :mod:`consumer.query`). Raises ``FilterError`` on a malformed filter."""
+    language of :mod:`metatrail.consumer.query`). Raises ``FilterError`` on a malformed filter."""
     if not text:
         return true()
-    from consumer.query.compile import ARTIFACT, Compiler
-    from consumer.query.filters import parse_filter
+    from metatrail.consumer.query.compile import ARTIFACT, Compiler
+    from metatrail.consumer.query.filters import parse_filter
 
     return Compiler(dialect).compile(parse_filter(text), ARTIFACT)
 

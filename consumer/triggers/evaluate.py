@@ -13,7 +13,7 @@ Policies (``StepRegistered.policy``):
 ``latest``
     A burst coalesces into one run on the newest inputs: the step's pending row
     (``mt_step_pending``) is replaced by the newest input set; the relay turns it into an
-    outbox row when the step has no trigger in flight (see :mod:`consumer.triggers.relay`).
+    outbox row when the step has no trigger in flight (see :mod:`metatrail.consumer.triggers.relay`).
 ``all_new``
     Airflow's rule: a run when every slot has an artifact newer than the one the step's
     last trigger used (the first run needs one artifact per slot).
@@ -34,12 +34,12 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consumer.store.models import StepPendingRow, StepRow, TriggerOutboxRow
-from consumer.triggers import candidates
-from consumer.triggers.sql import insert_ignore, upsert
-from schemas.errors import FilterError
-from schemas.events import StepInput
-from schemas.ids import trigger_id
+from metatrail.consumer.store.models import StepPendingRow, StepRow, TriggerOutboxRow
+from metatrail.consumer.triggers import candidates
+from metatrail.consumer.triggers.sql import insert_ignore, upsert
+from metatrail.schemas.errors import FilterError
+from metatrail.schemas.events import StepInput
+from metatrail.schemas.ids import trigger_id
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.errors import TransientTransportError, TransportError
-from schemas.events import TriggerRequested
-from schemas.parse import dump_event
-from schemas.settings import Settings
+from metatrail.schemas.errors import TransientTransportError, TransportError
+from metatrail.schemas.events import TriggerRequested
+from metatrail.schemas.parse import dump_event
+from metatrail.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def ensure_triggers_topic(settings: Settings) -> None:
     """Create the triggers topic if it does not exist (idempotent; the service's topic
     set-up). Raises ``TransportError`` when the broker cannot be reached or refuses."""
-    from consumer.service.topics import ensure_topics
+    from metatrail.consumer.service.topics import ensure_topics
 
     ensure_topics(settings, [settings.triggers_topic])
 

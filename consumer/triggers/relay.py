@@ -22,19 +22,19 @@ from typing import Protocol
 from sqlalchemy import Engine, and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from consumer.store.engine import session_scope
-from consumer.store.models import (
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import (
     ExecutionRow,
     StepPendingRow,
     StepRow,
     TriggerClaimRow,
     TriggerOutboxRow,
 )
-from consumer.triggers.sql import insert_ignore
-from schemas.errors import MetatrailError
-from schemas.events import TriggerRequested
-from schemas.ids import derived_id
-from schemas.settings import Settings
+from metatrail.consumer.triggers.sql import insert_ignore
+from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.events import TriggerRequested
+from metatrail.schemas.ids import derived_id
+from metatrail.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,8 @@ def kafka_relay(settings: Settings, engine: Engine | None = None, *, interval_s:
     """A (not yet started) relay from the store at ``settings.store_url`` to the triggers
     topic. Use it as a context manager, or ``start()``/``stop()``; ``stop`` closes what it
     opened. Raises ``TransportError`` when the broker cannot be reached."""
-    from consumer.store.engine import open_engine
-    from consumer.triggers.kafka import KafkaTriggerPublisher, ensure_triggers_topic
+    from metatrail.consumer.store.engine import open_engine
+    from metatrail.consumer.triggers.kafka import KafkaTriggerPublisher, ensure_triggers_topic
 
     ensure_triggers_topic(settings)
     own_engine = engine is None

@@ -1,6 +1,6 @@
 """Workers: run the steps the lineage graph triggers (Kafka group member or embedded)."""
 
-from consumer.worker.embedded import EmbeddedReport, run_embedded
-from consumer.worker.runner import Outcome, TriggerRunner, retry_delay_s
+from metatrail.consumer.worker.embedded import EmbeddedReport, run_embedded
+from metatrail.consumer.worker.runner import Outcome, TriggerRunner, retry_delay_s
 
 __all__ = ["EmbeddedReport", "Outcome", "TriggerRunner", "retry_delay_s", "run_embedded"]

@@ -4,7 +4,7 @@ The producer's embedded transport applies events to the local store (evaluating 
 in the same transaction); this worker takes the unsent outbox rows of its steps straight
 from that store (marking them sent), runs them, and repeats until nothing is left::
 
-    from consumer.worker import run_embedded
+    from metatrail.consumer.worker import run_embedded
     import my_pipeline.steps as steps
     ingest(...)                                   # a tracked call that writes a dataset
     report = run_embedded(steps, until_idle=True, timeout_s=60)
@@ -28,16 +28,16 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from consumer.apply import retry_transient
-from consumer.store.migrate import upgrade
-from consumer.triggers.relay import relay_once
-from consumer.worker.lookup import shared_engine
-from consumer.worker.runner import Outcome, TriggerRunner
-from schemas.events import TriggerRequested
-from schemas.settings import Settings
+from metatrail.consumer.apply import retry_transient
+from metatrail.consumer.store.migrate import upgrade
+from metatrail.consumer.triggers.relay import relay_once
+from metatrail.consumer.worker.lookup import shared_engine
+from metatrail.consumer.worker.runner import Outcome, TriggerRunner
+from metatrail.schemas.events import TriggerRequested
+from metatrail.schemas.settings import Settings
 
 if TYPE_CHECKING:
-    from producer.steps import Step
+    from metatrail.producer.steps import Step
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class EmbeddedReport:
 
 def resolve_steps(module_or_steps: ModuleType | str | Iterable[Step]) -> list[Step]:
     """Steps of a module (object or dotted name, imported if needed) or a list of steps."""
-    from producer.steps import Step, steps_in
+    from metatrail.producer.steps import Step, steps_in
 
     if isinstance(module_or_steps, str):
         module_or_steps = importlib.import_module(module_or_steps)
@@ -83,7 +83,7 @@ def resolve_steps(module_or_steps: ModuleType | str | Iterable[Step]) -> list[St
 
 def register_steps(steps: Sequence[Step]) -> None:
     """Emit one ``step.registered`` event per step through the producer's emitter."""
-    from producer import emitter
+    from metatrail.producer import emitter
 
     emitter.emit([s.registration() for s in steps])
 
@@ -111,7 +111,7 @@ class _Publisher:
 
 
 def _flush(settings: Settings) -> None:
-    from producer import emitter
+    from metatrail.producer import emitter
 
     emitter.flush(timeout_s=max(settings.exit_flush_timeout_s, 30.0))
 
@@ -136,7 +136,7 @@ def run_embedded(
     ``timed_out=True``. Blocking; raises ``StoreError`` if the store fails for good.
     """
     if settings is None:
-        from producer import emitter
+        from metatrail.producer import emitter
 
         settings = emitter.settings()
     steps = resolve_steps(module_or_steps)

@@ -1,7 +1,7 @@
 """The Kafka worker: a member of a consumer group on the triggers topic.
 
 Each message is one ``TriggerRequested``; the worker handles it (see
-:mod:`consumer.worker.runner`), publishes the retry request when the step failed and may
+:mod:`metatrail.consumer.worker.runner`), publishes the retry request when the step failed and may
 retry, then commits the message's offset. A crash before the commit redelivers the
 message; the claim table makes the redelivery a no-op. Several workers with the same group
 share the partitions (requests are keyed by step id).
@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from consumer.apply import retry_transient
-from consumer.triggers.kafka import KafkaTriggerPublisher, ensure_triggers_topic
-from consumer.worker.runner import Outcome, TriggerRunner
-from schemas.errors import EventValidationError, MetatrailError, TransientTransportError
-from schemas.events import TriggerRequested
-from schemas.parse import parse_event
-from schemas.settings import Settings
+from metatrail.consumer.apply import retry_transient
+from metatrail.consumer.triggers.kafka import KafkaTriggerPublisher, ensure_triggers_topic
+from metatrail.consumer.worker.runner import Outcome, TriggerRunner
+from metatrail.schemas.errors import EventValidationError, MetatrailError, TransientTransportError
+from metatrail.schemas.events import TriggerRequested
+from metatrail.schemas.parse import parse_event
+from metatrail.schemas.settings import Settings
 
 if TYPE_CHECKING:
-    from producer.steps import Step
+    from metatrail.producer.steps import Step
 
 log = logging.getLogger(__name__)
 

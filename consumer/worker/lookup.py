@@ -1,7 +1,7 @@
 """Reads the orchestration side needs from the store, as query domain objects.
 
 Used by the worker (resolve a trigger's input ids), by the producer's cache lookup and by
-warm start (``producer.latest``). Reads only; every function takes an open session.
+warm start (``metatrail.producer.latest``). Reads only; every function takes an open session.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from sqlalchemy import Engine, and_, bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from consumer.query.domain import Artifact
-from consumer.store.engine import open_engine
-from consumer.store.models import (
+from metatrail.consumer.query.domain import Artifact
+from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.models import (
     ArtifactPropertyRow,
     ArtifactRow,
     EdgeRow,
     ExecutionPropertyRow,
     ExecutionRow,
 )
-from consumer.triggers.candidates import newest
-from schemas.events import StepInput
+from metatrail.consumer.triggers.candidates import newest
+from metatrail.schemas.events import StepInput
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()

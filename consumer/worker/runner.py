@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Engine, update
 
-from consumer.store.engine import session_scope
-from consumer.store.models import TriggerClaimRow
-from consumer.triggers.relay import request_event
-from consumer.triggers.sql import insert_ignore
-from consumer.worker.lookup import execution_for_trigger, load_artifacts
-from schemas.errors import MetatrailError
-from schemas.events import TriggerRequested
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import TriggerClaimRow
+from metatrail.consumer.triggers.relay import request_event
+from metatrail.consumer.triggers.sql import insert_ignore
+from metatrail.consumer.worker.lookup import execution_for_trigger, load_artifacts
+from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.events import TriggerRequested
 
 if TYPE_CHECKING:
-    from producer.steps import Step
+    from metatrail.producer.steps import Step
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """``MetadataCallback``: the Keras callback that turns a fit and later evaluate() calls
-into executions (what it records: see ``producer.keras``).
+into executions (what it records: see ``metatrail.producer.keras``).
 
 The hooks hold the order of a fit and catch their own errors; turning data into artifacts,
 logs into metrics, the model into parameters and failures into records is done by the
@@ -20,10 +20,10 @@ from typing import Any
 
 import keras
 
-from producer import recorder
-from producer.artifacts import Artifact, Model
-from producer.context import RunScope
-from producer.keras.failures import (
+from metatrail.producer import recorder
+from metatrail.producer.artifacts import Artifact, Model
+from metatrail.producer.context import RunScope
+from metatrail.producer.keras.failures import (
     FitAborted,
     forget_open_fit,
     record_failure,
@@ -31,10 +31,10 @@ from producer.keras.failures import (
     unwrap_step_functions,
     wrap_step_functions,
 )
-from producer.keras.metrics import BatchMetrics, numbers
-from producer.keras.params import fit_parameters
-from producer.keras.values import DEFAULT_MAX_DIGEST_BYTES, as_artifact
-from producer.recorder import ExecutionHandle
+from metatrail.producer.keras.metrics import BatchMetrics, numbers
+from metatrail.producer.keras.params import fit_parameters
+from metatrail.producer.keras.values import DEFAULT_MAX_DIGEST_BYTES, as_artifact
+from metatrail.producer.recorder import ExecutionHandle
 
 log = logging.getLogger("metatrail.producer.keras")
 
@@ -43,7 +43,7 @@ DEFAULT_MODEL_DIR = Path(".metatrail/models")
 
 
 class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
-    """Records the ``fit`` it is given to (see the ``producer.keras`` doc). One instance per fit is
+    """Records the ``fit`` it is given to (see the ``metatrail.producer.keras`` doc). One instance per fit is
     the simplest; reusing one across several fits records one execution per fit.
 
     ``run``: the run to record into — the scope ``with producer.run(...) as scope`` gives,

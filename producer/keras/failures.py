@@ -16,10 +16,10 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from producer.recorder import ExecutionHandle
+from metatrail.producer.recorder import ExecutionHandle
 
 if TYPE_CHECKING:
-    from producer.keras.callback import MetadataCallback
+    from metatrail.producer.keras.callback import MetadataCallback
 
 log = logging.getLogger("metatrail.producer.keras")
 
@@ -34,7 +34,7 @@ class FitAborted(RuntimeError):
     exception in a training or validation step (a data generator or callback raised)."""
 
     # Recorded error types name the class by module: keep the public import path.
-    __module__ = "producer.keras"
+    __module__ = "metatrail.keras"
 
 
 def track_open_fit(cb: MetadataCallback) -> None:

@@ -12,10 +12,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from producer import emitter, recorder
-from producer.build import build
-from producer.recorder import ExecutionHandle
-from schemas.events import MetricPoint, MetricsLogged
+from metatrail.producer import emitter, recorder
+from metatrail.producer.build import build
+from metatrail.producer.recorder import ExecutionHandle
+from metatrail.schemas.events import MetricPoint, MetricsLogged
 
 #: Batch metrics are spooled as one event per this many points, or per this many seconds,
 #: and at every epoch's end (one event per batch would cost a spool append per batch).

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from producer.artifacts import Artifact, Dataset
+from metatrail.producer.artifacts import Artifact, Dataset
 
 #: Arrays larger than this are recorded without a content digest (hashing would stall fit).
 DEFAULT_MAX_DIGEST_BYTES = 256 << 20

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from producer.transports.base import SpooledEvent, Transport
-from schemas.settings import Settings
+from metatrail.producer.transports.base import SpooledEvent, Transport
+from metatrail.schemas.settings import Settings
 
 __all__ = ["SpooledEvent", "Transport", "make_transport"]
 
@@ -11,13 +11,13 @@ __all__ = ["SpooledEvent", "Transport", "make_transport"]
 def make_transport(settings: Settings) -> Transport:
     """The transport ``settings.transport`` names. Cheap: connections open on first send."""
     if settings.transport == "kafka":
-        from producer.transports.kafka import KafkaTransport
+        from metatrail.producer.transports.kafka import KafkaTransport
 
         return KafkaTransport(settings)
     if settings.transport == "file":
-        from producer.transports.file import FileTransport
+        from metatrail.producer.transports.file import FileTransport
 
         return FileTransport(settings.file_path)
-    from producer.transports.embedded import EmbeddedTransport
+    from metatrail.producer.transports.embedded import EmbeddedTransport
 
     return EmbeddedTransport(settings.store_url)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from producer.forkguard import store_guard
-from producer.transports.base import SpooledEvent
-from schemas.errors import StoreError, TransientStoreError, TransientTransportError, TransportError
+from metatrail.producer.forkguard import store_guard
+from metatrail.producer.transports.base import SpooledEvent
+from metatrail.schemas.errors import StoreError, TransientStoreError, TransientTransportError, TransportError
 
 
 class EmbeddedTransport:
@@ -28,9 +28,9 @@ class EmbeddedTransport:
         if self._engine is not None:
             return
         try:
-            from consumer.apply import RawRecord, apply_records
-            from consumer.store.engine import open_engine
-            from consumer.store.migrate import upgrade
+            from metatrail.consumer.apply import RawRecord, apply_records
+            from metatrail.consumer.store.engine import open_engine
+            from metatrail.consumer.store.migrate import upgrade
         except ImportError as exc:
             raise TransportError(
                 f"the embedded transport needs the consumer (pip install 'metatrail[service]'): {exc}"

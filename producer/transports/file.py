@@ -10,8 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from producer.transports.base import SpooledEvent
-from schemas.errors import TransientTransportError
+from metatrail.producer.transports.base import SpooledEvent
+from metatrail.schemas.errors import TransientTransportError
 
 
 class FileTransport:

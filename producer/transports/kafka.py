@@ -14,9 +14,9 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from producer.transports.base import SpooledEvent
-from schemas.errors import TransientTransportError, TransportError
-from schemas.settings import Settings
+from metatrail.producer.transports.base import SpooledEvent
+from metatrail.schemas.errors import TransientTransportError, TransportError
+from metatrail.schemas.settings import Settings
 
 log = logging.getLogger("metatrail.producer")
 

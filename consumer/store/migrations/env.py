@@ -1,14 +1,14 @@
-"""Alembic environment: runs on the connection handed over by ``consumer.store.migrate``."""
+"""Alembic environment: runs on the connection handed over by ``metatrail.consumer.store.migrate``."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from consumer.store.models import Base
+from metatrail.consumer.store.models import Base
 
 config = context.config
 connection = config.attributes.get("connection")
-if connection is None:  # pragma: no cover - always called through consumer.store.migrate
+if connection is None:  # pragma: no cover - always called through metatrail.consumer.store.migrate
     raise RuntimeError("run migrations through `metatrail db upgrade`")
 
 context.configure(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import consumer.store.types
+import metatrail.consumer.store.types
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import consumer.store.types
+import metatrail.consumer.store.types
 from sqlalchemy.dialects import mysql
 
 revision = '0001'
@@ -24,8 +24,8 @@ def upgrade() -> None:
     op.create_table('mt_applied_events',
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
-    sa.Column('occurred_at', consumer.store.types.UTCDateTime(), nullable=False),
-    sa.Column('applied_at', consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('occurred_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('applied_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_mt_applied_events'))
     )
     with op.batch_alter_table('mt_applied_events', schema=None) as batch_op:
@@ -41,8 +41,8 @@ def upgrade() -> None:
     sa.Column('string_key', sa.String(length=191), nullable=True),
     sa.Column('string_value', sa.Text().with_variant(mysql.LONGTEXT(), 'mariadb').with_variant(mysql.LONGTEXT(), 'mysql'), nullable=True),
     sa.Column('bool_value', sa.Boolean(), nullable=True),
-    sa.Column('json_value', consumer.store.types.JSONText(), nullable=True),
-    sa.Column('stamp_at', consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('json_value', metatrail.consumer.store.types.JSONText(), nullable=True),
+    sa.Column('stamp_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
     sa.Column('stamp_event', sa.String(length=36), nullable=False),
     sa.PrimaryKeyConstraint('node_id', 'is_custom', 'name', name=op.f('pk_mt_artifact_properties'))
     )
@@ -61,9 +61,9 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=24), nullable=False),
     sa.Column('state_reason', sa.Text(), nullable=True),
     sa.Column('is_placeholder', sa.Boolean(), nullable=False),
-    sa.Column('created_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('updated_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('field_stamps', consumer.store.types.JSONText(), nullable=False),
+    sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('updated_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('field_stamps', metatrail.consumer.store.types.JSONText(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_artifacts'))
     )
     with op.batch_alter_table('mt_artifacts', schema=None) as batch_op:
@@ -99,8 +99,8 @@ def upgrade() -> None:
     sa.Column('string_key', sa.String(length=191), nullable=True),
     sa.Column('string_value', sa.Text().with_variant(mysql.LONGTEXT(), 'mariadb').with_variant(mysql.LONGTEXT(), 'mysql'), nullable=True),
     sa.Column('bool_value', sa.Boolean(), nullable=True),
-    sa.Column('json_value', consumer.store.types.JSONText(), nullable=True),
-    sa.Column('stamp_at', consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('json_value', metatrail.consumer.store.types.JSONText(), nullable=True),
+    sa.Column('stamp_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
     sa.Column('stamp_event', sa.String(length=36), nullable=False),
     sa.PrimaryKeyConstraint('node_id', 'is_custom', 'name', name=op.f('pk_mt_context_properties'))
     )
@@ -114,9 +114,9 @@ def upgrade() -> None:
     sa.Column('type', sa.String(length=128), nullable=True),
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('is_placeholder', sa.Boolean(), nullable=False),
-    sa.Column('created_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('updated_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('field_stamps', consumer.store.types.JSONText(), nullable=False),
+    sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('updated_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('field_stamps', metatrail.consumer.store.types.JSONText(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_contexts'))
     )
     with op.batch_alter_table('mt_contexts', schema=None) as batch_op:
@@ -136,8 +136,8 @@ def upgrade() -> None:
     sa.Column('topic', sa.String(length=255), nullable=True),
     sa.Column('partition', sa.Integer(), nullable=True),
     sa.Column('offset', sa.BigInteger(), nullable=True),
-    sa.Column('created_at', consumer.store.types.UTCDateTime(), nullable=False),
-    sa.Column('replayed_at', consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('replayed_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
     sa.Column('replay_result', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_dead_letters')),
     sa.UniqueConstraint('source_key', name=op.f('uq_mt_dead_letters_source_key'))
@@ -150,7 +150,7 @@ def upgrade() -> None:
     sa.Column('direction', sa.String(length=6), nullable=False),
     sa.Column('artifact_id', sa.String(length=36), nullable=False),
     sa.Column('role', sa.String(length=128), nullable=False),
-    sa.Column('created_at', consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('execution_id', 'direction', 'artifact_id', 'role', name=op.f('pk_mt_edges'))
     )
     with op.batch_alter_table('mt_edges', schema=None) as batch_op:
@@ -166,8 +166,8 @@ def upgrade() -> None:
     sa.Column('string_key', sa.String(length=191), nullable=True),
     sa.Column('string_value', sa.Text().with_variant(mysql.LONGTEXT(), 'mariadb').with_variant(mysql.LONGTEXT(), 'mysql'), nullable=True),
     sa.Column('bool_value', sa.Boolean(), nullable=True),
-    sa.Column('json_value', consumer.store.types.JSONText(), nullable=True),
-    sa.Column('stamp_at', consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('json_value', metatrail.consumer.store.types.JSONText(), nullable=True),
+    sa.Column('stamp_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
     sa.Column('stamp_event', sa.String(length=36), nullable=False),
     sa.PrimaryKeyConstraint('node_id', 'is_custom', 'name', name=op.f('pk_mt_execution_properties'))
     )
@@ -182,20 +182,20 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('state_rank', sa.SmallInteger(), nullable=False),
-    sa.Column('started_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('ended_at', consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('started_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('ended_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
     sa.Column('fingerprint', sa.String(length=128), nullable=True),
     sa.Column('trigger_id', sa.String(length=36), nullable=True),
     sa.Column('cached_from', sa.String(length=36), nullable=True),
-    sa.Column('code_version', consumer.store.types.JSONText(), nullable=True),
-    sa.Column('environment', consumer.store.types.JSONText(), nullable=True),
+    sa.Column('code_version', metatrail.consumer.store.types.JSONText(), nullable=True),
+    sa.Column('environment', metatrail.consumer.store.types.JSONText(), nullable=True),
     sa.Column('error_type', sa.String(length=255), nullable=True),
     sa.Column('error_message', sa.Text().with_variant(mysql.LONGTEXT(), 'mariadb').with_variant(mysql.LONGTEXT(), 'mysql'), nullable=True),
     sa.Column('error_traceback', sa.Text().with_variant(mysql.LONGTEXT(), 'mariadb').with_variant(mysql.LONGTEXT(), 'mysql'), nullable=True),
     sa.Column('is_placeholder', sa.Boolean(), nullable=False),
-    sa.Column('created_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('updated_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('field_stamps', consumer.store.types.JSONText(), nullable=False),
+    sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('updated_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('field_stamps', metatrail.consumer.store.types.JSONText(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_executions'))
     )
     with op.batch_alter_table('mt_executions', schema=None) as batch_op:
@@ -213,7 +213,7 @@ def upgrade() -> None:
     sa.Column('step', sa.BigInteger(), nullable=True),
     sa.Column('value', sa.Double(), nullable=True),
     sa.Column('nonfinite', sa.String(length=4), nullable=True),
-    sa.Column('timestamp', consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('timestamp', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('event_id', 'seq', name=op.f('pk_mt_metrics'))
     )
     with op.batch_alter_table('mt_metrics', schema=None) as batch_op:
@@ -235,22 +235,22 @@ def upgrade() -> None:
     sa.Column('pipeline', sa.String(length=255), nullable=True),
     sa.Column('module', sa.String(length=255), nullable=False),
     sa.Column('qualname', sa.String(length=255), nullable=False),
-    sa.Column('inputs', consumer.store.types.JSONText(), nullable=False),
-    sa.Column('outputs', consumer.store.types.JSONText(), nullable=False),
+    sa.Column('inputs', metatrail.consumer.store.types.JSONText(), nullable=False),
+    sa.Column('outputs', metatrail.consumer.store.types.JSONText(), nullable=False),
     sa.Column('policy', sa.String(length=16), nullable=False),
-    sa.Column('code_version', consumer.store.types.JSONText(), nullable=True),
+    sa.Column('code_version', metatrail.consumer.store.types.JSONText(), nullable=True),
     sa.Column('max_retries', sa.Integer(), nullable=False),
-    sa.Column('registered_at', consumer.store.types.UTCDateTime(), nullable=True),
-    sa.Column('field_stamps', consumer.store.types.JSONText(), nullable=False),
+    sa.Column('registered_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('field_stamps', metatrail.consumer.store.types.JSONText(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_steps'))
     )
     op.create_table('mt_trigger_outbox',
     sa.Column('trigger_id', sa.String(length=36), nullable=False),
     sa.Column('step_id', sa.String(length=36), nullable=False),
     sa.Column('step_name', sa.String(length=255), nullable=False),
-    sa.Column('inputs', consumer.store.types.JSONText(), nullable=False),
-    sa.Column('created_at', consumer.store.types.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', consumer.store.types.UTCDateTime(), nullable=True),
+    sa.Column('inputs', metatrail.consumer.store.types.JSONText(), nullable=False),
+    sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('trigger_id', name=op.f('pk_mt_trigger_outbox'))
     )
     with op.batch_alter_table('mt_trigger_outbox', schema=None) as batch_op:
@@ -260,7 +260,7 @@ def upgrade() -> None:
     op.create_table('mt_types',
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
-    sa.Column('properties', consumer.store.types.JSONText(), nullable=False),
+    sa.Column('properties', metatrail.consumer.store.types.JSONText(), nullable=False),
     sa.Column('description', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('kind', 'name', name=op.f('pk_mt_types'))
     )

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-from consumer.store.property_document import encode, plain_value
+from metatrail.consumer.store.property_document import encode, plain_value
 
 revision = '0003'
 down_revision = '0002'
