@@ -7,6 +7,7 @@ both sides read, and the ``MetatrailError`` tree. Depends on nothing else of met
 from __future__ import annotations
 
 from metatrail.schemas.errors import (
+    AmbiguousIdError,
     ConfigError,
     EventValidationError,
     FilterError,
@@ -30,6 +31,7 @@ from metatrail.schemas.events import (
     ExecutionCached,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionRecorded,
     ExecutionStarted,
     MetricPoint,
     MetricsLogged,
@@ -46,6 +48,7 @@ from metatrail.schemas.values import Properties, PropertyValue, typed
 from metatrail.schemas.version import SCHEMA_VERSION
 
 __all__ = [
+    "AmbiguousIdError",
     "EVENT_KINDS",
     "MAX_EVENT_BYTES",
     "SCHEMA_VERSION",
@@ -62,6 +65,7 @@ __all__ = [
     "ExecutionCached",
     "ExecutionCompleted",
     "ExecutionFailed",
+    "ExecutionRecorded",
     "ExecutionStarted",
     "FilterError",
     "MetatrailError",

@@ -13,6 +13,7 @@ translated at the boundary with ``raise ... from exc`` so callers catch one fami
     │   └── TransientTransportError  retrying may succeed (broker unreachable, timeout)
     ├── FilterError            a query filter does not parse (names position and expectation)
     └── NotFoundError          a node asked for by id does not exist
+        └── AmbiguousIdError   an id prefix matches several nodes (lists candidates)
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ class FilterError(MetatrailError):
 
 class NotFoundError(MetatrailError):
     """A node asked for by id does not exist in the store."""
+
+
+class AmbiguousIdError(NotFoundError):
+    """An id prefix matches more than one node; ``candidates`` lists (kind, id, name) of
+    some of them, for the user to pick from."""
+
+    def __init__(self, prefix: str, candidates: list[tuple[str, str, str | None]]) -> None:
+        listed = ", ".join(
+            f"{kind} {node_id}" + (f" ({name})" if name else "") for kind, node_id, name in candidates
+        )
+        super().__init__(f"id prefix {prefix!r} is ambiguous: it matches {listed}")
+        self.prefix = prefix
+        self.candidates = candidates

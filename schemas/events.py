@@ -28,6 +28,12 @@ Role = Annotated[str, Field(max_length=128)]
 ArtifactState: TypeAlias = Literal[
     "UNKNOWN", "PENDING", "LIVE", "MARKED_FOR_DELETION", "DELETED", "ABANDONED", "REFERENCE"
 ]
+#: MLMD's execution states. NEW and UNKNOWN rank lowest, RUNNING next, and the terminal
+#: states (COMPLETE, FAILED, CACHED, CANCELED) highest: a late report of an earlier state
+#: never undoes an end, and between two terminal reports the later one wins.
+ExecutionState: TypeAlias = Literal[
+    "UNKNOWN", "NEW", "RUNNING", "COMPLETE", "FAILED", "CACHED", "CANCELED"
+]
 TriggerPolicy: TypeAlias = Literal["each", "latest", "all_new"]
 
 
@@ -212,6 +218,24 @@ class ExecutionCached(_ExecutionEvent):
     cached_from: UUID | None = None
 
 
+class ExecutionRecorded(_ExecutionEvent):
+    """An execution as another system reported it (an importer: MLMD, OpenLineage), with
+    the state that system gave it, any of ``ExecutionState``, and its times when known.
+
+    The SDK's own life cycle uses the four events above; this one carries what they cannot
+    say (NEW, CANCELED, UNKNOWN; a start time other than the event's own)."""
+
+    kind: Literal["execution.recorded"] = "execution.recorded"
+    state: ExecutionState
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    error: ErrorInfo | None = None
+    cached_from: UUID | None = None
+
+    _utc_started = field_validator("started_at")(lambda v: None if v is None else _utc(v))
+    _utc_ended = field_validator("ended_at")(lambda v: None if v is None else _utc(v))
+
+
 class MetricsLogged(_Envelope):
     """A batch of metric samples of one execution, or of one context (a run)."""
 
@@ -264,6 +288,7 @@ EVENT_TYPES = (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionCached,
+    ExecutionRecorded,
     MetricsLogged,
     StepRegistered,
     TriggerRequested,
@@ -273,4 +298,10 @@ Event = Annotated[Union[EVENT_TYPES], Field(discriminator="kind")]  # type: igno
 #: kind -> model.
 EVENT_MODELS: dict[str, type[_Envelope]] = {m.model_fields["kind"].default: m for m in EVENT_TYPES}
 EVENT_KINDS: frozenset[str] = frozenset(EVENT_MODELS)
-EXECUTION_EVENT_TYPES = (ExecutionStarted, ExecutionCompleted, ExecutionFailed, ExecutionCached)
+EXECUTION_EVENT_TYPES = (
+    ExecutionStarted,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionCached,
+    ExecutionRecorded,
+)

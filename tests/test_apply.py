@@ -18,6 +18,7 @@ from metatrail.schemas import (
     ArtifactRef,
     ContextUpserted,
     ExecutionCompleted,
+    ExecutionRecorded,
     ExecutionStarted,
     MetricPoint,
     MetricsLogged,
@@ -73,6 +74,30 @@ def test_late_start_never_undoes_completion(engine: Engine) -> None:
     with engine.connect() as conn:
         row = conn.execute(select(ExecutionRow.state, ExecutionRow.type, ExecutionRow.started_at)).one()
     assert row.state == "COMPLETE" and row.type == "Trainer" and row.started_at == T0
+
+
+def test_an_imported_execution_state_takes_its_place_in_the_lattice(engine: Engine) -> None:
+    """``execution.recorded`` (importers) says NEW, CANCELED, ... with the source's times; a
+    terminal state wins over a later-arriving NEW or RUNNING, and a later terminal report
+    wins over an earlier one whatever the arrival order."""
+    xid = new_id()
+    start, end = T0 - timedelta(hours=1), T0 - timedelta(minutes=30)
+    new = ExecutionRecorded(execution_id=xid, type="Spark", state="NEW", occurred_at=T0)
+    canceled = ExecutionRecorded(execution_id=xid, state="CANCELED", occurred_at=T0 + timedelta(seconds=2),
+                                 started_at=start, ended_at=end)
+    running = ExecutionRecorded(execution_id=xid, state="RUNNING", occurred_at=T0 + timedelta(seconds=9))
+    failed = ExecutionRecorded(execution_id=xid, state="FAILED", occurred_at=T0 + timedelta(seconds=5),
+                               error={"type": "Abort", "message": "killed"})
+    apply_events(engine, [new])
+    with engine.connect() as conn:
+        assert conn.execute(select(ExecutionRow.state)).scalar_one() == "NEW"
+    apply_events(engine, [failed, running, canceled])
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(ExecutionRow.state, ExecutionRow.started_at, ExecutionRow.ended_at, ExecutionRow.error_type)
+        ).one()
+    assert (row.state, row.error_type) == ("FAILED", "Abort")  # the later of the two terminal reports
+    assert row.started_at == start and row.ended_at == T0 + timedelta(seconds=5)
 
 
 def test_reference_before_record_makes_a_placeholder_that_is_filled_later(engine: Engine) -> None:

@@ -20,6 +20,7 @@ from metatrail.schemas import (
     ArtifactStateChanged,
     ContextUpserted,
     ExecutionCached,
+    ExecutionRecorded,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
@@ -105,6 +106,15 @@ def pipeline_events(draw: Any) -> list[Any]:
             events.append(ExecutionFailed(**common(), error=ErrorInfo(type="ValueError", message="boom")))
         if end == "cached":
             events.append(ExecutionCached(**common(), outputs=refs(), cached_from=executions[0]))
+        if draw(st.booleans()):  # as an importer reports it, any state, with its own times
+            events.append(
+                ExecutionRecorded(
+                    **common(), outputs=refs(),
+                    state=draw(st.sampled_from(["NEW", "UNKNOWN", "RUNNING", "CANCELED", "COMPLETE"])),
+                    started_at=draw(st.one_of(st.none(), st.just(when()))),
+                    ended_at=draw(st.one_of(st.none(), st.just(when()))),
+                )
+            )
         if draw(st.booleans()):
             events.append(
                 MetricsLogged(

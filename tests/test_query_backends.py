@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from metatrail import Store
 from metatrail.consumer.query import Artifact, Context
 from metatrail.consumer.store.engine import open_engine
-from metatrail.schemas.errors import FilterError, NotFoundError
+from metatrail.schemas.errors import AmbiguousIdError, FilterError, NotFoundError
 from tests.fixtures.graphs import LONG_PREFIX, gid, pipeline_graph
 
 
@@ -155,3 +155,50 @@ def test_time_and_property_filters_together(store: Store) -> None:
     """A property lookup with a time range (the SQLite planner hint path)."""
     got = store.artifacts("created_at >= '2026-10-01T03:00:00' AND properties.rows < 2500 AND type != 'x'", order_by="name")
     assert names(got) == ["features-2", "raw-2"]
+
+
+def test_ids_resolve_from_unambiguous_prefixes(store: Store) -> None:
+    """Every way in takes a prefix, like git: the shortest that names one node works, a
+    shorter one that names several lists them, and the case or surrounding spaces a
+    terminal adds do not matter."""
+    model = gid("model-2")
+    every = sorted(
+        [n.id for n in store.artifacts(limit=1000).items]
+        + [n.id for n in store.executions(limit=1000).items]
+        + [n.id for n in store.contexts(limit=1000).items]
+    )
+    shared = max(len(_common_prefix(model, other)) for other in every if other != model)
+    unique = model[: max(shared + 1, 4)]
+    assert store.get(unique).id == model
+    assert store.get(f"  {unique.upper()} ").id == model
+    assert store.resolve(unique) == ("artifact", model)
+    assert store.artifact(model).name == "model-2"
+    if shared >= 4:
+        with pytest.raises(AmbiguousIdError) as info:
+            store.get(model[:shared])
+        assert model in str(info.value) and len(info.value.candidates) >= 2
+    with pytest.raises(NotFoundError, match="too short"):
+        store.get("abc")
+    with pytest.raises(NotFoundError, match="not an id"):
+        store.get("model-2'; --")
+    with pytest.raises(NotFoundError, match="is an execution, not an artifact"):
+        store.artifact(gid("trainer-2"))  # an execution is not an artifact
+    assert store.get(gid("trainer-2")[:-1]).id == gid("trainer-2")
+
+
+def test_every_prefix_from_eight_characters_finds_its_node(store: Store) -> None:
+    """The index range of a prefix ends at its successor (``...f`` carries): no prefix
+    length loses its node. The fixture's derived ids differ within eight characters."""
+    ids = [gid("model-3"), gid("raw-1"), gid("pipe"), gid("trainer-2")]
+    for node_id in ids:
+        for cut in range(8, 37):
+            assert store.resolve(node_id[:cut])[1] == node_id, node_id[:cut]
+    with pytest.raises(NotFoundError):
+        store.get("ffffffff")
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]

@@ -24,6 +24,7 @@ from metatrail.schemas.events import (
     ExecutionCached,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionRecorded,
     ExecutionStarted,
     MetricsLogged,
     StepRegistered,
@@ -33,7 +34,24 @@ from metatrail.schemas.events import (
 from metatrail.schemas.values import Properties, PropertyValue
 
 #: Execution state lattice: a late ``started`` never undoes an end.
-STATE_RANK = {"UNKNOWN": 0, "RUNNING": 1, "COMPLETE": 2, "FAILED": 2, "CACHED": 2, "CANCELED": 2}
+STATE_RANK = {
+    "UNKNOWN": 0,
+    "NEW": 0,
+    "RUNNING": 1,
+    "COMPLETE": 2,
+    "FAILED": 2,
+    "CACHED": 2,
+    "CANCELED": 2,
+}
+#: Rank of the terminal states.
+TERMINAL_RANK = 2
+#: The state each SDK life-cycle event stands for (``execution.recorded`` says its own).
+_EVENT_STATE = {
+    ExecutionStarted: "RUNNING",
+    ExecutionCompleted: "COMPLETE",
+    ExecutionFailed: "FAILED",
+    ExecutionCached: "CACHED",
+}
 #: When two declarations of a property disagree on its kind, the wider kind wins.
 KIND_WIDTH = {"bool": 0, "int": 1, "float": 2, "string": 3, "json": 4}
 _TEXT_LIMIT = 255
@@ -220,7 +238,8 @@ def _plan_artifact_state(plan: Plan, e: ArtifactStateChanged) -> None:
 
 
 def _plan_execution(
-    plan: Plan, e: ExecutionStarted | ExecutionCompleted | ExecutionFailed | ExecutionCached
+    plan: Plan,
+    e: ExecutionStarted | ExecutionCompleted | ExecutionFailed | ExecutionCached | ExecutionRecorded,
 ) -> None:
     stamp = stamp_of(e)
     xid = sid(e.execution_id)
@@ -235,33 +254,35 @@ def _plan_execution(
         draft.offer("code_version", {"code_version": e.code_version.model_dump(mode="json")}, stamp)
     if e.environment is not None:
         draft.offer("environment", {"environment": e.environment.model_dump(mode="json")}, stamp)
-    state = {
-        ExecutionStarted: "RUNNING",
-        ExecutionCompleted: "COMPLETE",
-        ExecutionFailed: "FAILED",
-        ExecutionCached: "CACHED",
-    }[type(e)]
+    state = e.state if isinstance(e, ExecutionRecorded) else _EVENT_STATE[type(e)]
     rank = STATE_RANK[state]
+    ended_at = None
+    if rank == TERMINAL_RANK:
+        ended_at = e.ended_at if isinstance(e, ExecutionRecorded) and e.ended_at else e.occurred_at
     group: dict[str, Any] = {
         "state": state,
         "state_rank": rank,
-        "ended_at": e.occurred_at if rank == 2 else None,
+        "ended_at": ended_at,
         "error_type": None,
         "error_message": None,
         "error_traceback": None,
         "cached_from": None,
     }
-    if isinstance(e, ExecutionFailed):
+    error = e.error if isinstance(e, (ExecutionFailed, ExecutionRecorded)) else None
+    if error is not None:
         group.update(
-            error_type=e.error.type[:_TEXT_LIMIT],
-            error_message=e.error.message,
-            error_traceback=e.error.traceback,
+            error_type=error.type[:_TEXT_LIMIT],
+            error_message=error.message,
+            error_traceback=error.traceback,
         )
-    if isinstance(e, ExecutionCached) and e.cached_from is not None:
-        group["cached_from"] = sid(e.cached_from)
+    cached_from = e.cached_from if isinstance(e, (ExecutionCached, ExecutionRecorded)) else None
+    if cached_from is not None:
+        group["cached_from"] = sid(cached_from)
     draft.offer("state", group, f"{rank}|{stamp}")
     if isinstance(e, ExecutionStarted):
         draft.offer_min("started_at", e.occurred_at)
+    elif isinstance(e, ExecutionRecorded) and (e.started_at or state == "RUNNING"):
+        draft.offer_min("started_at", e.started_at or e.occurred_at)
     contexts = [sid(c) for c in e.context_ids]
     for cid in contexts:
         plan.reference("context", cid, e.occurred_at)
@@ -339,6 +360,7 @@ _PLANNERS: dict[type, Any] = {
     ExecutionCompleted: _plan_execution,
     ExecutionFailed: _plan_execution,
     ExecutionCached: _plan_execution,
+    ExecutionRecorded: _plan_execution,
     MetricsLogged: _plan_metrics,
     StepRegistered: _plan_step,
     TriggerRequested: _plan_trigger,

@@ -243,13 +243,10 @@ def retire(
         raise FilterError(f"retire: --state must be DELETED, ABANDONED, MARKED_FOR_DELETION or LIVE, got {state!r}")
     store = _open(url)
     try:
-        store.artifact(artifact_id)  # NotFoundError for an unknown id
-        try:
-            event = ArtifactStateChanged(artifact_id=uuid.UUID(artifact_id), state=state, reason=reason)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise NotFoundError(f"not an artifact id: {artifact_id!r}") from exc
+        full_id = store.artifact(artifact_id).id  # NotFoundError for an unknown id or prefix
+        event = ArtifactStateChanged(artifact_id=uuid.UUID(full_id), state=state, reason=reason)  # type: ignore[arg-type]
         report = apply_events(store.engine, [event])
-        node = store.artifact(artifact_id)
+        node = store.artifact(full_id)
     finally:
         store.close()
     if as_json:

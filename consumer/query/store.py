@@ -35,6 +35,7 @@ from metatrail.consumer.query.domain import (
     Page,
 )
 from metatrail.consumer.query.filters import parse_filter
+from metatrail.consumer.query.idrefs import resolve
 from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
 from metatrail.consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
 from metatrail.consumer.query.paging import SortKey, after, apply_order, decode_cursor, encode_cursor, sort_keys
@@ -43,6 +44,8 @@ from metatrail.consumer.store.models import MetricRow
 from metatrail.schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
 
 Kind = Literal["artifact", "execution", "context"]
+#: Every kind of node, in the order ``get`` looks for an id.
+NODE_KINDS: tuple[Kind, ...] = ("artifact", "execution", "context")
 #: Largest page ``find`` returns.
 MAX_PAGE = 10_000
 
@@ -110,20 +113,27 @@ class Store:
                 raw.close()
 
     # -- single nodes -------------------------------------------------------------------
-    def get(self, node_id: str) -> Artifact | Execution | Context:
-        """The artifact, execution or context with this id. Raises ``NotFoundError``."""
+    def resolve(self, ref: str, kinds: Sequence[Kind] = NODE_KINDS) -> tuple[Kind, str]:
+        """(kind, full id) of the node that ``ref`` names: a full id or an unambiguous
+        prefix (at least 4 characters). Raises ``NotFoundError``, or ``AmbiguousIdError``
+        listing the candidates."""
         with self._raw() as raw:
-            for kind in ENTITIES:
-                found = load_nodes(raw, kind, [node_id])
-                if node_id in found:
-                    return found[node_id]  # type: ignore[no-any-return]
-        raise NotFoundError(f"no artifact, execution or context with id {node_id!r}")
+            match = resolve(raw, ref, tuple(kinds))
+        return match.kind, match.id  # type: ignore[return-value]
+
+    def get(self, node_id: str, kinds: Sequence[Kind] = NODE_KINDS) -> Artifact | Execution | Context:
+        """The artifact, execution or context with this id or unambiguous id prefix.
+        Raises ``NotFoundError`` or ``AmbiguousIdError``."""
+        with self._raw() as raw:
+            match = resolve(raw, node_id, tuple(kinds))
+            found = load_nodes(raw, match.kind, [match.id])
+        if match.id not in found:  # deleted between the two statements
+            raise NotFoundError(f"no {match.kind} with id {match.id!r}")
+        return found[match.id]  # type: ignore[no-any-return]
 
     def artifact(self, artifact_id: str) -> Artifact:
-        node = self.get(artifact_id)
-        if not isinstance(node, Artifact):
-            raise NotFoundError(f"{artifact_id!r} is a {node.kind}, not an artifact")
-        return node
+        """The artifact with this id or unambiguous id prefix."""
+        return self.get(artifact_id, ("artifact",))  # type: ignore[return-value]
 
     # -- filtered lists -----------------------------------------------------------------
     def find(
