@@ -6,8 +6,9 @@ with / attributed to the contexts, and every event carries the ROOT run's id as
 opening ``run("nightly", pipeline="taxi")`` join the same contexts.
 
 Works as a context manager (``with run(...) as scope``) and as a decorator of sync and
-async functions (each call opens the run anew). The run context records ``started_at``,
-then ``ended_at`` and ``status`` (``COMPLETE`` / ``FAILED``) as custom properties.
+async functions (each call opens the run anew). The run context records its start,
+then its end and status (``COMPLETE`` / ``FAILED``) as bookkeeping properties
+(``metatrail.schemas.reserved``), which queries show as the run's attributes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from metatrail.producer.context import _RUN, RunScope, current_run
 from metatrail.producer.recorder import report
 from metatrail.schemas.events import ContextUpserted
 from metatrail.schemas.ids import context_id
+from metatrail.schemas.reserved import RUN_ENDED_AT, RUN_STARTED_AT, RUN_STATUS
 from metatrail.schemas.values import typed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,7 +95,7 @@ class run:  # noqa: N801  (public API name, used like a function)
         )
         try:
             events = [_context_event(t, n, cid, root, [], None, None) for t, n, cid in parents]
-            started = {"started_at": datetime.now(timezone.utc).isoformat()}
+            started = {RUN_STARTED_AT: datetime.now(timezone.utc).isoformat()}
             events.append(
                 _context_event(
                     self.type, self.name, rid, root, parent_ids, self.properties, started
@@ -107,8 +109,8 @@ class run:  # noqa: N801  (public API name, used like a function)
     def _close(self, scope: RunScope, failed: bool) -> None:
         try:
             custom = {
-                "status": "FAILED" if failed else "COMPLETE",
-                "ended_at": datetime.now(timezone.utc).isoformat(),
+                RUN_STATUS: "FAILED" if failed else "COMPLETE",
+                RUN_ENDED_AT: datetime.now(timezone.utc).isoformat(),
             }
             emitter.emit(
                 [

@@ -13,7 +13,7 @@ Caching (``cache=True``, and ``METATRAIL_CACHE=on``): the fingerprint is sha256 
 (type, source hash, canonical JSON of parameters, sorted (role, input digest or id)). If
 ``metatrail.producer.cache.find_cached(fingerprint, settings)`` finds an earlier COMPLETE execution,
 the function does not run: an ``ExecutionCached`` is recorded and the earlier outputs are
-returned in the shape the function returns (stored as ``return_shape`` custom property).
+returned in the shape the function returns (stored as the ``metatrail.return_shape`` bookkeeping property).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from metatrail.producer.capture import code_version, source_hash, summarise
 from metatrail.producer.context import _EXECUTION
 from metatrail.producer.recorder import ExecutionHandle, record_cached, report, start_execution
 from metatrail.schemas.events import CodeVersion
+from metatrail.schemas.reserved import RETURN_SHAPE
 from metatrail.schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -283,7 +284,7 @@ def _lookup(spec: _Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Pr
         parameters=params,
         code_version=spec.code_version,
         trigger_id=_trigger_id(),
-        custom_properties={"return_shape": getattr(hit, "return_shape", None)}
+        custom_properties={RETURN_SHAPE: getattr(hit, "return_shape", None)}
         if getattr(hit, "return_shape", None)
         else None,
     )
@@ -302,7 +303,7 @@ def _finish(
         pairs, shape = _outputs(result)
         if extra:
             pairs = extra + pairs
-        handle.complete(pairs, {"return_shape": shape} if spec.cache else None)
+        handle.complete(pairs, {RETURN_SHAPE: shape} if spec.cache else None)
     except Exception as exc:
         report(f"@track {spec.type}", exc)
 

@@ -28,6 +28,7 @@ from metatrail.consumer.store.models import (
 from metatrail import Artifact, Dataset, Model, log_metric, log_params, run, track
 from metatrail.producer import emitter
 from metatrail.schemas.ids import context_id
+from metatrail.schemas.reserved import RUN_STATUS
 
 
 @pytest.fixture
@@ -313,8 +314,8 @@ def test_run_decorator_async_generator_and_run_level_artifacts(store: str) -> No
     attributed = {r.artifact_id for r in rows(store, AttributionRow) if r.context_id == run_ctx}
     assert {a.id for a in rows(store, ArtifactRow)} == attributed
     status = rows(store, ContextPropertyRow)
-    assert {(p.name, p.string_value) for p in status if p.name == "status"} == {
-        ("status", "COMPLETE")
+    assert {(p.name, p.string_value) for p in status if p.name == RUN_STATUS} == {
+        (RUN_STATUS, "COMPLETE")
     }
 
 

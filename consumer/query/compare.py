@@ -61,7 +61,8 @@ def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Compari
     metrics: list[dict[str, float]] = []
     for node_id in ids:
         node: Context | Execution = contexts.get(node_id) or executions[node_id]
-        columns.append(RunColumn(node.id, node.kind, node.type, node.name, node.created_at))
+        runs = [member_nodes[x] for x in members.get(node_id, []) if x in member_nodes]
+        columns.append(_column(node, runs))
         p: dict[str, Any] = {}
         mt: dict[str, float] = {}
         if isinstance(node, Context):
@@ -91,6 +92,20 @@ def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Compari
         params={k: tuple(p.get(k) for p in params) for k in param_keys},
         metrics={k: tuple(mt.get(k) for mt in metrics) for k in metric_keys},
     )
+
+
+def _column(node: Context | Execution, members: list[Execution]) -> RunColumn:
+    """The column heading of a compared node, with its timing (see ``RunColumn``)."""
+    if isinstance(node, Execution):
+        start, end, state = node.started_at, node.ended_at, node.state
+    elif node.started_at is not None:  # opened by run(): its own times (no end while open)
+        start, end, state = node.started_at, node.ended_at, node.status
+    else:
+        starts = [x.started_at for x in members if x.started_at is not None]
+        ends = [x.ended_at for x in members if x.ended_at is not None]
+        start, end, state = min(starts, default=None), max(ends, default=None), node.status
+    duration = (end - start).total_seconds() if start is not None and end is not None else None
+    return RunColumn(node.id, node.kind, node.type, node.name, node.created_at, start, end, duration, state)
 
 
 def metric_history(

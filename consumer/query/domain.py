@@ -2,7 +2,9 @@
 
 Every object has ``to_json()`` giving plain JSON-ready data (datetimes as ISO 8601 strings),
 the form the CLI prints with ``--json``. Property mappings hold plain Python values
-(int, float, str, bool, or JSON data).
+(int, float, str, bool, or JSON data), and only the user's: metatrail's bookkeeping
+properties (names under ``metatrail.schemas.reserved.RESERVED_PREFIX``) are taken out when
+nodes are built (:mod:`metatrail.consumer.query.raw`).
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ class Execution(_JSON):
 
 @dataclass(frozen=True)
 class Context(_JSON):
-    """A pipeline, run, experiment..."""
+    """A pipeline, run, experiment... Bookkeeping properties (``metatrail.schemas.reserved``)
+    are never in ``properties`` / ``custom_properties``: a run's become its attributes."""
 
     id: str
     type: str | None
@@ -100,6 +103,11 @@ class Context(_JSON):
     parent_ids: tuple[str, ...] = ()
     properties: dict[str, Any] = field(default_factory=dict)
     custom_properties: dict[str, Any] = field(default_factory=dict)
+    #: A run's timing and outcome (``COMPLETE`` / ``FAILED``) as ``run()`` records them;
+    #: None for contexts that no ``run()`` opened (pipelines, experiments, imports).
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    status: str | None = None
     kind: NodeKind = "context"
 
 
@@ -183,13 +191,19 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True)
 class RunColumn(_JSON):
-    """One compared run (context) or execution."""
+    """One compared run (context) or execution, with its timing: an execution's own; a
+    run's as ``run()`` recorded it, else the span of its executions. ``state`` is the
+    execution's state or the run's status (None when unknown)."""
 
     id: str
     kind: NodeKind
     type: str | None
     name: str | None
     created_at: datetime | None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+    state: str | None = None
 
 
 @dataclass(frozen=True)

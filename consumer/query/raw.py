@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from metatrail.consumer.query.domain import Artifact, Context, Execution
 from metatrail.consumer.store.batching import chunks
 from metatrail.consumer.store.property_document import decode_many
+from metatrail.schemas.reserved import RESERVED_PREFIX, RUN_ENDED_AT, RUN_STARTED_AT, RUN_STATUS, is_reserved
 
 #: Ids per IN list (under SQLite's historical 999-parameter limit).
 CHUNK = 900
@@ -133,13 +134,57 @@ def _executions(rows: Iterable[Sequence[Any]], props: Iterable[Sequence[dict[str
     return out
 
 
+#: How a bookkeeping name (or value) appears in a property document's text.
+_RESERVED_MARK = '"' + RESERVED_PREFIX
+
+
+def take_bookkeeping(texts: Sequence[str | None], props: Sequence[Sequence[dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+    """Remove the bookkeeping properties from decoded property documents (in place) and
+    return them, by document position. Only documents whose text holds the reserved
+    prefix are looked at (a substring test), so nodes without any cost nothing."""
+    taken: dict[int, dict[str, Any]] = {}
+    for i, text in enumerate(texts):
+        if text and _RESERVED_MARK in text:
+            for mapping in props[i]:
+                for name in [k for k in mapping if is_reserved(k)]:
+                    taken.setdefault(i, {})[name] = mapping.pop(name)
+    return taken
+
+
+def _decode(texts: Sequence[str | None]) -> tuple[list[Any], dict[int, dict[str, Any]]]:
+    props = decode_many(texts)
+    return props, take_bookkeeping(texts, props)
+
+
+def _run_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _contexts(rows: Sequence[Sequence[Any]], props: Sequence[Sequence[dict[str, Any]]],
+              bookkeeping: dict[int, dict[str, Any]], parents: dict[str, list[str]]) -> list[Context]:
+    out = []
+    for i, (r, p) in enumerate(zip(rows, props)):
+        run = bookkeeping.get(i, {})
+        status = run.get(RUN_STATUS)
+        out.append(Context(r[0], r[1], r[2], bool(r[3]), utc(r[4]), utc(r[5]), tuple(sorted(parents.get(r[0], ()))),
+                           p[0], p[1], _run_time(run.get(RUN_STARTED_AT)), _run_time(run.get(RUN_ENDED_AT)),
+                           status if isinstance(status, str) else None))
+    return out
+
+
 def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
     """Domain objects for node rows (starting with the columns of ``TABLES[kind]``, as
-    the driver returns them); properties come from the rows' property documents."""
+    the driver returns them); properties come from the rows' property documents, less
+    the bookkeeping ones (a run's become its ``started_at``, ``ended_at``, ``status``)."""
     if not rows:
         return []
     doc = len(TABLES[kind][1]) - 1
-    props = decode_many([r[doc] for r in rows])
+    props, bookkeeping = _decode([r[doc] for r in rows])
     if kind == "artifact":
         return _artifacts(rows, props)
     if kind == "execution":
@@ -149,8 +194,7 @@ def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]]) -> list[Any]
         sql = f"SELECT context_id, parent_id FROM mt_parent_contexts WHERE context_id IN {raw.in_list(len(part))}"
         for cid, pid in raw.rows(sql, part):
             parents.setdefault(cid, []).append(pid)
-    return [Context(r[0], r[1], r[2], bool(r[3]), utc(r[4]), utc(r[5]), tuple(sorted(parents.get(r[0], ()))), *p)
-            for r, p in zip(rows, props)]
+    return _contexts(rows, props, bookkeeping, parents)
 
 
 def load_nodes(raw: Raw, kind: str, ids: Sequence[str]) -> dict[str, Any]:
@@ -178,7 +222,7 @@ def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Seque
             parts.append(f"SELECT {', '.join(cols)} FROM {table} n WHERE n.id IN {raw.in_list(len(ids))}")
             params.extend(ids)
     rows = raw.rows(" UNION ALL ".join(parts), params)
-    props = decode_many([r[21] for r in rows])
+    props, _ = _decode([r[21] for r in rows])
     # Each row in the column order of its kind's builder.
     arts = [(r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]) for r in rows if r[0] == "artifact"]
     execs = [(r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[5], r[6], r[7])
@@ -192,6 +236,11 @@ def _casts(dialect: str) -> tuple[str, str]:
     if dialect in ("mysql", "mariadb"):
         return "CHAR(36)", "SIGNED"
     return "VARCHAR(36)", "INTEGER"
+
+
+def id_cast(dialect: str) -> str:
+    """The type to CAST an id parameter to in a select list (untyped there otherwise)."""
+    return _casts(dialect)[0]
 
 
 #: (edge direction from an artifact to the next execution, from it to the next artifact)

@@ -29,6 +29,7 @@ from metatrail.consumer.store.models import (
 )
 from metatrail.consumer.triggers.candidates import newest
 from metatrail.schemas.events import StepInput
+from metatrail.schemas.reserved import RETURN_SHAPE
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -122,8 +123,8 @@ def reusable(artifact: Artifact) -> bool:
 
 @dataclass(frozen=True)
 class CachedExecution:
-    """A reusable execution: its id, its outputs with roles, and the ``return_shape``
-    custom property ``@track`` stored to rebuild the return value (None if absent)."""
+    """A reusable execution: its id, its outputs with roles, and the ``RETURN_SHAPE``
+    bookkeeping property ``@track`` stored to rebuild the return value (None if absent)."""
 
     execution_id: str
     outputs: list[tuple[Artifact, str]]
@@ -153,7 +154,7 @@ def _cache_statements() -> tuple[Any, Any, Any]:
     props = select(p).where(p.c.node_id.in_(bindparam("ids", expanding=True)))
     xp = ExecutionPropertyRow.__table__
     shape = select(xp.c.json_value).where(
-        xp.c.node_id == bindparam("execution_id"), xp.c.is_custom.is_(True), xp.c.name == "return_shape"
+        xp.c.node_id == bindparam("execution_id"), xp.c.is_custom.is_(True), xp.c.name == RETURN_SHAPE
     )
     return runs, props, shape
 
