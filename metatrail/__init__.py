@@ -40,6 +40,7 @@ from metatrail.schemas.errors import (
     MetatrailError,
     NotFoundError,
     StoreError,
+    StoreNotFoundError,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ __all__ = [
     "Statistics",
     "Store",
     "StoreError",
+    "StoreNotFoundError",
     "Thread",
     "configure",
     "current_execution",

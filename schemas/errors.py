@@ -7,8 +7,9 @@ translated at the boundary with ``raise ... from exc`` so callers catch one fami
     ├── ConfigError            a setting has a bad value (names the variable)
     ├── EventValidationError   an event does not match the contract (names the field)
     ├── StoreError             the metadata store failed
-    │   └── TransientStoreError    retrying the same work may succeed (dropped connection,
-    │                              deadlock, serialization failure, server restart)
+    │   ├── TransientStoreError    retrying the same work may succeed (dropped connection,
+    │   │                          deadlock, serialization failure, server restart)
+    │   └── StoreNotFoundError     no metatrail store at the URL yet (a read created nothing)
     ├── TransportError         delivering events failed
     │   └── TransientTransportError  retrying may succeed (broker unreachable, timeout)
     ├── FilterError            a query filter does not parse (names position and expectation)
@@ -43,6 +44,12 @@ class TransientStoreError(StoreError):
     retriable = True
 
 
+class StoreNotFoundError(StoreError):
+    """The URL holds no metatrail store: no such SQLite file or database, or no metatrail
+    tables in it. Raised by reads, which create nothing; the message names the URL (without
+    its password) and how to get a store."""
+
+
 class TransportError(MetatrailError):
     """Delivering events to the transport failed."""
 
@@ -54,11 +61,17 @@ class TransientTransportError(TransportError):
 
 
 class FilterError(MetatrailError):
-    """A filter expression is malformed; the message names the position and expectation."""
+    """A query's filter, ordering, cursor or limit is malformed; the message names the
+    position and expectation. ``param`` names the request parameter at fault when the
+    error is about one (``"cursor"``, ``"max_hops"``, ``"limit"``), so that each interface
+    can name its own spelling of it (the CLI's ``--hops``); ``detail`` is the message
+    without that name."""
 
-    def __init__(self, message: str, position: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, position: int | None = None, param: str | None = None) -> None:
+        super().__init__(f"{param}: {message}" if param else message)
         self.position = position
+        self.param = param
+        self.detail = message
 
 
 class NotFoundError(MetatrailError):
@@ -67,12 +80,13 @@ class NotFoundError(MetatrailError):
 
 class AmbiguousIdError(NotFoundError):
     """An id prefix matches more than one node; ``candidates`` lists (kind, id, name) of
-    some of them, for the user to pick from."""
+    some of them, for the user to pick from (``more``: others exist)."""
 
-    def __init__(self, prefix: str, candidates: list[tuple[str, str, str | None]]) -> None:
+    def __init__(self, prefix: str, candidates: list[tuple[str, str, str | None]], more: bool = False) -> None:
         listed = ", ".join(
             f"{kind} {node_id}" + (f" ({name})" if name else "") for kind, node_id, name in candidates
         )
-        super().__init__(f"id prefix {prefix!r} is ambiguous: it matches {listed}")
+        tail = " and more: give more characters" if more else ""
+        super().__init__(f"id prefix {prefix!r} is ambiguous: it matches {listed}{tail}")
         self.prefix = prefix
         self.candidates = candidates

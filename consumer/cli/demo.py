@@ -40,14 +40,11 @@ def _holds_demo(url: str) -> bool:
     from metatrail.consumer.demo.components import PIPELINE
     from metatrail.consumer.query.store import Store
 
-    path = _sqlite_file(url)
-    if path is not None and not path.exists():
-        return False
     try:
-        with Store.open(url) as store:
+        with Store.open(url) as store:  # creates nothing
             return store.count("context", f"type = 'Pipeline' AND name = '{PIPELINE}'") > 0
     except MetatrailError:
-        return False  # no tables yet
+        return False  # no store yet
 
 
 def _start_fresh(url: str, workspace: Path) -> None:

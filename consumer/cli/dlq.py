@@ -8,7 +8,7 @@ from rich.table import Table
 from metatrail.consumer.cli.app import app
 from metatrail.consumer.cli.output import console, print_json
 from metatrail.consumer.service.replay import list_dead_letters, replay_dead_letters
-from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.engine import open_existing
 from metatrail.schemas.settings import load_settings
 
 dlq_app = typer.Typer(help="Inspect and replay dead letters (input that could not be applied).",
@@ -23,7 +23,7 @@ def dlq_ls(
     pending: bool = typer.Option(False, "--pending", help="Only those not replayed into the store."),
 ) -> None:
     """List dead letters, newest first, with the reason and where each came from."""
-    engine = open_engine(load_settings().store_url)
+    engine = open_existing(load_settings().store_url)
     try:
         letters = list_dead_letters(engine, limit=limit, pending_only=pending)
     finally:
@@ -55,7 +55,7 @@ def dlq_replay(
     if bool(ids) == replay_all:
         raise typer.BadParameter("give either --id N (repeatable) or --all")
     settings = load_settings()
-    engine = open_engine(settings.store_url)
+    engine = open_existing(settings.store_url)
     try:
         outcomes = replay_dead_letters(engine, settings, ids or None)
     finally:

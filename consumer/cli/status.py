@@ -9,7 +9,6 @@ import typer
 from metatrail.consumer.cli.app import app
 from metatrail.consumer.cli.output import console, print_json
 from metatrail.consumer.service.status import ServiceStatus, collect_status
-from metatrail.consumer.store.engine import open_engine
 from metatrail.schemas.settings import load_settings
 
 
@@ -19,11 +18,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     dead-letter count, and this host's spool backlog. Parts that cannot be reached say why."""
     settings = load_settings()
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # an unreachable broker is reported below
-    engine = open_engine(settings.store_url)
-    try:
-        report = collect_status(settings, engine)
-    finally:
-        engine.dispose()
+    report = collect_status(settings)
     if as_json:
         print_json(report)
     else:

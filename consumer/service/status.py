@@ -19,7 +19,7 @@ from kafka.structs import TopicPartition
 from sqlalchemy import Engine, select
 
 from metatrail.consumer.service.replay import dead_letter_counts
-from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.engine import open_existing, session_scope
 from metatrail.consumer.store.models import AppliedEventRow
 from metatrail.schemas.errors import MetatrailError
 from metatrail.schemas.settings import Settings
@@ -70,9 +70,23 @@ class ServiceStatus:
     spool: SpoolStatus
 
 
-def collect_status(settings: Settings, engine: Engine) -> ServiceStatus:
-    """Gather every part of the status; never raises for an unreachable part."""
-    return ServiceStatus(group_status(settings), store_status(engine), spool_status(settings.spool_path))
+def collect_status(settings: Settings, engine: Engine | None = None) -> ServiceStatus:
+    """Gather every part of the status; never raises for an unreachable part. Without an
+    ``engine``, the store at ``settings.store_url`` is read if there is one (a missing
+    store is reported, not created)."""
+    if engine is not None:
+        store = store_status(engine)
+    else:
+        try:
+            engine = open_existing(settings.store_url)
+        except MetatrailError as exc:
+            store = StoreStatus(error=str(exc))
+        else:
+            try:
+                store = store_status(engine)
+            finally:
+                engine.dispose()
+    return ServiceStatus(group_status(settings), store, spool_status(settings.spool_path))
 
 
 def group_status(settings: Settings, timeout_s: float = 5.0) -> GroupStatus:

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from metatrail.schemas.errors import ConfigError, StoreError, TransientStoreError
+from metatrail.schemas.errors import ConfigError, StoreError, StoreNotFoundError, TransientStoreError
 
 #: PostgreSQL SQLSTATE classes/codes worth a retry.
 _PG_TRANSIENT_PREFIXES = ("08", "40", "53", "57P")
@@ -57,8 +57,71 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
         raise ConfigError(f"METATRAIL_STORE_URL: {exc}") from exc
 
 
+#: A table every metatrail schema has: its presence tells a store from any other database.
+_MARKER_TABLE = "mt_executions"
+#: "No such database": PostgreSQL's SQLSTATE, MySQL/MariaDB's error number.
+_PG_NO_DATABASE = "3D000"
+_MYSQL_NO_DATABASE = 1049
+
+
+def open_existing(url: str, **kwargs: Any) -> Engine:
+    """An engine on a store that already exists, for reads (``Store.open``, the CLI's read
+    commands), which must create nothing: no SQLite file or folder, no tables.
+
+    Blocking: connects once to look for the schema. Raises ``StoreNotFoundError`` (one
+    line: the URL without its password, and how to get a store) when the SQLite file or
+    the database does not exist or holds no metatrail tables; ``ConfigError`` for a bad
+    URL; ``StoreError`` / ``TransientStoreError`` when the database cannot be reached.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"METATRAIL_STORE_URL: cannot parse {url!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite" and not _sqlite_in_memory(parsed.database):
+        if not Path(str(parsed.database)).expanduser().is_file():
+            raise _no_store(parsed)
+    engine = open_engine(url, **kwargs)
+    try:
+        with engine.connect() as conn:
+            found = inspect(conn).has_table(_MARKER_TABLE)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        if _no_database(exc):
+            raise _no_store(parsed) from exc
+        if is_transient(exc):
+            raise TransientStoreError(f"transient database error: {_short(exc)}") from exc
+        raise StoreError(f"database error: {_short(exc)}") from exc
+    if not found:
+        engine.dispose()
+        raise _no_store(parsed)
+    return engine
+
+
+def _no_database(exc: SQLAlchemyError) -> bool:
+    """Whether connecting failed because the URL's database does not exist. libpq reports
+    that at connection time without a SQLSTATE, in its (English) message."""
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", None) or (None,)
+    if args[0] == _MYSQL_NO_DATABASE or getattr(orig, "sqlstate", None) == _PG_NO_DATABASE:
+        return True
+    text = str(orig)
+    return "database" in text and "does not exist" in text
+
+
+def _no_store(url: URL) -> StoreNotFoundError:
+    return StoreNotFoundError(
+        f"no metatrail store at {url.render_as_string(hide_password=True)}: record something first "
+        "(a tracked call, `metatrail demo`, `metatrail ingest`) or run `metatrail db upgrade`; "
+        "or set METATRAIL_STORE_URL (or --url) to an existing store"
+    )
+
+
+def _sqlite_in_memory(database: str | None) -> bool:
+    return not database or database == ":memory:" or database.startswith("file::memory")
+
+
 def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
-    in_memory = not database or database == ":memory:" or database.startswith("file::memory")
+    in_memory = _sqlite_in_memory(database)
     if not in_memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
