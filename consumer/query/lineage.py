@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Collection
 
 from metatrail.consumer.query.domain import Artifact, Edge, Execution, LineageGraph
+from metatrail.consumer.query.idrefs import resolve
 from metatrail.consumer.query.raw import STEP, Raw, load_graph_nodes, node_kind, walk_edges
 from metatrail.schemas.errors import NotFoundError
 
@@ -69,6 +70,7 @@ def lineage_graph(
     walked = {d: set(walk_edges(raw, start, d, max_hops + 1)) for d in directions}
     start_kind = _kind_from_edges(start, walked) or node_kind(raw, start)
     if start_kind is None:
+        resolve(raw, start, ("artifact", "execution"))  # names what the id is instead, if anything
         raise NotFoundError(f"no artifact or execution with id {start!r}")
     depths: dict[str, tuple[int, str]] = {}
     all_edges: set[_EdgeKey] = set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,18 +85,31 @@ def encode_cursor(values: list[Any], last_id: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, n_keys: int) -> tuple[list[Any], str]:
-    """Raises ``FilterError`` on a cursor this query did not produce."""
+#: What a bad cursor's error says is expected instead.
+_EXPECTED = "expected the next_cursor of the previous page of the same query (same filter and ordering)"
+
+
+def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> tuple[list[Any], str]:
+    """The sort-key values and id a cursor holds, checked against the query's ``keys``
+    (a time key holds an aware datetime, any other a number, text or null). Raises
+    ``FilterError`` (``param="cursor"``) on a cursor this query did not produce."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         values = [_decode_value(v) for v in data["k"]]
         last_id = data["id"]
-        if len(values) != n_keys or not isinstance(last_id, str):
-            raise ValueError("cursor does not match this ordering")
-        return values, last_id
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise FilterError(f"invalid cursor: {exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise FilterError(f"{_EXPECTED}; {cursor[:40]!r} is not one", param="cursor") from exc
+    if not isinstance(last_id, str) or len(values) != len(keys) or not all(map(_fits, keys, values)):
+        raise FilterError(f"{_EXPECTED}; this one belongs to another query", param="cursor")
+    return values, last_id
+
+
+def _fits(key: SortKey, value: Any) -> bool:
+    if value is None:
+        return True
+    if key.is_time:
+        return isinstance(value, datetime) and value.tzinfo is not None
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 def after(keys: list[SortKey], values: list[Any], last_id: str, table: FromClause) -> ColumnElement[bool]:

@@ -35,11 +35,11 @@ from metatrail.consumer.query.domain import (
     Page,
 )
 from metatrail.consumer.query.filters import parse_filter
-from metatrail.consumer.query.idrefs import resolve
+from metatrail.consumer.query.idrefs import context_ref, full_id, resolve, short_ids
 from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
 from metatrail.consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
 from metatrail.consumer.query.paging import SortKey, after, apply_order, decode_cursor, encode_cursor, sort_keys
-from metatrail.consumer.store.engine import is_transient, open_engine
+from metatrail.consumer.store.engine import is_transient, open_existing
 from metatrail.consumer.store.models import MetricRow
 from metatrail.schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
 
@@ -61,16 +61,19 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """A store on ``url`` (SQLAlchemy URL). Raises ``ConfigError`` on a bad URL."""
+        """The store at ``url`` (SQLAlchemy URL). Blocking: connects once to check that a
+        metatrail store is there, and creates nothing. Raises ``StoreNotFoundError`` when
+        there is none yet (no file, database or tables), ``ConfigError`` on a bad URL."""
         if make_url_safe(url) == "sqlite-file":
-            engine = open_engine(url, poolclass=QueuePool)
+            engine = open_existing(url, poolclass=QueuePool)
             event.listen(engine, "connect", _larger_page_cache)
+            engine.dispose()  # the connection that checked the schema lacks the larger cache
         elif url.startswith("sqlite"):
-            engine = open_engine(url)
+            engine = open_existing(url)
         else:
             # Reads need no transaction (each statement sees committed data) and no
             # liveness ping per checkout: both would add a round trip to every call.
-            engine = open_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+            engine = open_existing(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
         return cls(engine, owns_engine=True)
 
     def close(self) -> None:
@@ -135,6 +138,16 @@ class Store:
         """The artifact with this id or unambiguous id prefix."""
         return self.get(artifact_id, ("artifact",))  # type: ignore[return-value]
 
+    def short_ids(self, ids: Collection[str]) -> dict[str, str]:
+        """id -> its short form for display: the shortest prefix, at least 8 characters,
+        that names it alone in the store now (like git's abbreviated hashes), so that
+        ``get`` and ``resolve`` take it back. A few index probes per id (one statement
+        per 100 ids)."""
+        if not ids:
+            return {}
+        with self._raw() as raw:
+            return short_ids(raw, ids)
+
     # -- filtered lists -----------------------------------------------------------------
     def find(
         self,
@@ -152,11 +165,11 @@ class Store:
         ``created_at``), then id. Placeholders and DELETED/ABANDONED artifacts are left
         out unless ``include_retired``. Pass ``page.next_cursor`` back for the next page."""
         if not 1 <= limit <= MAX_PAGE:
-            raise FilterError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+            raise FilterError(f"expected a page size between 1 and {MAX_PAGE}, got {limit}", param="limit")
         page = _page_query(kind, filter, order_by, include_retired, limit, self.dialect)
         query = page.query
         if cursor:
-            values, last_id = decode_cursor(cursor, len(page.keys))
+            values, last_id = decode_cursor(cursor, page.keys)
             query = query.where(after(list(page.keys), values, last_id, _entity(kind).table))
         with self._read() as conn:
             # SQLAlchemy binds; the driver's own cursor hands back plain tuples (no Row
@@ -215,16 +228,23 @@ class Store:
         """
         if direction not in ("upstream", "downstream", "both"):
             raise FilterError(f"direction must be upstream, downstream or both, got {direction!r}")
-        if max_hops < 0 or limit < 1:
-            raise FilterError("max_hops must be >= 0 and limit >= 1")
+        if max_hops < 0:
+            raise FilterError(f"expected a hop count >= 0, got {max_hops}", param="max_hops")
+        if limit < 1:
+            raise FilterError(f"expected a node limit >= 1, got {limit}", param="limit")
         with self._raw() as raw:
-            return lineage_graph(raw, node_id, direction, max_hops, types, limit)
+            start = full_id(raw, node_id, ("artifact", "execution"))
+            return lineage_graph(raw, start, direction, max_hops, types, limit)
 
     # -- warm start ---------------------------------------------------------------------
     def latest(self, artifact_type: str, *, context: str | None = None, where: str | None = None) -> Artifact | None:
         """The newest LIVE artifact of ``artifact_type`` (by created_at, then id), in
         ``context`` (a context id or name) if given, matching the ``where`` filter; None
-        when there is none. For warm-starting training from the last model."""
+        when there is none. For warm-starting training from the last model. The context
+        may also be given by an unambiguous id prefix."""
+        if context is not None:
+            with self._raw() as raw:
+                context = context_ref(raw, context)
         compiler = Compiler(self.dialect)
         table = ARTIFACT.table
         conds: list[Any] = [table.c.type == artifact_type, table.c.state == "LIVE", table.c.is_placeholder == false()]
@@ -246,7 +266,10 @@ class Store:
 
     # -- metrics and comparison ---------------------------------------------------------
     def metrics(self, node_id: str, key: str | None = None) -> list[MetricPoint]:
-        """Every metric sample of an execution or context, by key, step, time."""
+        """Every metric sample of an execution or context (id or unambiguous id prefix),
+        by key, step, time."""
+        with self._raw() as raw:
+            node_id = full_id(raw, node_id, ("execution", "context"))
         t = MetricRow.__table__
         query = select(t).where((t.c.execution_id == node_id) | (t.c.context_id == node_id))
         if key is not None:
@@ -259,9 +282,10 @@ class Store:
         """Params and metrics of runs (contexts) or executions side by side. For a run,
         params are its own properties plus its executions' parameters as
         ``<execution type>.<name>``; metrics its own plus ``<execution type>.<key>``.
-        Raises ``NotFoundError`` for an unknown id."""
+        Ids may be unambiguous prefixes. Raises ``NotFoundError`` for an unknown id."""
         with self._raw() as raw:
-            return cmp.compare(raw, list(ids), metrics)
+            full = [full_id(raw, i, ("context", "execution")) for i in ids]
+            return cmp.compare(raw, full, metrics)
 
     def metric_history(
         self,
@@ -276,7 +300,11 @@ class Store:
     ) -> list[MetricHistoryRow]:
         """Samples of a metric across executions over time, oldest first: e.g. the
         per-slice AUC (``key="auc/%"``, ``key_like=True``) of every Evaluator run of a
-        pipeline (``context`` id or name, matched directly or as a parent) since a date."""
+        pipeline (``context`` id, id prefix or name, matched directly or as a parent)
+        since a date."""
+        if context is not None:
+            with self._raw() as raw:
+                context = context_ref(raw, context)
         with self._read() as conn:
             return cmp.metric_history(conn, self.dialect, key, execution_type, context, since, until, key_like, limit)
 
