@@ -86,7 +86,8 @@ def test_demo_records_both_days(demo_store: tuple[Store, str, pytest.CaptureFixt
     # What the user sees at the end.
     assert "Lineage of the newest model" in out
     assert "mens_dress" in out and "not deployed" in out
-    assert f"metatrail lineage {model.id} --up" in out
+    short = store.short_ids([model.id])[model.id]
+    assert f"metatrail lineage {short} --up" in out and model.id not in out  # ids as tables print them
     assert "Store:" in out and "metadata.db" in out
 
     # A second demo in the same place has nothing new to do: it says so instead.

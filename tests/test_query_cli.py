@@ -84,10 +84,13 @@ def test_retire_through_an_event(url: str, capsys: pytest.CaptureFixture[str]) -
         (["ls", "artifacts", "--filter", "type = "], "position 7: expected a value"),
         (["ls", "widgets"], "expected artifacts, executions or contexts"),
         (["show", "00000000-0000-0000-0000-000000000000"], "no artifact, execution or context"),
-        (["lineage", "nope"], "no artifact or execution"),
-        (["ls", "artifacts", "--cursor", "zzz"], "invalid cursor"),
+        (["lineage", "nope"], "'nope' is not an id or id prefix"),
+        (["lineage", "00000000-0000-0000-0000-000000000000"], "no artifact or execution"),
+        (["lineage", gid("pipe")], "is a context, not an artifact or execution"),
+        (["ls", "artifacts", "--cursor", "zzz"], "--cursor: expected the next_cursor of the previous page"),
         (["retire", gid("trainer-1")], "not an artifact"),
-        (["compare", "nope"], "no run"),
+        (["compare", "00000000"], "no context or execution with id '00000000'"),
+        (["compare", "00000000-0000-0000-0000-000000000000"], "no run (context) or execution"),
     ],
 )
 def test_bad_arguments_get_one_line(url: str, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

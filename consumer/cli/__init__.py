@@ -9,6 +9,7 @@ import typer
 
 from metatrail.consumer.cli import db, ingest  # noqa: F401  (registers commands)
 from metatrail.consumer.cli import query  # noqa: F401
+from metatrail.consumer.cli import compare  # noqa: F401
 from metatrail.consumer.cli import worker  # noqa: F401
 from metatrail.consumer.cli import consume  # noqa: F401
 from metatrail.consumer.cli import dlq  # noqa: F401
@@ -16,9 +17,13 @@ from metatrail.consumer.cli import status  # noqa: F401
 from metatrail.consumer.cli import demo  # noqa: F401
 from metatrail.consumer.cli import flush  # noqa: F401
 from metatrail.consumer.cli.app import app
-from metatrail.schemas.errors import MetatrailError
+from metatrail.schemas.errors import FilterError, MetatrailError
 
 __all__ = ["app", "main"]
+
+
+#: The options that spell the query parameters a ``FilterError`` may name.
+OPTIONS = {"cursor": "--cursor", "max_hops": "--hops", "limit": "--limit"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("metatrail: aborted", file=sys.stderr)
         return 130
+    except FilterError as exc:
+        option = OPTIONS.get(exc.param or "")
+        print(f"metatrail: error: {f'{option}: {exc.detail}' if option else exc}", file=sys.stderr)
+        return 1
     except MetatrailError as exc:
         print(f"metatrail: error: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ import typer
 
 from metatrail.consumer.cli.app import db_app
 from metatrail.consumer.cli.output import console, print_json
-from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.engine import open_engine, open_existing
 from metatrail.consumer.store.migrate import current_revision, head_revision, upgrade
 from metatrail.consumer.store.prune import prune
 from metatrail.schemas.settings import load_settings
@@ -19,15 +19,22 @@ from metatrail.schemas.settings import load_settings
 def db_upgrade(
     url: str | None = typer.Option(None, "--url", help="Store URL (default: METATRAIL_STORE_URL)."),
     revision: str = typer.Option("head", help="Target revision."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Create the store's tables, or migrate them to the newest schema. Idempotent."""
     store_url = url or load_settings().store_url
     engine = open_engine(store_url)
     try:
+        before = current_revision(engine)
         upgrade(engine, revision)
-        console.print(f"store at revision {current_revision(engine)} ({engine.url.render_as_string()})")
+        data = {"url": engine.url.render_as_string(), "previous": before, "current": current_revision(engine),
+                "head": head_revision()}
     finally:
         engine.dispose()
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"store at revision {data['current']} ({data['url']})")
 
 
 @db_app.command("current")
@@ -36,7 +43,7 @@ def db_current(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the store's schema revision and the newest one this code knows."""
-    engine = open_engine(url or load_settings().store_url)
+    engine = open_existing(url or load_settings().store_url)
     try:
         data = {"current": current_revision(engine), "head": head_revision()}
     finally:
@@ -72,7 +79,7 @@ def db_prune(
     properties, metrics and dead letters are never deleted. The cut-off must exceed the
     broker's retention and the spool's life. Batched; safe beside running services."""
     cutoff = parse_duration(older_than)
-    engine = open_engine(url or load_settings().store_url)
+    engine = open_existing(url or load_settings().store_url)
     try:
         report = prune(engine, cutoff, dry_run=dry_run)
     except ValueError as exc:  # a cut-off under prune's minimum

@@ -1,14 +1,16 @@
-"""``metatrail ls | show | lineage | compare | retire``: query the lineage graph.
+"""``metatrail ls | show | lineage | retire``: query the lineage graph.
 
-Every command reads ``--url`` or ``METATRAIL_STORE_URL`` and prints rich tables and trees
-for people or ``--json`` for machines. Bad filters and unknown ids raise ``FilterError`` /
+Every command reads ``--url`` or ``METATRAIL_STORE_URL`` (a missing store is reported, never
+created) and prints rich tables and trees for people or ``--json`` for machines. Ids are
+taken as full ids or unambiguous prefixes; tables print each id as its short form (the
+shortest prefix, 8+ characters, that names it alone in the store: ``Store.short_ids``),
+``--json`` prints full ids. Bad filters and unknown ids raise ``FilterError`` /
 ``NotFoundError``, which ``main()`` prints as one line.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import typer
@@ -16,24 +18,22 @@ from rich.table import Table
 from rich.tree import Tree
 
 from metatrail.consumer.cli.app import app
-from metatrail.consumer.cli.output import console, print_json
+from metatrail.consumer.cli.output import add_id_column, console, print_json, short_time
 from metatrail.consumer.query.domain import Artifact, Context, Execution, LineageGraph
-from metatrail.consumer.query.store import Store
-from metatrail.schemas.errors import FilterError, NotFoundError
+from metatrail.consumer.query.store import MAX_PAGE, Store
+from metatrail.schemas.errors import FilterError
 from metatrail.schemas.settings import load_settings
 
 _KINDS = {"artifacts": "artifact", "executions": "execution", "contexts": "context",
           "artifact": "artifact", "execution": "execution", "context": "context"}
 URL_OPTION = typer.Option(None, "--url", help="Store URL (default: METATRAIL_STORE_URL).")
-JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON (full ids).")
 
 
-def _open(url: str | None) -> Store:
+def open_store(url: str | None) -> Store:
+    """The store at ``--url`` or ``METATRAIL_STORE_URL``; ``StoreNotFoundError`` (one line,
+    nothing created) when there is none yet."""
     return Store.open(url or load_settings().store_url)
-
-
-def _short_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 def _props(node: Any) -> str:
@@ -48,7 +48,7 @@ def ls(
     kind: str = typer.Argument(..., help="artifacts, executions or contexts."),
     filter: str | None = typer.Option(None, "--filter", "-f", help="Filter, e.g. \"type = 'Model' AND properties.accuracy > 0.9\"."),
     order_by: str | None = typer.Option(None, "--order-by", help="Field [asc|desc], e.g. 'created_at desc'."),
-    limit: int = typer.Option(50, "--limit", help="Rows per page."),
+    limit: int = typer.Option(50, "--limit", min=1, max=MAX_PAGE, help="Rows per page."),
     cursor: str | None = typer.Option(None, "--cursor", help="next_cursor of the previous page."),
     include_all: bool = typer.Option(False, "--all", help="Include placeholders and DELETED/ABANDONED artifacts."),
     count: bool = typer.Option(False, "--count", help="Print only how many match."),
@@ -59,7 +59,7 @@ def ls(
     node_kind = _KINDS.get(kind)
     if node_kind is None:
         raise FilterError(f"ls: expected artifacts, executions or contexts, got {kind!r}")
-    store = _open(url)
+    store = open_store(url)
     try:
         if count:
             n = store.count(node_kind, filter, include_retired=include_all)  # type: ignore[arg-type]
@@ -67,33 +67,42 @@ def ls(
             return
         page = store.find(node_kind, filter, order_by=order_by, limit=limit, cursor=cursor,  # type: ignore[arg-type]
                           include_retired=include_all)
+        if as_json:
+            print_json(page.to_json())
+            return
+        parents = [p for n in page.items if isinstance(n, Context) for p in n.parent_ids]
+        short = store.short_ids([n.id for n in page.items] + parents)
     finally:
         store.close()
-    if as_json:
-        print_json(page.to_json())
-        return
     table = Table(title=f"{kind} ({len(page.items)})")
-    for col in ("id", "type", "name", "state" if node_kind != "context" else "parents", "created", "properties"):
+    add_id_column(table, "id", (short[n.id] for n in page.items))
+    for col in ("type", "name", "state" if node_kind != "context" else "parents", "created", "properties"):
         table.add_column(col, overflow="fold")
     for n in page.items:
-        third = n.state if not isinstance(n, Context) else ", ".join(p[:8] for p in n.parent_ids)
-        table.add_row(n.id, n.type or "", n.name or "", third, _short_time(n.created_at), _props(n))
+        third = n.state if not isinstance(n, Context) else ", ".join(short[p] for p in n.parent_ids)
+        table.add_row(short[n.id], n.type or "", n.name or "", third, short_time(n.created_at), _props(n))
     console.print(table)
     if page.next_cursor:
-        console.print(f"more: --cursor {page.next_cursor}")
+        console.print(f"more: --cursor {page.next_cursor}", soft_wrap=True)
+
+
+#: Fields of ``show`` that hold another node's id (printed short).
+_ID_FIELDS = ("cached_from",)
 
 
 @app.command("show")
 def show(
-    node_id: str = typer.Argument(..., help="Artifact, execution or context id."),
+    node_id: str = typer.Argument(..., help="Artifact, execution or context id (or unambiguous prefix)."),
     url: str | None = URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show one artifact, execution or context, with its metrics."""
-    store = _open(url)
+    store = open_store(url)
     try:
         node = store.get(node_id)
-        metrics = store.metrics(node_id) if not isinstance(node, Artifact) else []
+        metrics = store.metrics(node.id) if not isinstance(node, Artifact) else []
+        refs = [getattr(node, f) for f in _ID_FIELDS if getattr(node, f, None)]
+        short = store.short_ids(refs + list(getattr(node, "parent_ids", ()))) if not as_json else {}
     finally:
         store.close()
     if as_json:
@@ -109,6 +118,10 @@ def show(
         if key in ("properties", "custom_properties"):
             for k, v in value.items():
                 table.add_row(f"{key}.{k}", repr(v))
+        elif key in _ID_FIELDS and value:
+            table.add_row(key, short[value])
+        elif key == "parent_ids" and value:
+            table.add_row(key, ", ".join(short[p] for p in value))
         elif value not in (None, {}, []):
             table.add_row(key, str(value))
     for m in metrics:
@@ -116,20 +129,20 @@ def show(
     console.print(table)
 
 
-def _label(node: Artifact | Execution, hops: int | None) -> str:
+def _label(node: Artifact | Execution, short: dict[str, str]) -> str:
     marker = "▣" if node.kind == "artifact" else "⚙"
     extra = f" {node.uri}" if isinstance(node, Artifact) and node.uri else ""
     flags = " (placeholder)" if node.is_placeholder else ""
-    return f"{marker} {node.type or '?'} {node.name or ''} [{node.state}] {node.id}{extra}{flags}"
+    return f"{marker} {node.type or '?'} {node.name or ''} [{node.state}] {short[node.id]}{extra}{flags}"
 
 
-def _tree(graph: LineageGraph, direction: str) -> Tree:
+def _tree(graph: LineageGraph, direction: str, short: dict[str, str]) -> Tree:
     nodes = {n.id: n for n in graph.nodes}
     nexts: dict[str, list[str]] = {}
     for e in graph.edges:
         a, b = (e.target, e.source) if direction == "upstream" else (e.source, e.target)
         nexts.setdefault(a, []).append(b)
-    root = Tree(_label(nodes[graph.start_id], 0))
+    root = Tree(_label(nodes[graph.start_id], short))
     shown: set[str] = {graph.start_id}
 
     def grow(branch: Tree, node_id: str) -> None:
@@ -137,10 +150,10 @@ def _tree(graph: LineageGraph, direction: str) -> Tree:
             if nxt not in nodes or graph.depths.get(nxt, 0) <= graph.depths.get(node_id, 0):
                 continue
             if nxt in shown:
-                branch.add(f"↺ {nodes[nxt].name or nxt} (see above)")
+                branch.add(f"↺ {nodes[nxt].name or short[nxt]} (see above)")
                 continue
             shown.add(nxt)
-            grow(branch.add(_label(nodes[nxt], graph.depths.get(nxt))), nxt)
+            grow(branch.add(_label(nodes[nxt], short)), nxt)
 
     grow(root, graph.start_id)
     return root
@@ -148,12 +161,12 @@ def _tree(graph: LineageGraph, direction: str) -> Tree:
 
 @app.command("lineage")
 def lineage(
-    node_id: str = typer.Argument(..., help="Artifact or execution id."),
+    node_id: str = typer.Argument(..., help="Artifact or execution id (or unambiguous prefix)."),
     up: bool = typer.Option(False, "--up", help="What it was made from (default)."),
     down: bool = typer.Option(False, "--down", help="What was made from it."),
     both: bool = typer.Option(False, "--both", help="Both directions."),
-    hops: int = typer.Option(50, "--hops", help="Hop limit (edges)."),
-    limit: int = typer.Option(10_000, "--limit", help="Node limit."),
+    hops: int = typer.Option(50, "--hops", min=0, help="Hop limit (edges, 0 or more)."),
+    limit: int = typer.Option(10_000, "--limit", min=1, help="Node limit (1 or more)."),
     types: list[str] = typer.Option([], "--type", help="Keep only nodes of this type (repeatable)."),
     url: str | None = URL_OPTION,
     as_json: bool = JSON_OPTION,
@@ -162,9 +175,10 @@ def lineage(
     if sum((up, down, both)) > 1:
         raise FilterError("lineage: give at most one of --up, --down, --both")
     direction = "both" if both else "downstream" if down else "upstream"
-    store = _open(url)
+    store = open_store(url)
     try:
         graph = store.lineage(node_id, direction, max_hops=hops, types=types or None, limit=limit)  # type: ignore[arg-type]
+        short = store.short_ids([n.id for n in graph.nodes]) if not as_json else {}
     finally:
         store.close()
     if as_json:
@@ -172,63 +186,17 @@ def lineage(
         return
     if direction == "both":
         console.print("upstream:")
-        console.print(_tree(graph, "upstream"))
+        console.print(_tree(graph, "upstream", short))
         console.print("downstream:")
-        console.print(_tree(graph, "downstream"))
+        console.print(_tree(graph, "downstream", short))
     else:
-        console.print(_tree(graph, direction))
+        console.print(_tree(graph, direction, short))
     console.print(f"{len(graph.nodes)} nodes, {len(graph.edges)} edges" + (" — TRUNCATED (raise --hops/--limit)" if graph.truncated else ""))
-
-
-@app.command("compare")
-def compare(
-    ids: list[str] = typer.Argument(None, help="Run (context) or execution ids."),
-    metric: list[str] = typer.Option([], "--metric", help="Only these metrics (repeatable)."),
-    history: str | None = typer.Option(None, "--history", help="A metric key (LIKE pattern) to follow over time instead."),
-    exec_type: str | None = typer.Option(None, "--exec-type", help="With --history: only executions of this type."),
-    context: str | None = typer.Option(None, "--context", help="With --history: pipeline/run id or name."),
-    days: float | None = typer.Option(None, "--days", help="With --history: only the last N days."),
-    url: str | None = URL_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Params and metrics of runs side by side, or a metric's history (--history)."""
-    store = _open(url)
-    try:
-        if history is not None:
-            since = datetime.now(timezone.utc) - timedelta(days=days) if days is not None else None
-            rows = store.metric_history(history, execution_type=exec_type, context=context, since=since, key_like=True)
-            if as_json:
-                print_json([r.to_json() for r in rows])
-                return
-            table = Table(title=f"history of {history}")
-            for col in ("time", "run", "execution", "key", "step", "value"):
-                table.add_column(col, overflow="fold")
-            for r in rows:
-                table.add_row(_short_time(r.timestamp), r.context_name or "", r.execution_name or r.execution_id or "",
-                              r.key, "" if r.step is None else str(r.step), f"{r.value:.6g}")
-            console.print(table)
-            return
-        if not ids:
-            raise FilterError("compare: give run or execution ids, or --history KEY")
-        result = store.compare(ids, metrics=metric or None)
-    finally:
-        store.close()
-    if as_json:
-        print_json(result.to_json())
-        return
-    table = Table(title="comparison")
-    table.add_column("")
-    for c in result.columns:
-        table.add_column(c.name or c.id[:8], overflow="fold")
-    for section, data in (("param", result.params), ("metric", result.metrics)):
-        for key, values in data.items():
-            table.add_row(f"{section} {key}", *("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in values))
-    console.print(table)
 
 
 @app.command("retire")
 def retire(
-    artifact_id: str = typer.Argument(..., help="Artifact id."),
+    artifact_id: str = typer.Argument(..., help="Artifact id (or unambiguous prefix)."),
     state: str = typer.Option("DELETED", "--state", help="DELETED or ABANDONED (LIVE revives)."),
     reason: str | None = typer.Option(None, "--reason", help="Why (kept with the artifact)."),
     url: str | None = URL_OPTION,
@@ -241,16 +209,17 @@ def retire(
 
     if state not in ("DELETED", "ABANDONED", "MARKED_FOR_DELETION", "LIVE"):
         raise FilterError(f"retire: --state must be DELETED, ABANDONED, MARKED_FOR_DELETION or LIVE, got {state!r}")
-    store = _open(url)
+    store = open_store(url)
     try:
         full_id = store.artifact(artifact_id).id  # NotFoundError for an unknown id or prefix
         event = ArtifactStateChanged(artifact_id=uuid.UUID(full_id), state=state, reason=reason)  # type: ignore[arg-type]
         report = apply_events(store.engine, [event])
         node = store.artifact(full_id)
+        short = store.short_ids([full_id])[full_id] if not as_json else full_id
     finally:
         store.close()
     if as_json:
         print_json({"id": node.id, "state": node.state, "reason": node.state_reason, "event_id": str(event.event_id),
                     "applied": report.applied})
     else:
-        console.print(f"{node.id} is now {node.state}")
+        console.print(f"{short} ({node.name or node.type or 'artifact'}) is now {node.state}")

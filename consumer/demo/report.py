@@ -132,6 +132,8 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
             for r in results
             if "Evaluator" in r.execution_ids
         ]
+        evaluator_ids = [r.execution_ids["Evaluator"] for r in results if "Evaluator" in r.execution_ids]
+        short = store.short_ids([*evaluator_ids, *([model_id] if model_id else [])])  # as tables print them
     drifted = {
         a["slice"].split("=", 1)[-1]
         for r in results
@@ -149,13 +151,13 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
     where = Path(database).resolve() if store_url.startswith("sqlite") else database
     console.print(f"[bold]Store:[/] {where}", soft_wrap=True)
     console.print("[bold]Explore it:[/]")
-    evaluators = " ".join(r.execution_ids.get("Evaluator", "") for r in results)
+    evaluators = " ".join(short[i] for i in evaluator_ids)
     cmds = [
         "metatrail ls executions --filter \"context.name = 'shoe-ctr'\"",
         "metatrail ls artifacts --filter \"type = 'ExampleAnomalies' AND properties.drift = TRUE\"",
     ]
     if model_id:
-        cmds.append(f"metatrail lineage {model_id} --up")
+        cmds.append(f"metatrail lineage {short[model_id]} --up")
     cmds.append(f"metatrail compare {evaluators}")
     cmds.append("metatrail compare --history 'auc/%' --exec-type Evaluator --context shoe-ctr")
     for c in cmds:
