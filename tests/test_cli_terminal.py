@@ -68,6 +68,8 @@ def test_every_id_argument_takes_a_prefix(recorded: tuple[str, BurstGraph, dict[
     assert [c["id"] for c in compared["columns"]] == [run_a, run_b]  # type: ignore[index]
     history = run_json(capsys, "compare", "--history", "auc", "--context", short[run_b][:6], "--url", url)
     assert {h["context_id"] for h in history} == {run_b} and len(history) == 20  # type: ignore[union-attr]
+    found = run_json(capsys, "ls", "executions", "--filter", f"upstream_of('{short[model]}')", "--url", url)
+    assert [x["id"] for x in found["items"]] == [execution]  # type: ignore[index]
     retired = run_json(capsys, "retire", short[model], "--url", url)
     assert retired["id"] == model and retired["state"] == "DELETED"  # type: ignore[index]
 

@@ -73,9 +73,15 @@ def test_every_read_takes_a_prefix(burst: tuple[Store, BurstGraph]) -> None:
     assert len(by_prefix) == len(graph.executions[run_b]) and {r.context_id for r in by_prefix} == {run_b}
     assert store.metric_history("auc", context="nightly-2") == by_prefix  # names still work
     assert store.latest("Model", context=short[run_a][:6]).id == graph.models[run_a][-1]  # type: ignore[union-attr]
+    upstream = f"upstream_of('{short[model]}') AND type = 'Trainer'"  # lineage predicates too
+    assert [x.id for x in store.executions(upstream).items] == [execution]
+    assert store.count("execution", upstream) == 1
+    assert store.executions("upstream_of('ffffffff')").items == ()  # no such node: nothing upstream
     with pytest.raises(AmbiguousIdError) as info:
         store.compare([execution[:8]])
     assert info.value.candidates and "and more" in str(info.value)
+    with pytest.raises(AmbiguousIdError):
+        store.executions(f"NOT downstream_of('{model[:8]}')")
 
 
 def test_bookkeeping_properties_stay_out_of_user_data(burst: tuple[Store, BurstGraph]) -> None:

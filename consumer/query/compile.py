@@ -22,6 +22,7 @@ backend):
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -100,8 +101,11 @@ def parse_time(value: object, pos: int) -> datetime:
 class Compiler:
     """Compiles filters for one dialect (``sqlite``, ``postgresql``, ``mysql``/``mariadb``)."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, ids: Mapping[str, str] | None = None) -> None:
+        """``ids`` maps id prefixes written in ``upstream_of``/``downstream_of`` to the full
+        ids they were resolved to (``idrefs.lineage_refs``)."""
         self.dialect = dialect
+        self._ids = dict(ids or {})
         self._names = itertools.count()
         self._deindex = False
 
@@ -277,14 +281,15 @@ class Compiler:
     def _lineage(self, expr: LineageOf, ent: Entity, node: FromClause) -> ColumnElement[bool]:
         if ent is CONTEXT:
             raise FilterError(f"position {expr.pos}: upstream_of/downstream_of apply to artifacts and executions", expr.pos)
-        if len(expr.node_id) != 36:
+        start = self._ids.get(expr.node_id, expr.node_id)
+        if len(start) != 36:
             return false()  # not a node id: nothing is reachable from it
         hops = DEFAULT_PREDICATE_HOPS if expr.max_hops is None else expr.max_hops
         if hops == 0:
             return false()
-        cte = artifact_reach(expr.node_id, expr.direction, hops, f"reach{next(self._names)}")
+        cte = artifact_reach(start, expr.direction, hops, f"reach{next(self._names)}")
         if ent is ARTIFACT:
-            ids = select(cte.c.id).where(cte.c.id != expr.node_id)
+            ids = select(cte.c.id).where(cte.c.id != start)
         else:
             ids = executions_next_to(cte, expr.direction, hops - 1)
-        return and_(node.c.id.in_(ids), node.c.id != expr.node_id)
+        return and_(node.c.id.in_(ids), node.c.id != start)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from metatrail.consumer.query.filters import And, Expr, LineageOf, Not, Or, parse_filter
 from metatrail.consumer.query.raw import TABLES, Raw, id_cast
 from metatrail.consumer.store.batching import chunks
 from metatrail.schemas.errors import AmbiguousIdError, NotFoundError
@@ -119,6 +120,37 @@ def context_ref(raw: Raw, ref: str) -> str:
     if len(matches) > 1:
         raise _ambiguous(ref, matches)
     return matches[0].id if matches else ref
+
+
+def lineage_refs(raw: Raw, filter: str | None) -> tuple[tuple[str, str], ...]:
+    """(prefix as written, full id) for each id prefix in the filter's ``upstream_of`` /
+    ``downstream_of``, for the compiler to use (a tuple: part of a statement cache key).
+    A prefix of no node stays unresolved (the predicate then matches nothing, as an
+    unknown full id does); an ambiguous one raises ``AmbiguousIdError``. Parses only
+    filters that mention a lineage predicate; ``FilterError`` for a malformed one."""
+    if not filter or "_of" not in filter:
+        return ()
+    found: list[tuple[str, str]] = []
+    for ref in dict.fromkeys(_lineage_ids(parse_filter(filter))):
+        if len(ref) == _FULL_LEN:
+            continue
+        try:
+            found.append((ref, resolve(raw, ref, ("artifact", "execution")).id))
+        except AmbiguousIdError:
+            raise
+        except NotFoundError:
+            continue
+    return tuple(found)
+
+
+def _lineage_ids(expr: Expr) -> list[str]:
+    if isinstance(expr, LineageOf):
+        return [expr.node_id]
+    if isinstance(expr, (And, Or)):
+        return [i for item in expr.items for i in _lineage_ids(item)]
+    if isinstance(expr, Not):
+        return _lineage_ids(expr.item)
+    return []
 
 
 def _ambiguous(ref: str, matches: list[Match]) -> AmbiguousIdError:
