@@ -141,7 +141,7 @@ _RESERVED_MARK = '"' + RESERVED_PREFIX
 def take_bookkeeping(texts: Sequence[str | None], props: Sequence[Sequence[dict[str, Any]]]) -> dict[int, dict[str, Any]]:
     """Remove the bookkeeping properties from decoded property documents (in place) and
     return them, by document position. Only documents whose text holds the reserved
-    prefix are looked at (a substring test), so nodes without any cost nothing."""
+    prefix are looked at (a substring test each), so nodes without any cost next to nothing."""
     taken: dict[int, dict[str, Any]] = {}
     for i, text in enumerate(texts):
         if text and _RESERVED_MARK in text:
