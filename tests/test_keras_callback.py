@@ -16,6 +16,8 @@ import pytest  # noqa: E402
 keras = pytest.importorskip("keras")
 
 from metatrail.consumer.query.store import Store  # noqa: E402
+from metatrail.consumer.store.engine import open_engine  # noqa: E402
+from metatrail.consumer.store.migrate import upgrade  # noqa: E402
 from metatrail.producer import emitter  # noqa: E402
 from metatrail.producer.artifacts import Dataset  # noqa: E402
 from metatrail.keras import MetadataCallback  # noqa: E402
@@ -32,6 +34,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
     """An embedded store in tmp_path; events are flushed before the test reads it."""
     url = f"sqlite:///{tmp_path}/metadata.db"
     emitter.configure(transport="embedded", store_url=url, spool_path=tmp_path / "spool.db", strict=True)
+    engine = open_engine(url)
+    upgrade(engine)  # Store.open reads an existing store only (it creates nothing)
+    engine.dispose()
     st = Store.open(url)
     yield st
     st.close()
