@@ -25,16 +25,16 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 PARTS = ("schemas", "producer", "consumer")
+MANIFEST = ROOT / "package.json"
 
 
 def bundle_web_assets() -> None:
     """``npm ci`` (when node_modules is missing or older than the lockfile), then copy the
     vendor files into the static folder. Quiet no-op without npm or package.json."""
-    manifest_path = ROOT / "package.json"
     npm = shutil.which("npm")
-    if not manifest_path.exists():
+    if not MANIFEST.exists():
         return
-    manifest = json.loads(manifest_path.read_text())["metatrail"]
+    manifest = json.loads(MANIFEST.read_text())["metatrail"]
     target = ROOT / manifest["vendorDir"]
     sources = {name: ROOT / src for name, src in manifest["vendor"].items()}
     if npm is None:
@@ -59,6 +59,11 @@ class BuildWithAssets(build_py):
         bundle_web_assets()
         super().run()
 
+
+# The vendor folder exists before packages are found (empty until the assets are copied), so
+# a first build from a fresh clone ships it like any later build.
+if MANIFEST.exists():
+    (ROOT / json.loads(MANIFEST.read_text())["metatrail"]["vendorDir"]).mkdir(parents=True, exist_ok=True)
 
 package_dir = {"metatrail": "metatrail", **{f"metatrail.{part}": part for part in PARTS}}
 packages = ["metatrail"] + [
