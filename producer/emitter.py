@@ -6,9 +6,10 @@
 * ``emit_records(records)`` is the hot path: append events already serialized (by
   ``metatrail.producer.wire``) to the spool journal in one write, return; ``emit(events)`` serializes
   event models first. The relay thread starts on the first emit.
-* ``flush(timeout_s)`` waits until everything spooled so far is delivered.
-* At exit, a flush bounded by ``exit_flush_timeout_s``, then one line on stderr saying how
-  many events stay spooled and where.
+* ``flush(timeout_s)`` waits until everything spooled so far is delivered; when it returns
+  ``False`` a warning says why (``metatrail.producer.outcome``).
+* At exit, a flush bounded by ``exit_flush_timeout_s``, then a line on stderr for each
+  thing left behind: events still spooled (and where), events set aside, events lost.
 * Fork safety: the child forgets the parent's relay, connections, journal and locks, and
   opens its own lazily; the parent's spool is never touched through inherited handles, and
   a fork never lands inside a SQLite statement on the spool (``metatrail.producer.forkguard``).
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metatrail.producer import build, digest, wire
+from metatrail.producer import build, digest, outcome, wire
 from metatrail.producer.build import record
 from metatrail.producer.journal import Record
 from metatrail.producer.relay import Relay
@@ -52,6 +53,7 @@ class Emitter:
         self._lock = threading.Lock()
         self._spool: Spool | None = None
         self._relay: Relay | None = None
+        self._tally = outcome.Tally()  # what the previous flush accounted for
 
     @property
     def spool(self) -> Spool:
@@ -103,7 +105,12 @@ class Emitter:
     def flush(self, timeout_s: float) -> bool:
         if self._spool is None:
             return True
-        return self.relay().wait_idle(timeout_s)
+        relay = self.relay()
+        idle = relay.wait_idle(timeout_s)
+        before, self._tally = self._tally, outcome.flushed(
+            self._spool, relay, idle, timeout_s, self._tally
+        )
+        return idle and self._tally == before
 
     def close(self, timeout_s: float) -> bool:
         """Flush (bounded), stop the relay, close the transport and the spool."""
@@ -236,13 +243,10 @@ def _exit_flush() -> None:
         return
     try:
         timeout_s = em.settings.exit_flush_timeout_s
-        if not em.flush(timeout_s):
-            remaining = em.spool.pending()
-            if remaining:
-                sys.stderr.write(
-                    f"metatrail: {remaining} events remain spooled in {em.spool.path} after "
-                    f"{timeout_s:g}s; the next run or `metatrail flush` delivers them\n"
-                )
+        relay = em.relay()
+        idle = relay.wait_idle(timeout_s)
+        for line in outcome.exit_lines(em.spool, relay, timeout_s, idle):
+            sys.stderr.write(line + "\n")
         if em._relay is not None:
             em._relay.stop(0.5)
             em._relay.transport.close(1.0)

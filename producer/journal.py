@@ -8,9 +8,18 @@ SQLite outbox in batches (one transaction, which also stores how far the journal
 then sends them. Durability is the same as SQLite WAL with ``synchronous=NORMAL``: a killed
 process loses nothing (the data is in the OS page cache), a power cut may lose the tail.
 
-Frames: ``<u32 body length><u32 crc32(body)>`` then the body: 36 ASCII bytes of event id,
-36 of partition key, then the JSON payload. A torn or corrupt tail (power loss) is detected
-and skipped with a warning.
+Frames: ``MAGIC<u32 body length><u32 crc32(body)>`` then the body: 36 ASCII bytes of event
+id, 36 of partition key, then the JSON payload. ``MAGIC`` holds the bytes 0xFE 0xFF, which
+never occur in UTF-8 (ids, keys and payloads are UTF-8 JSON), so after a damaged frame the
+reader resynchronises on the next magic that starts a frame whose checksum holds; the
+damaged bytes are handed to the caller (the spool moves them to ``spool.corrupt``).
+Journals written before frames had a magic (``<u32 length><u32 crc>`` then the body) are
+still read; damage in one of them cannot be resynchronised, so what follows it is set aside.
+
+A write that the disk cuts short (disk full) is truncated back, so the next write starts a
+whole frame; if even the truncation fails, the torn bytes stay and readers skip them as
+damage. Either way the events of that write are not recorded and the caller gets a
+``JournalWriteError`` (the recorder reports it), and later writes are read normally.
 
 Ownership: the writing process holds ``flock(LOCK_EX)`` on its file for its lifetime (the
 file is locked under a temporary name, then renamed, so nobody sees it unlocked). Any other
@@ -21,6 +30,7 @@ and opens its own.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import os
@@ -31,8 +41,15 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
-HEADER = struct.Struct("<II")
+from metatrail.producer.files import open_private, private_dir
+from metatrail.schemas.errors import TransportError
+
+MAGIC = b"\xfe\xffMJ"
+HEADER = struct.Struct("<4sII")
+#: The frame header of journals written before frames had a magic.
+LEGACY_HEADER = struct.Struct("<II")
 ID_BYTES = 36
 SUFFIX = ".log"
 #: Frames decoded between two voluntary GIL releases (the relay runs beside user code).
@@ -44,45 +61,111 @@ Record = tuple[str, str, bytes]  # event id, key, payload
 _COUNTER = itertools.count()
 
 
+class JournalWriteError(TransportError):
+    """Events could not be written to the journal (disk full, I/O error): they are not
+    recorded. The journal stays readable and later writes are unaffected."""
+
+
 def encode(records: Sequence[Record]) -> bytes:
     parts = []
     for event_id, key, payload in records:
         body = event_id.encode("ascii") + key.encode("ascii").ljust(ID_BYTES) + payload
-        parts.append(HEADER.pack(len(body), zlib.crc32(body)))
+        parts.append(HEADER.pack(MAGIC, len(body), zlib.crc32(body)))
         parts.append(body)
     return b"".join(parts)
 
 
-def decode(data: bytes, limit: int | None = None) -> tuple[list[Record], int, bool]:
-    """Frames of ``data`` (at most ``limit``): (records, bytes consumed by whole frames,
-    whether a torn or corrupt frame stopped the scan before the end)."""
+class Decoded(NamedTuple):
+    """What ``decode`` found: the records; the bytes consumed (whole frames and skipped
+    damage); whether an incomplete frame stopped the scan before the end (more bytes may
+    complete it); the damaged spans skipped, as (start, stop) offsets into the data."""
+
+    records: list[Record]
+    used: int
+    torn: bool
+    damaged: list[tuple[int, int]]
+
+
+_OK, _SHORT, _BAD = 0, 1, 2
+
+
+def _frame(data: bytes, view: memoryview, pos: int, end: int) -> tuple[int, int, int]:
+    """(verdict, body start, body stop) of the frame at ``pos``: whole and intact, cut
+    short by ``end``, or damaged."""
+    if data.startswith(MAGIC, pos):
+        start = pos + HEADER.size
+        if start > end:
+            return _SHORT, 0, 0
+        _, length, crc = HEADER.unpack_from(data, pos)
+    else:  # a frame of an older journal, or damage
+        start = pos + LEGACY_HEADER.size
+        if start > end:
+            return _SHORT, 0, 0
+        length, crc = LEGACY_HEADER.unpack_from(data, pos)
+    stop = start + length
+    if length < 2 * ID_BYTES:
+        return _BAD, 0, 0
+    if stop > end:
+        return _SHORT, 0, 0
+    if zlib.crc32(view[start:stop]) != crc:
+        return _BAD, 0, 0
+    return _OK, start, stop
+
+
+def _next_frame(data: bytes, view: memoryview, pos: int, end: int) -> int | None:
+    """The offset of the first whole, intact frame with a magic at or after ``pos``."""
+    while True:
+        found = data.find(MAGIC, pos, end)
+        if found < 0:
+            return None
+        if _frame(data, view, found, end)[0] == _OK:
+            return found
+        pos = found + 1
+
+
+def decode(data: bytes, limit: int | None = None, *, final: bool = False) -> Decoded:
+    """Frames of ``data`` (at most ``limit``). A damaged or incomplete frame followed by an
+    intact one is skipped as damage; one at the end is "torn" (``torn``, not consumed),
+    unless ``final`` (nothing more will ever be written): then it is damage too."""
     records: list[Record] = []
+    damaged: list[tuple[int, int]] = []
     pos = 0
     end = len(data)
     view = memoryview(data)  # checksums without copying the frame
-    while pos + HEADER.size <= end:
+    while pos < end:
         if limit is not None and len(records) >= limit:
-            return records, pos, False
+            return Decoded(records, pos, False, damaged)
         if len(records) % YIELD_EVERY == YIELD_EVERY - 1:
             time.sleep(0)  # let the application thread have the GIL: keeps its p99 low
-        length, crc = HEADER.unpack_from(data, pos)
-        start = pos + HEADER.size
-        stop = start + length
-        if stop > end:
-            return records, pos, True
-        if length < 2 * ID_BYTES or zlib.crc32(view[start:stop]) != crc:
-            return records, pos, True
-        key_start = start + ID_BYTES
-        payload_start = key_start + ID_BYTES
-        records.append(
-            (
-                data[start:key_start].decode("ascii"),
-                data[key_start:payload_start].decode("ascii").rstrip(),
-                bytes(data[payload_start:stop]),
-            )
-        )
-        pos = stop
-    return records, pos, pos != end
+        verdict, start, stop = _frame(data, view, pos, end)
+        if verdict == _OK:
+            key_start = start + ID_BYTES
+            payload_start = key_start + ID_BYTES
+            try:
+                records.append(
+                    (
+                        data[start:key_start].decode("ascii"),
+                        data[key_start:payload_start].decode("ascii").rstrip(),
+                        bytes(data[payload_start:stop]),
+                    )
+                )
+                pos = stop
+                continue
+            except UnicodeDecodeError:  # a checksum that held by chance over damage
+                pass
+        resume = _next_frame(data, view, pos + 1, end)
+        if resume is None:
+            if not final:
+                return Decoded(records, pos, True, damaged)
+            resume = end
+        damaged.append((pos, resume))
+        pos = resume
+    return Decoded(records, pos, False, damaged)
+
+
+def frames_in(damage: bytes) -> int:
+    """How many frames a damaged region held, by the magics in it (at least one)."""
+    return max(1, damage.count(MAGIC))
 
 
 class JournalWriter:
@@ -96,10 +179,10 @@ class JournalWriter:
         self.offset = 0  # bytes written to the current file
 
     def _open(self) -> int:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         stem = f"{socket.gethostname()}-{os.getpid()}-{next(_COUNTER)}"
         tmp = self.directory / (stem + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = open_private(tmp, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         final = self.directory / (stem + SUFFIX)
         os.rename(tmp, final)
@@ -107,11 +190,37 @@ class JournalWriter:
         return fd
 
     def append(self, records: Sequence[Record]) -> None:
+        """Write ``records`` (one ``os.write`` when the disk takes it whole). Raises
+        ``JournalWriteError`` when they could not all be written: none of them is recorded
+        then, and the journal is left so that later writes are read (see module doc)."""
         data = encode(records)
         with self.lock:
-            fd = self._fd if self._fd is not None else self._open()
-            os.write(fd, data)
+            written = 0
+            try:
+                fd = self._fd if self._fd is not None else self._open()
+                written = os.write(fd, data)
+                while written < len(data):  # short write: the rest fails or goes on
+                    more = os.write(fd, memoryview(data)[written:])
+                    if more <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    written += more
+            except OSError as exc:
+                self._undo(written)
+                raise JournalWriteError(
+                    f"cannot write {len(records)} event(s) to the spool journal "
+                    f"{self.path or self.directory}: {exc.strerror or exc}; not recorded"
+                ) from exc
             self.offset += len(data)
+
+    def _undo(self, written: int) -> None:
+        """Take a partial write back (truncate to the last whole frame); when that fails
+        too, count its bytes as written so that readers skip them as damage."""
+        if not written or self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, self.offset)
+        except OSError:
+            self.offset += written
 
     def rotate_if_done(self, ingested: int) -> Path | None:
         """Close and unlink the current file if all of it was ingested and it is large;
@@ -153,28 +262,48 @@ class JournalWriter:
 READ_BYTES_PER_FRAME = 2048
 
 
+class Chunk(NamedTuple):
+    """What ``read_from`` read: the records, the offset after them (and after skipped
+    damage), whether an incomplete frame ends the range (see ``decode``), and the damaged
+    bytes skipped, as (file offset, bytes)."""
+
+    records: list[Record]
+    offset: int
+    torn: bool
+    damaged: list[tuple[int, bytes]]
+
+
 def read_from(
-    path: Path, offset: int, limit: int | None = None, end: int | None = None
-) -> tuple[list[Record], int, bool]:
-    """Decode ``path`` from ``offset`` (up to byte ``end``, at most ``limit`` frames):
-    (records, new offset, torn tail?)."""
+    path: Path,
+    offset: int,
+    limit: int | None = None,
+    end: int | None = None,
+    *,
+    final: bool = False,
+) -> Chunk:
+    """Decode ``path`` from ``offset`` (up to byte ``end``, at most ``limit`` frames).
+    ``final``: the file's writer is gone, so an incomplete frame at its end is damage."""
     with open(path, "rb") as fh:
         fh.seek(offset)
         available = None if end is None else max(0, end - offset)
-        if limit is None:
-            data = fh.read() if available is None else fh.read(available)
-            records, used, torn = decode(data)
-            return records, offset + used, torn
-        chunk = limit * READ_BYTES_PER_FRAME
+        chunk = None if limit is None else limit * READ_BYTES_PER_FRAME
         while True:
-            size = chunk if available is None else min(chunk, available)
-            data = fh.read(size)
-            records, used, torn = decode(data, limit)
-            at_end = len(data) < size or size == available
-            if records or at_end:
+            if chunk is None:
+                size = available
+            else:
+                size = chunk if available is None else min(chunk, available)
+            data = fh.read() if size is None else fh.read(size)
+            at_end = size is None or len(data) < size or size == available
+            found = decode(data, limit, final=final and at_end)
+            if found.records or found.damaged or at_end:
                 # a frame cut off by the end of the chunk is not a torn tail
-                return records, offset + used, torn and at_end
-            chunk *= 4  # one frame larger than the chunk: read more
+                return Chunk(
+                    found.records,
+                    offset + found.used,
+                    found.torn and at_end,
+                    [(offset + a, data[a:b]) for a, b in found.damaged],
+                )
+            chunk = 4 * (chunk or 1)  # one frame larger than the chunk: read more
             fh.seek(offset)
 
 

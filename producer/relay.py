@@ -9,6 +9,11 @@ errors whose ``retriable`` flag is set are retried with exponential back-off (ji
 capped at ``RETRY_MAX_WAIT_S``) for up to ``RETRY_CYCLE_S``, then in the next cycle; any
 other error ends the cycle, is logged, and the batch is tried again after ``ERROR_PAUSE_S``
 (or at the next ``flush``). Events are never dropped for a delivery error.
+
+An event the transport refuses for what it is (``RejectedEventsError``: e.g. a Kafka broker
+refusing it as too large) cannot be delivered by trying again: it is moved to the spool's
+dead-letter file with its reason (``metatrail.producer.setaside``), with a warning, and the
+queue moves on. ``set_aside`` counts them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from tenacity import (
@@ -27,8 +33,9 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from metatrail.producer import setaside
 from metatrail.producer.spool import Spool
-from metatrail.producer.transports.base import SpooledEvent, Transport
+from metatrail.producer.transports.base import RejectedEventsError, SpooledEvent, Transport
 
 log = logging.getLogger("metatrail.producer")
 
@@ -74,6 +81,15 @@ class Relay:
         self._deadline: float | None = None
         self._thread: threading.Thread | None = None
         self.last_error: BaseException | None = None
+        #: Events refused by the transport and moved to the dead-letter file, and the last
+        #: refusal's reason.
+        self.set_aside = 0
+        self.set_aside_reason = ""
+
+    @property
+    def dead_letter_path(self) -> Path:
+        """Where refused events are set aside."""
+        return setaside.dead_letter_path(self.spool.path)
 
     # --- one cycle ----------------------------------------------------------------------
     def cycle(self) -> int:
@@ -91,10 +107,14 @@ class Relay:
             self.spool.ingest()
             self.spool.enforce_bound()
             batch = self.spool.read_batch(self.batch_size)
+            refused = 0
             if batch:
-                self._send(batch)
+                try:
+                    self._send(batch)
+                except RejectedEventsError as exc:
+                    refused = self._set_aside(exc)
                 self.spool.delete(batch)
-                self.delivered += len(batch)
+                self.delivered += len(batch) - refused
             sent = len(batch)
         idle = sent == 0 and self.spool.pending_journal_bytes() <= 0
         with self._cond:
@@ -106,18 +126,47 @@ class Relay:
     def _direct(self) -> int | None:
         """Healthy path: send journal frames as they are (one attempt). On failure they go
         into the table and ``None`` says "use the table path" (which retries)."""
-        batch, offset = self.spool.read_journal(self.batch_size)
+        found = self.spool.read_journal(self.batch_size)
+        if found is None:  # damage among the frames: the table path sets it aside
+            self.spool.ingest()
+            return None
+        batch, offset = found
         if not batch:
             return 0
+        refused = 0
         try:
             self.transport.send(batch)
+        except RejectedEventsError as exc:
+            try:
+                refused = self._set_aside(exc)
+            except Exception:
+                self.spool.ingest()
+                raise
         except Exception:
             self.spool.ingest()
             return None
         self.spool.journal_delivered(offset)
-        self.delivered += len(batch)
+        self.delivered += len(batch) - refused
         self.last_error = None
         return len(batch)
+
+    def _set_aside(self, exc: RejectedEventsError) -> int:
+        """Move the refused events of ``exc`` to the dead-letter file (durably) and warn;
+        returns how many. Raises ``OSError`` when the file cannot be written (the events
+        then stay in the spool)."""
+        where = setaside.save_rejected(self.spool.path, exc.rejected)
+        self.set_aside += len(exc.rejected)
+        self.set_aside_reason = exc.rejected[-1][1]
+        for event, reason in exc.rejected:
+            log.warning(
+                "metatrail: event %s (%d bytes) cannot be delivered: %s; set aside in %s, "
+                "the events behind it go on",
+                event.event_id,
+                len(event.payload),
+                reason,
+                where,
+            )
+        return len(exc.rejected)
 
     def _send(self, batch: list[SpooledEvent]) -> None:
         for attempt in Retrying(

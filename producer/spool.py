@@ -16,6 +16,12 @@ Size bound (``spool_max_bytes``, counting live SQLite pages plus un-ingested jou
 ``warn`` keeps recording and warns at most once a minute; ``drop_oldest`` deletes the
 oldest undelivered events and logs how many (running total in ``stats()``); ``raise``
 refuses new events with ``SpoolFullError`` (logged, or raised in strict mode).
+
+Nothing is lost silently: a journal write the disk refuses raises ``JournalWriteError``
+(reported by the recorder) and is counted in ``lost``; journal bytes that no longer decode
+are moved to ``spool.corrupt`` with a warning and counted in ``damaged``; a journal is
+deleted only once everything in it is in the table or set aside. The spool's files are
+created 0600 in a 0700 folder (``metatrail.producer.files``).
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from metatrail.producer import journal
+from metatrail.producer import journal, setaside
+from metatrail.producer.files import private_file
 from metatrail.producer.forkguard import spool_guard
 from metatrail.producer.transports.base import SpooledEvent
 from metatrail.schemas.errors import TransportError
@@ -69,6 +78,24 @@ class SpoolFullError(TransportError):
     """The spool is over ``spool_max_bytes`` and the policy is ``raise``."""
 
 
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error. SQLite has already rolled
+    back after some errors (disk full, I/O error): then the ROLLBACK's own error ("no
+    transaction is active") is dropped, so the caller sees the cause."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.debug("metatrail: spool rollback failed: %s", exc)
+        raise
+
+
 class Spool:
     """One spool file. Thread-safe; every thread uses its own SQLite connection. Every
     method that uses SQLite holds ``spool_guard``: a fork never lands inside one (see
@@ -87,13 +114,19 @@ class Spool:
         self._last_warn = 0.0
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        #: Events refused by a failing journal write (not recorded), and the last reason.
+        self.lost = 0
+        self.lost_reason = ""
+        #: Damaged journal regions moved to ``spool.corrupt``, and their bytes.
+        self.damaged = 0
+        self.damaged_bytes = 0
 
     # --- connections --------------------------------------------------------------------
     @spool_guard
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # 0600: SQLite gives its -wal and -shm the same mode
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30, check_same_thread=False
             )
@@ -129,7 +162,12 @@ class Spool:
         """Make ``records`` durable (one journal write). Applies the full-spool policy."""
         if self._over:
             self._full()
-        self.writer.append(records)
+        try:
+            self.writer.append(records)
+        except journal.JournalWriteError as exc:
+            self.lost += len(records)
+            self.lost_reason = str(exc)
+            raise
         if self.writer.offset - self._ingested > self.max_bytes:
             self._over = True
 
@@ -168,7 +206,9 @@ class Spool:
             path, end = self.writer.path, self.writer.offset
             if path is None or end <= self._ingested:
                 return 0
-            records, offset, _torn = journal.read_from(path, self._ingested)
+            records, offset, _torn, damaged = journal.read_from(path, self._ingested, end=end)
+            if damaged:
+                self._set_damage_aside(path, damaged)
             self._insert(records, str(path), offset)
             self._ingested = offset
             if self.writer.rotate_if_done(offset) is not None:
@@ -176,14 +216,18 @@ class Spool:
                 self.conn().execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
             return len(records)
 
-    def read_journal(self, limit: int) -> tuple[list[SpooledEvent], int]:
+    def read_journal(self, limit: int) -> tuple[list[SpooledEvent], int] | None:
         """Up to ``limit`` of this process's journal frames not yet handled, and the offset
-        after them (for the direct path: send, then ``journal_delivered`` or ``ingest``)."""
+        after them (for the direct path: send, then ``journal_delivered`` or ``ingest``).
+        ``None`` when damage lies among them: the caller must ``ingest`` instead (which
+        sets the damage aside)."""
         with self._ingest_lock:
             path, end = self.writer.path, self.writer.offset
             if path is None or end <= self._ingested:
                 return [], self._ingested
-            records, offset, _torn = journal.read_from(path, self._ingested, limit, end)
+            records, offset, _torn, damaged = journal.read_from(path, self._ingested, limit, end)
+        if damaged:
+            return None
         return [SpooledEvent(0, e, k, p) for e, k, p in records], offset
 
     @spool_guard
@@ -223,11 +267,15 @@ class Spool:
                 row = conn.execute(
                     "SELECT offset FROM journal_offsets WHERE file = ?", (str(path),)
                 ).fetchone()
-                records, offset, torn = journal.read_from(path, row[0] if row else 0)
-                if torn:
-                    log.warning(
-                        "metatrail: journal %s ends with a torn or corrupt frame; skipped", path
+                try:
+                    records, offset, _torn, damaged = journal.read_from(
+                        path, row[0] if row else 0, final=True
                     )
+                except OSError as exc:  # kept: it is deleted only once fully read
+                    log.error("metatrail: cannot read the journal %s (kept): %s", path, exc)
+                    continue
+                if damaged:
+                    self._set_damage_aside(path, damaged)
                 self._insert(records, str(path), offset)
                 os.unlink(path)
                 conn.execute("DELETE FROM journal_offsets WHERE file = ?", (str(path),))
@@ -236,11 +284,16 @@ class Spool:
                 os.close(fd)
         return total + self.adopt_orphans()
 
+    def _set_damage_aside(self, path: Path, damaged: list[tuple[int, bytes]]) -> None:
+        """Move undecodable journal bytes to ``spool.corrupt`` (with a warning). Raises
+        ``OSError`` when they cannot be written (the journal offset then stays before them)."""
+        self.damaged_bytes += setaside.save_damage(self.path, path, damaged)
+        self.damaged += len(damaged)
+
     def _insert(self, records: list[journal.Record], file: str, offset: int) -> None:
         conn = self.conn()
         now, pid = time.time(), os.getpid()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             conn.executemany(
                 "INSERT INTO spool (event_id, key, payload, spooled_at, owner) VALUES (?, ?, ?, ?, ?)",
                 [(e, k, p, now, pid) for e, k, p in records],
@@ -250,10 +303,6 @@ class Spool:
                 "ON CONFLICT(file) DO UPDATE SET offset = excluded.offset",
                 (file, offset),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     @spool_guard
     def read_batch(self, limit: int) -> list[SpooledEvent]:
@@ -306,7 +355,9 @@ class Spool:
         )
         if self.writer.path is None or self.pending_journal_bytes() <= 0:
             return rows
-        return rows + len(journal.read_from(self.writer.path, self._ingested)[0])
+        return rows + len(
+            journal.read_from(self.writer.path, self._ingested, end=self.writer.offset).records
+        )
 
     @spool_guard
     def size_bytes(self) -> int:
@@ -334,16 +385,16 @@ class Spool:
             return 0
         per_row = max(1, size // count)
         drop = min(count, (size - self.max_bytes) // per_row + 1)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (drop,)
-        )
-        conn.execute(
-            "INSERT INTO spool_stats (name, value) VALUES ('dropped', ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            (drop,),
-        )
-        conn.execute("COMMIT")
+        with _transaction(conn):
+            conn.execute(
+                "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)",
+                (drop,),
+            )
+            conn.execute(
+                "INSERT INTO spool_stats (name, value) VALUES ('dropped', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (drop,),
+            )
         total = self.stats().get("dropped", 0)
         log.warning(
             "metatrail: spool %s over METATRAIL_SPOOL_MAX_BYTES=%d: dropped the %d oldest "

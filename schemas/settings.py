@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     kafka_max_message_bytes: int = Field(
         1_048_576, gt=0, description="Largest event accepted; larger ones are dead-lettered."
     )
+    kafka_max_request_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Largest message the producer sends: the topic's max.message.bytes (16 MiB on "
+        "topics metatrail creates). Above METATRAIL_KAFKA_MAX_MESSAGE_BYTES, so an oversized event "
+        "reaches the consumer and is dead-lettered there; one refused anyway is set aside next to "
+        "the spool.",
+    )
     kafka_compression: Literal["gzip", "snappy", "lz4", "zstd", "none"] = Field(
         "gzip", description="Producer compression codec (snappy/lz4/zstd need their libraries)."
     )

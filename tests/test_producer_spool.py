@@ -301,7 +301,7 @@ def test_a_call_is_in_the_journal_before_its_function_runs_and_before_it_returns
     def journal_kinds() -> list[str]:
         # a fresh read of the file: what a SIGKILLed process would leave behind
         assert spool.writer.path is not None
-        records, _, torn = journal.read_from(spool.writer.path, 0)
+        records, _, torn, _ = journal.read_from(spool.writer.path, 0)
         assert not torn
         return [json.loads(payload)["kind"] for _, _, payload in records]
 
@@ -502,10 +502,12 @@ def test_a_fork_never_deadlocks_on_the_spool_guard(
 
 def test_journal_detects_a_torn_tail() -> None:
     data = journal.encode([("a" * 36, "b" * 36, b'{"x":1}'), ("c" * 36, "d" * 36, b'{"y":2}')])
-    records, used, torn = journal.decode(data[:-3])
-    assert [r[0] for r in records] == ["a" * 36] and torn and used < len(data)
-    records, used, torn = journal.decode(data)
-    assert len(records) == 2 and not torn and used == len(data)
+    records, used, torn, damaged = journal.decode(data[:-3])
+    assert [r[0] for r in records] == ["a" * 36] and torn and used < len(data) and not damaged
+    records, used, torn, damaged = journal.decode(data)
+    assert len(records) == 2 and not torn and used == len(data) and not damaged
+    records, used, torn, damaged = journal.decode(data[:-3], final=True)  # its writer is gone
+    assert len(records) == 1 and not torn and used == len(data) - 3 and len(damaged) == 1
 
 
 def test_journal_reads_in_batches_a_frame_larger_than_a_batch_included(tmp_path: Path) -> None:
@@ -516,15 +518,15 @@ def test_journal_reads_in_batches_a_frame_larger_than_a_batch_included(tmp_path:
     path.write_bytes(data)
     offset, got = 0, []
     while True:
-        found, offset, torn = journal.read_from(path, offset, 7, len(data))
-        assert not torn and len(found) <= 7
+        found, offset, torn, damaged = journal.read_from(path, offset, 7, len(data))
+        assert not torn and not damaged and len(found) <= 7
         if not found:
             break
         got += found
     assert got == records and offset == len(data)
     path.write_bytes(data[:-5])  # a torn tail is still reported as one
     last = len(data) - len(journal.encode(records[-1:]))
-    assert journal.read_from(path, last, 7) == ([], last, True)
+    assert journal.read_from(path, last, 7) == ([], last, True, [])
 
 
 def test_public_api() -> None:

@@ -1,7 +1,8 @@
 """The ``file`` transport: JSONL appended to ``METATRAIL_FILE_PATH``.
 
 For debugging and for ``metatrail ingest``. Each batch is written with one ``write`` and
-fsynced before the relay deletes it from the spool.
+fsynced before the relay deletes it from the spool. The file is created 0600 (its folder
+0700), like every file holding recorded data.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from metatrail.producer.files import open_private
 from metatrail.producer.transports.base import SpooledEvent
 from metatrail.schemas.errors import TransientTransportError
 
@@ -23,13 +25,25 @@ class FileTransport:
             return
         data = b"".join(e.payload + b"\n" for e in batch)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "ab") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
             raise TransientTransportError(f"cannot append to {self.path}: {exc}") from exc
+        start = -1
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError as exc:
+            if start >= 0:
+                try:
+                    os.ftruncate(fd, start)  # no half line before the next batch
+                except OSError:
+                    pass
+            raise TransientTransportError(f"cannot append to {self.path}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def close(self, timeout_s: float) -> bool:
         return True

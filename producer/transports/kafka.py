@@ -5,6 +5,13 @@ event id), so one run's events stay ordered in one partition. ``send`` waits for
 message of the batch to be acknowledged before returning, so the relay deletes only what
 the brokers hold. kafka-python errors are translated by their own ``retriable`` flag; an
 unreachable broker is transient (the events wait in the spool).
+
+Size: the producer sends messages up to ``kafka_max_request_bytes`` (the topic's
+``max.message.bytes``; 16 MiB on topics metatrail creates), above the consumer's accept
+limit (``kafka_max_message_bytes``), so an oversized event reaches the consumer and is
+dead-lettered there with its reason. An event refused anyway (larger still, or a topic
+with a smaller limit), or refused for any other reason about that record alone, is
+reported in a ``RejectedEventsError``: the relay sets it aside and the queue moves on.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from metatrail.producer.transports.base import SpooledEvent
+from metatrail.producer.transports.base import RejectedEventsError, SpooledEvent
 from metatrail.schemas.errors import TransientTransportError, TransportError
 from metatrail.schemas.settings import Settings
 
@@ -22,6 +29,27 @@ log = logging.getLogger("metatrail.producer")
 
 #: How long ``send`` blocks on metadata when the broker is unreachable.
 MAX_BLOCK_MS = 10_000
+#: kafka-python errors about one record that sending it again will not cure (when not
+#: retriable); any other error concerns the whole batch, which stays in the spool.
+RECORD_ERRORS = frozenset(
+    {
+        "MessageSizeTooLargeError",
+        "RecordListTooLargeError",
+        "InvalidRecordError",
+        "InvalidTimestampError",
+        "CorruptRecordError",
+    }
+)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` refuses one record for what it is."""
+    return type(exc).__name__ in RECORD_ERRORS and getattr(exc, "retriable", None) is False
+
+
+def _why(exc: BaseException) -> str:
+    text, name = str(exc), type(exc).__name__
+    return f"kafka refused it: {text if name in text else f'{name}: {text}'}"
 
 
 def _translate(exc: BaseException, what: str) -> TransportError:
@@ -66,7 +94,7 @@ class KafkaTransport:
                     compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
                     linger_ms=5,
                     max_block_ms=min(MAX_BLOCK_MS, s.kafka_request_timeout_ms),
-                    max_request_size=s.kafka_max_message_bytes,
+                    max_request_size=max(s.kafka_max_request_bytes, s.kafka_max_message_bytes),
                     retries=3,
                     **s.kafka_client_kwargs(),
                 )
@@ -79,18 +107,32 @@ class KafkaTransport:
             return
         producer = self._ensure()
         timeout_s = self.settings.kafka_request_timeout_ms / 1000
+        rejected: list[tuple[SpooledEvent, str]] = []
         try:
-            futures = [
-                producer.send(self.topic, key=e.key.encode(), value=e.payload) for e in batch
-            ]
+            futures = []
+            for e in batch:
+                try:
+                    future = producer.send(self.topic, key=e.key.encode(), value=e.payload)
+                    futures.append((e, future))
+                except Exception as exc:  # refused before sending (larger than max_request_size)
+                    if not _refused(exc):
+                        raise
+                    rejected.append((e, _why(exc)))
             producer.flush(timeout=timeout_s)
-            for future in futures:
-                future.get(timeout=timeout_s)
+            for e, future in futures:
+                try:
+                    future.get(timeout=timeout_s)
+                except Exception as exc:  # refused by the broker
+                    if not _refused(exc):
+                        raise
+                    rejected.append((e, _why(exc)))
         except Exception as exc:
             # Start the next attempt from a fresh client: after a broker restart an old one
             # can keep stale metadata and half-sent batches.
             self._discard()
             raise _translate(exc, "send") from exc
+        if rejected:
+            raise RejectedEventsError(rejected)
 
     def _discard(self) -> None:
         producer, self._producer = self._producer, None
