@@ -19,6 +19,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
+from metatrail.producer import redact
 from metatrail.producer.digest import digest_path, local_path
 from metatrail.schemas.ids import derived_id, new_id_texts
 from metatrail.schemas.values import Properties, typed
@@ -47,7 +48,8 @@ class Artifact:
     ``type`` defaults to the class's (``Artifact``, ``Dataset``, ``Model``...). For a local
     file or folder the sha256 digest is computed when the artifact is first recorded
     (streamed, cached by path+mtime+size) unless ``digest=`` is given or
-    ``compute_digest=False``. ``properties`` / ``custom_properties`` take plain Python values.
+    ``compute_digest=False``. ``properties`` / ``custom_properties`` take plain Python values;
+    secret-looking ones are recorded as ``"***"`` (``metatrail.producer.redact``).
     """
 
     __slots__ = (
@@ -85,6 +87,10 @@ class Artifact:
         self.version = None if version is None else str(version)
         self.properties: Properties = typed(properties) if properties else {}
         self.custom_properties: Properties = typed(custom_properties) if custom_properties else {}
+        if self.properties or self.custom_properties:  # secret-looking names: see redact
+            self.properties, self.custom_properties, _ = redact.node(
+                self.properties, self.custom_properties
+            )
         self.digest = digest
         self.state = state
         self.compute_digest = compute_digest

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from metatrail.producer import emitter, wire
+from metatrail.producer import emitter, redact, wire
 from metatrail.producer.artifacts import Artifact
 from metatrail.producer.build import build
 from metatrail.producer.capture import summarise
@@ -67,7 +67,7 @@ def log_params(params: Mapping[str, Any]) -> None:
         _nowhere("log_params")
         return
     try:
-        props = typed({k: summarise(v) for k, v in params.items()})
+        props, custom, _ = redact.node(typed({k: summarise(v) for k, v in params.items()}), {})
         emitter.emit(
             [
                 build(
@@ -77,6 +77,7 @@ def log_params(params: Mapping[str, Any]) -> None:
                     type=scope.type,
                     name=scope.name,
                     properties=props,
+                    custom_properties=custom,
                 )
             ]
         )

@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from typing import Any, Union
 from uuid import UUID
 
-from metatrail.producer import emitter, wire
+from metatrail.producer import emitter, redact, wire
 from metatrail.producer.artifacts import Artifact
 from metatrail.producer.build import make
 from metatrail.producer.capture import environment as current_environment
@@ -179,6 +179,7 @@ class ExecutionHandle:
         "_output_refs",
         "_params",
         "_custom",
+        "_secrets",
         "done",
         "_token",
     )
@@ -215,6 +216,7 @@ class ExecutionHandle:
         self._output_refs: list[str] = []
         self._params: Properties = {}
         self._custom: Properties = {}
+        self._secrets: list[str] = []  # values of redacted parameters: kept out of errors
         self.done = False
 
     @property
@@ -275,18 +277,29 @@ class ExecutionHandle:
         try:
             from metatrail.producer.capture import summarise
 
+            found = redact.redact(typed({k: summarise(v) for k, v in params.items()}))
             with _HANDLE_LOCK:
-                self._params.update(typed({k: summarise(v) for k, v in params.items()}))
+                self._params.update(found.values)
+                self._note_redacted(found)
         except Exception as exc:
             report("log_params", exc)
 
     def set_custom_properties(self, values: Mapping[str, Any]) -> None:
         """Add custom properties; they travel with the terminal event."""
         try:
+            found = redact.redact(typed(dict(values)))
             with _HANDLE_LOCK:
-                self._custom.update(typed(dict(values)))
+                self._custom.update(found.values)
+                self._note_redacted(found)
         except Exception as exc:
             report("set_custom_properties", exc)
+
+    def _note_redacted(self, found: redact.Redacted) -> None:
+        """Remember what ``found`` withheld (flag sent with the terminal event; secret
+        values kept out of the error message). Holds ``_HANDLE_LOCK``."""
+        if found.names:
+            self._custom = redact.flagged(self._custom, found.names)
+            self._secrets = [*self._secrets, *found.secrets]
 
     # --- the end ----------------------------------------------------------------------
     def complete(
@@ -307,7 +320,9 @@ class ExecutionHandle:
             refs, recorded = _edges(pairs, as_output=True, scope=self.scope, fresh=ids)
             self.outputs.extend(pairs)
             if custom_properties:
-                self._custom.update(typed(dict(custom_properties)))
+                found = redact.redact(typed(dict(custom_properties)))
+                self._custom.update(found.values)
+                self._note_redacted(found)
             event_ids = ids[len(pairs) :]
             records = _artifact_records(recorded, event_ids, occurred_at, self.scope)
             records.append(
@@ -330,8 +345,8 @@ class ExecutionHandle:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             error = ErrorInfo(
                 type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                message=str(exc)[:MAX_MESSAGE_CHARS],
-                traceback=tb[-MAX_TRACEBACK_CHARS:],
+                message=redact.scrub(str(exc), self._secrets)[:MAX_MESSAGE_CHARS],
+                traceback=redact.scrub(tb, self._secrets)[-MAX_TRACEBACK_CHARS:],
             )
             [event_id] = new_id_texts(1)
             emitter.emit_records(
@@ -430,6 +445,11 @@ def start_execution(
             from metatrail.producer.capture import summarise
 
             typed_parameters = typed({k: summarise(v) for k, v in (parameters or {}).items()})
+        typed_parameters, custom, handle._secrets = redact.node(
+            typed_parameters, typed(dict(custom_properties)) if custom_properties else {}
+        )
+        if redact.FLAG in custom:  # the terminal event repeats it
+            handle._custom[redact.FLAG] = custom[redact.FLAG]
         occurred_at = wire.now()
         records = _artifact_records(recorded, ids[1:-1], occurred_at, scope) if recorded else []
         records.append(
@@ -439,7 +459,7 @@ def start_execution(
                 occurred_at,
                 handle._serialized(),
                 parameters=typed_parameters,
-                custom_properties=typed(dict(custom_properties)) if custom_properties else {},
+                custom_properties=custom,
                 code_version=code_version,
                 environment=environment or current_environment(),
                 trigger_id=trigger_id,
@@ -485,6 +505,9 @@ def record_cached(
         out_refs, out_recorded = _edges(_pairs(outputs), as_output=True, scope=scope)
         recorded = in_recorded + out_recorded
         ids = new_id_texts(len(recorded) + 2)
+        parameters, custom, _ = redact.node(
+            parameters or {}, typed(dict(custom_properties)) if custom_properties else {}
+        )
         occurred_at = wire.now()
         records = _artifact_records(recorded, ids[1:-1], occurred_at, scope)
         records.append(
@@ -493,8 +516,8 @@ def record_cached(
                 ids[-1],
                 occurred_at,
                 wire.Execution(scope, ids[0], type, name, fingerprint),
-                parameters=parameters or {},
-                custom_properties=typed(dict(custom_properties)) if custom_properties else {},
+                parameters=parameters,
+                custom_properties=custom,
                 code_version=code_version,
                 environment=current_environment(),
                 trigger_id=trigger_id,

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 from uuid import UUID
 
-from metatrail.producer import emitter
+from metatrail.producer import emitter, redact
 from metatrail.producer.build import build
 from metatrail.producer.context import _RUN, RunScope, current_run
 from metatrail.producer.recorder import report
@@ -42,6 +42,9 @@ def _context_event(
     props: Mapping[str, Any] | None,
     custom: Mapping[str, Any] | None,
 ) -> ContextUpserted:
+    properties, custom_properties, _ = redact.node(
+        typed(dict(props or {})), typed(dict(custom or {}))
+    )
     return build(
         ContextUpserted,
         run_id=root,
@@ -49,8 +52,8 @@ def _context_event(
         type=type_name,
         name=name,
         parent_ids=parents,
-        properties=typed(dict(props or {})),
-        custom_properties=typed(dict(custom or {})),
+        properties=properties,
+        custom_properties=custom_properties,
     )
 
 

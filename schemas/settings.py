@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     strict: bool = Field(
         False, description="Raise recording errors into user code instead of logging them (tests)."
     )
+    redact: str = Field(
+        "password,passwd,secret,token,api_key,apikey,credential,private_key",
+        description="Parameters and properties whose name contains one of these comma-separated "
+        "words (any case) are recorded as '***' (listed in the custom property 'redacted'); "
+        "'off' records every value.",
+    )
     cache: Literal["on", "off"] = Field(
         "on", description="'off' disables execution caching everywhere."
     )
@@ -129,6 +135,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "METATRAIL_TRANSPORT is 'kafka' but METATRAIL_KAFKA_BOOTSTRAP is not set"
             )
+        if not self.redact_patterns and self.redact.strip().lower() != "off":
+            raise ValueError(
+                "METATRAIL_REDACT must list words (comma-separated) or be 'off', got "
+                f"{self.redact!r}"
+            )
         if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_mechanism:
             raise ValueError(
                 "METATRAIL_KAFKA_SECURITY_PROTOCOL is SASL_* but METATRAIL_KAFKA_SASL_MECHANISM is not set"
@@ -147,6 +158,13 @@ class Settings(BaseSettings):
     @property
     def triggers_topic(self) -> str:
         return f"{self.kafka_topic_prefix}.triggers"
+
+    @property
+    def redact_patterns(self) -> tuple[str, ...]:
+        """The lower-cased words of ``redact`` (empty when it is 'off')."""
+        if self.redact.strip().lower() == "off":
+            return ()
+        return tuple(w.strip().lower() for w in self.redact.split(",") if w.strip())
 
     @property
     def cache_enabled(self) -> bool:
