@@ -204,8 +204,14 @@ def node(properties: Properties, custom: Properties) -> tuple[Properties, Proper
     """Redact a node's properties and custom properties together: (properties, custom
     properties flagged with every redacted name, the secret texts). Returns its arguments
     themselves when nothing is secret."""
-    words, memo = _words()
-    if not words or (_clean(properties, words, memo) and _clean(custom, words, memo)):
+    current, state = emitter._current, _state  # the hot path: no call while settings stand
+    if current is not None and state[0] is current.settings:
+        words, memo = state[1], state[2]
+    else:
+        words, memo = _words()
+    if not words or (
+        _clean(properties, words, memo) and (not custom or _clean(custom, words, memo))
+    ):
         return properties, custom, []
     props = redact(properties)
     extra = redact(custom)

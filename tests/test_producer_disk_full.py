@@ -34,7 +34,8 @@ def _mount(point: Path, size: str) -> None:
         text=True,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full test (needs root): {done.stderr.strip()}")
+        reason = done.stderr.strip()
+        pytest.skip(f"cannot mount a tmpfs for the disk-full test (needs root): {reason}")
 
 
 def _unmount(point: Path) -> None:
@@ -88,7 +89,8 @@ def test_after_a_full_disk_every_later_event_is_delivered_and_the_lost_ones_are_
 ) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"  # the store is on another disk
     metatrail.configure(
-        transport="embedded", store_url=url, spool_path=small_disk / "spool.db", relay_interval_ms=20
+        transport="embedded", store_url=url, spool_path=small_disk / "spool.db",
+        relay_interval_ms=20,
     )
     try:
         for i in range(20):
@@ -139,7 +141,8 @@ def test_a_full_spool_disk_reports_its_real_cause(
             for i in range(1, 40):
                 work(i)
             metatrail.flush(3)
-        relay_errors = [r.getMessage() for r in caplog.records if "cannot deliver" in r.getMessage()]
+        messages = [r.getMessage() for r in caplog.records]
+        relay_errors = [m for m in messages if "cannot deliver" in m]
         assert relay_errors, caplog.text
         assert not any("cannot rollback" in m for m in relay_errors), relay_errors
         assert any("full" in m or "No space" in m for m in relay_errors), relay_errors
