@@ -43,7 +43,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from metatrail.producer.files import open_private, private_dir
+from metatrail.schemas.files import open_private, private_dir
 from metatrail.schemas.errors import TransportError
 
 MAGIC = b"\xfe\xffMJ"

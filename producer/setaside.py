@@ -1,7 +1,7 @@
 """What the spool cannot deliver is set aside next to it, never dropped silently.
 
 Two files beside the spool (``.metatrail/spool.db`` → ``.metatrail/spool.<suffix>``), both
-created 0600 (``metatrail.producer.files``), appended to and fsynced before the spool
+created 0600 (``metatrail.schemas.files``), appended to and fsynced before the spool
 forgets what they hold (so a crash in between may repeat an entry, never lose one):
 
 * ``spool.deadletters.jsonl``: events the transport refused for what they are (e.g. a
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from metatrail.producer.files import open_private
+from metatrail.schemas.files import open_private
 from metatrail.producer.journal import frames_in
 from metatrail.producer.transports.base import SpooledEvent
 

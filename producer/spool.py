@@ -21,7 +21,7 @@ Nothing is lost silently: a journal write the disk refuses raises ``JournalWrite
 (reported by the recorder) and is counted in ``lost``; journal bytes that no longer decode
 are moved to ``spool.corrupt`` with a warning and counted in ``damaged``; a journal is
 deleted only once everything in it is in the table or set aside. The spool's files are
-created 0600 in a 0700 folder (``metatrail.producer.files``).
+created 0600 in a 0700 folder (``metatrail.schemas.files``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from metatrail.producer import journal, setaside
-from metatrail.producer.files import private_file
+from metatrail.schemas.files import private_file
 from metatrail.producer.forkguard import spool_guard
 from metatrail.producer.transports.base import SpooledEvent
 from metatrail.schemas.errors import TransportError

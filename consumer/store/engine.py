@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from metatrail.producer.files import private_file
+from metatrail.schemas.files import private_file
 from metatrail.schemas.errors import ConfigError, StoreError, StoreNotFoundError, TransientStoreError
 
 #: PostgreSQL SQLSTATE classes/codes worth a retry.
@@ -122,15 +122,9 @@ def _sqlite_in_memory(database: str | None) -> bool:
 
 
 def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
-<<<<<<< HEAD
     in_memory = _sqlite_in_memory(database)
-    if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-=======
-    in_memory = not database or database == ":memory:" or database.startswith("file::memory")
     if not in_memory:  # created 0600 in a 0700 folder; SQLite gives -wal/-shm its mode
         private_file(Path(database).expanduser())
->>>>>>> 92aef2e (Secrets: parameters and properties whose names look secret (password, token, api_key, ... in any case, also nested keys; METATRAIL_REDACT) are recorded as "***" and listed in the node's custom property 'redacted', in one module used where the producer types values; a failed call's message and traceback lose the secret values; the SQLite store is created 0600 in a 0700 folder)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from metatrail.producer.files import open_private
+from metatrail.schemas.files import open_private
 from metatrail.producer.transports.base import SpooledEvent
 from metatrail.schemas.errors import TransientTransportError
 
