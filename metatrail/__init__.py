@@ -28,9 +28,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from metatrail.producer.artifacts import Artifact, Dataset, Metrics, Model, Schema, Statistics
-from metatrail.producer.context import Thread, current_execution, current_run, propagate
+from metatrail.producer.context import Thread, current_run, propagate
 from metatrail.producer.emitter import configure, flush
 from metatrail.producer.log import log_artifact, log_metric, log_metrics, log_params
+from metatrail.producer.recorder import current_execution
 from metatrail.producer.runs import run
 from metatrail.producer.track import track
 from metatrail.schemas.errors import (

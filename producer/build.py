@@ -12,6 +12,7 @@ is spooled, so a field the SDK fills wrongly fails loudly there.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -55,8 +56,14 @@ def producer_info() -> ProducerInfo:
 
 
 def reset_after_fork() -> None:
+    """In a forked child: forget the parent's ``ProducerInfo`` (its pid). Registered as
+    this module's at-fork hook."""
     _PRODUCER.clear()
     _LAST_KEY[0] = (None, "")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset_after_fork)
 
 
 def build(cls: type[E], occurred_at: datetime | None = None, **values: Any) -> E:

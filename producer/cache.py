@@ -149,7 +149,7 @@ def latest(
     if stored is None:
         return None
     artifact = to_producer_artifact(stored)
-    from metatrail.producer.context import current_execution
+    from metatrail.producer.recorder import current_execution
 
     handle = current_execution()
     if handle is not None:

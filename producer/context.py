@@ -1,4 +1,9 @@
-"""Where recording happens: the current run and the current execution, as contextvars.
+"""Where recording happens: the current run, the current execution and the trigger a
+step runs for, as contextvars.
+
+The bottom of the producer: this module imports nothing else of it. The recorder, the
+decorators and ``run(...)`` set these variables; ``metatrail.producer.recorder`` reads the
+current execution back with its type (``recorder.current_execution``).
 
 ``asyncio`` tasks copy the context when they are created, so a task started inside a run
 (or inside a tracked call) is attributed to it with no help. Threads do not inherit the
@@ -15,13 +20,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
-
-if TYPE_CHECKING:
-    from metatrail.producer.recorder import ExecutionHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,22 +47,56 @@ class RunScope:
     context_ids: tuple[UUID, ...]
 
 
-_RUN: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(
+#: The innermost open run (set by ``run(...)``).
+CURRENT_RUN: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(
     "metatrail_run", default=None
 )
-_EXECUTION: contextvars.ContextVar[ExecutionHandle | None] = contextvars.ContextVar(
+#: The tracked call running in this context: a ``recorder.ExecutionHandle``, set by the
+#: recorder and the decorators (``@track`` sets it directly: it is on the hot path).
+CURRENT_EXECUTION: contextvars.ContextVar[object | None] = contextvars.ContextVar(
     "metatrail_execution", default=None
 )
 
 
 def current_run() -> RunScope | None:
     """The innermost open run of this context, or ``None``."""
-    return _RUN.get()
+    return CURRENT_RUN.get()
 
 
-def current_execution() -> ExecutionHandle | None:
-    """The tracked call running in this context, or ``None``."""
-    return _EXECUTION.get()
+@dataclass(frozen=True)
+class TriggerContext:
+    """The trigger a step is running for: recorded on its execution events."""
+
+    trigger_id: UUID
+    attempt: int = 0
+
+
+_TRIGGER: contextvars.ContextVar[TriggerContext | None] = contextvars.ContextVar(
+    "metatrail_trigger", default=None
+)
+
+
+def current_trigger() -> TriggerContext | None:
+    """The trigger the calling code runs for (inside a worker), else None."""
+    return _TRIGGER.get()
+
+
+def current_trigger_id() -> UUID | None:
+    """The id of the trigger the calling code runs for, else None (``@track`` puts it on
+    the execution's events)."""
+    ctx = _TRIGGER.get()
+    return ctx.trigger_id if ctx is not None else None
+
+
+@contextmanager
+def running_trigger(trigger_id: UUID, attempt: int = 0) -> Iterator[TriggerContext]:
+    """Mark the code inside as running for ``trigger_id`` (used by workers)."""
+    ctx = TriggerContext(trigger_id, attempt)
+    token = _TRIGGER.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _TRIGGER.reset(token)
 
 
 def propagate(fn: Callable[P, R]) -> Callable[P, R]:

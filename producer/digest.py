@@ -28,6 +28,15 @@ PersistentPut = Callable[[tuple[str, int, int], str], None]
 _persistent: tuple[PersistentGet, PersistentPut] | None = None
 
 
+def _after_fork_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.Lock()  # a parent thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def set_persistent_cache(cache: tuple[PersistentGet, PersistentPut] | None) -> None:
     """Install (or remove) the cross-process cache (the emitter installs the spool's)."""
     global _persistent

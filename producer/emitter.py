@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metatrail.producer import build, digest, outcome, wire
+from metatrail.producer import digest, outcome
 from metatrail.producer.build import record
 from metatrail.producer.journal import Record
 from metatrail.producer.relay import Relay
@@ -256,14 +256,10 @@ def _exit_flush() -> None:
 
 
 def _after_fork_in_child() -> None:
+    """The child forgets this module's lock and the parent's relay and handles (each module
+    resets its own state in its own at-fork hook)."""
     global _LOCK
     _LOCK = threading.Lock()
-    digest._LOCK = threading.Lock()
-    build.reset_after_fork()
-    wire.reset_after_fork()
-    from metatrail.producer import recorder
-
-    recorder._HANDLE_LOCK = threading.Lock()
     em = _current
     if em is not None:
         em.after_fork_in_child()

@@ -13,8 +13,8 @@ from metatrail.producer import emitter, redact, wire
 from metatrail.producer.artifacts import Artifact
 from metatrail.producer.build import build
 from metatrail.producer.capture import summarise
-from metatrail.producer.context import current_execution, current_run
-from metatrail.producer.recorder import artifact_record, report
+from metatrail.producer.context import current_run
+from metatrail.producer.recorder import artifact_record, current_execution, report
 from metatrail.schemas.errors import MetatrailError
 from metatrail.schemas.events import ContextUpserted
 from metatrail.schemas.ids import new_id_texts

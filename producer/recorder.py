@@ -33,6 +33,7 @@ once).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,7 +46,7 @@ from metatrail.producer import emitter, redact, wire
 from metatrail.producer.artifacts import Artifact
 from metatrail.producer.build import make
 from metatrail.producer.capture import environment as current_environment
-from metatrail.producer.context import _EXECUTION, RunScope, current_run
+from metatrail.producer.context import CURRENT_EXECUTION, RunScope, current_run
 from metatrail.schemas.errors import MetatrailError
 from metatrail.schemas.events import (
     CodeVersion,
@@ -73,6 +74,20 @@ _RECORDED_INPUTS: dict[int, tuple[tuple[UUID, ...], set[str]]] = {}
 _RECORDED_LIMIT = 10_000
 #: Guards the handles' short critical sections (one lock for all: creating one per call costs).
 _HANDLE_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _HANDLE_LOCK
+    _HANDLE_LOCK = threading.Lock()  # a parent thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def current_execution() -> ExecutionHandle | None:
+    """The tracked call running in this context, or ``None``."""
+    return CURRENT_EXECUTION.get()  # type: ignore[return-value]  # only handles are set
 
 
 def report(what: str, exc: BaseException) -> None:
@@ -391,18 +406,18 @@ class ExecutionHandle:
     @contextmanager
     def activate(self) -> Iterator[ExecutionHandle]:
         """Make this the current execution for the ``with`` body (does not end it)."""
-        token = _EXECUTION.set(self)
+        token = CURRENT_EXECUTION.set(self)
         try:
             yield self
         finally:
-            _EXECUTION.reset(token)
+            CURRENT_EXECUTION.reset(token)
 
     def __enter__(self) -> ExecutionHandle:
-        self._token = _EXECUTION.set(self)
+        self._token = CURRENT_EXECUTION.set(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        _EXECUTION.reset(self._token)
+        CURRENT_EXECUTION.reset(self._token)
         if exc is not None:
             self.fail(exc)
         else:

@@ -23,7 +23,7 @@ from uuid import UUID
 
 from metatrail.producer import emitter, redact
 from metatrail.producer.build import build
-from metatrail.producer.context import _RUN, RunScope, current_run
+from metatrail.producer.context import CURRENT_RUN, RunScope, current_run
 from metatrail.producer.recorder import report
 from metatrail.schemas.events import ContextUpserted
 from metatrail.schemas.ids import context_id
@@ -132,12 +132,12 @@ class run:  # noqa: N801  (public API name, used like a function)
 
     def __enter__(self) -> RunScope:
         scope = self._open()
-        self._tokens.append((_RUN.set(scope), scope))
+        self._tokens.append((CURRENT_RUN.set(scope), scope))
         return scope
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         token, scope = self._tokens.pop()
-        _RUN.reset(token)
+        CURRENT_RUN.reset(token)
         self._close(scope, exc is not None)
 
     def _copy(self) -> run:

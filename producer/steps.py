@@ -19,57 +19,39 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
-from metatrail.producer.cache import WARM_START_ROLE, latest
+from metatrail.producer.cache import WARM_START_ROLE, latest, to_producer_artifact
+from metatrail.producer.capture import code_version
+from metatrail.producer.context import (
+    TriggerContext,
+    current_run,
+    current_trigger,
+    current_trigger_id,
+    running_trigger,
+)
+from metatrail.producer.runs import run
+from metatrail.producer.track import track
 from metatrail.schemas.events import CodeVersion, StepInput, StepRegistered
 from metatrail.schemas.ids import new_id
 from metatrail.schemas.ids import step_id as _step_id
 
-__all__ = ["Step", "WARM_START_ROLE", "current_trigger", "current_trigger_id", "latest", "step", "steps_in"]
+__all__ = [
+    "Step",
+    "TriggerContext",
+    "WARM_START_ROLE",
+    "current_trigger",
+    "current_trigger_id",
+    "latest",
+    "running_trigger",
+    "step",
+    "steps_in",
+]
 
 Policy = Literal["each", "latest", "all_new"]
 POLICIES: tuple[str, ...] = ("each", "latest", "all_new")
-
-
-@dataclass(frozen=True)
-class TriggerContext:
-    """The trigger a step is running for: recorded on its execution events."""
-
-    trigger_id: uuid.UUID
-    attempt: int = 0
-
-
-_current_trigger: ContextVar[TriggerContext | None] = ContextVar("metatrail_trigger", default=None)
-
-
-def current_trigger() -> TriggerContext | None:
-    """The trigger the calling code runs for (inside a worker), else None. ``@track``
-    copies its id onto the execution's events."""
-    return _current_trigger.get()
-
-
-def current_trigger_id() -> uuid.UUID | None:
-    """The id of the trigger the calling code runs for, else None (``@track`` puts it on
-    the execution's events)."""
-    ctx = _current_trigger.get()
-    return ctx.trigger_id if ctx is not None else None
-
-
-@contextmanager
-def running_trigger(trigger_id: uuid.UUID, attempt: int = 0) -> Iterator[TriggerContext]:
-    """Mark the code inside as running for ``trigger_id`` (used by workers)."""
-    ctx = TriggerContext(trigger_id, attempt)
-    token = _current_trigger.set(ctx)
-    try:
-        yield ctx
-    finally:
-        _current_trigger.reset(token)
 
 
 #: module name -> step name -> step, filled as user modules are imported.
@@ -92,8 +74,6 @@ class Step:
         name: str | None,
         track_options: Mapping[str, Any],
     ) -> None:
-        from metatrail.producer.track import track
-
         if when not in POLICIES:
             raise ValueError(f"@step(when=...) must be one of {POLICIES}, got {when!r}")
         if max_retries < 0 or max_retries > 100:
@@ -127,12 +107,8 @@ class Step:
         """Run the step like the tracked function. Outside any ``run(...)``, a step of a
         pipeline opens a run in it, so its outputs join the pipeline (and can trigger the
         steps after it)."""
-        from metatrail.producer.context import current_run
-
         if self.pipeline is None or current_run() is not None:
             return self.tracked(*args, **kwargs)
-        from metatrail.producer.runs import run
-
         with run(f"{self.name}-{new_id()}", pipeline=self.pipeline):
             return self.tracked(*args, **kwargs)
 
@@ -141,8 +117,6 @@ class Step:
 
     def registration(self) -> StepRegistered:
         """The ``step.registered`` event declaring this step."""
-        from metatrail.producer.capture import code_version
-
         code: CodeVersion | None = code_version(self.fn)
         return StepRegistered(
             step_id=self.step_id,
@@ -161,9 +135,6 @@ class Step:
         """Run for a trigger: ``inputs`` maps slot -> artifact (query domain objects are
         converted to producer artifacts). The execution carries ``trigger_id``. Raises
         what the step raises (after ``@track`` recorded the failure)."""
-        from metatrail.producer.cache import to_producer_artifact
-        from metatrail.producer.runs import run
-
         args = {slot: to_producer_artifact(a) for slot, a in inputs.items()}
         with running_trigger(trigger_id, attempt), run(f"{self.name}-{trigger_id}", pipeline=self.pipeline):
             return self.tracked(**args)

@@ -9,308 +9,23 @@ inside lists/tuples/dicts, role = parameter name, ``name:i`` / ``name:key``), th
 ``output:i``, or the dict key; a generator's yielded artifacts too), or
 ``ExecutionFailed`` — and the user's exception is re-raised unchanged.
 
-Caching (``cache=True``, and ``METATRAIL_CACHE=on``): the fingerprint is sha256 over
-(type, source hash, canonical JSON of parameters, sorted (role, input digest or id)). If
-``metatrail.producer.cache.find_cached(fingerprint, settings)`` finds an earlier COMPLETE execution,
-the function does not run: an ``ExecutionCached`` is recorded and the earlier outputs are
-returned in the shape the function returns (stored as the ``metatrail.return_shape`` bookkeeping property).
+Caching (``cache=True``): see ``metatrail.producer.calls``, where the steps of a call
+(begin, finish, fail) live; this module wraps functions and coroutines with them, and
+``metatrail.producer.track_gen`` generators.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import json
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
-from uuid import UUID
 
-from metatrail.producer import emitter
-from metatrail.producer.artifacts import Artifact
-from metatrail.producer.build import make
-from metatrail.producer.capture import code_version, source_hash, summarise
-from metatrail.producer.context import _EXECUTION
-from metatrail.producer.recorder import ExecutionHandle, record_cached, report, start_execution
-from metatrail.schemas.events import CodeVersion
-from metatrail.schemas.reserved import RETURN_SHAPE
-from metatrail.schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
+from metatrail.producer.calls import MISS, Spec, begin, fail, finish
+from metatrail.producer.context import CURRENT_EXECUTION
+from metatrail.producer.track_gen import async_gen_wrapper, gen_wrapper
 
 F = TypeVar("F", bound=Callable[..., Any])
-_TYPE_RE = re.compile(r"[^A-Za-z0-9_.:\-]")
-_MISS = object()
-
-
-def _type_name(fn: Callable[..., Any]) -> str:
-    qualname = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or "call")
-    name = _TYPE_RE.sub("_", qualname.replace("<locals>.", ""))[:128]
-    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"[:128]
-
-
-def _typed(value: Any) -> PropertyValue:
-    if value.__class__ is bool:
-        return make(PropertyValue, type="bool", value=value)
-    if value.__class__ is int and INT_MIN <= value <= INT_MAX:
-        return make(PropertyValue, type="int", value=value)
-    if value.__class__ is float:
-        return make(PropertyValue, type="float", value=value)
-    if value.__class__ is str:
-        return make(PropertyValue, type="string", value=value)
-    return PropertyValue.of(value)
-
-
-class _Spec:
-    """What is fixed per decorated function (computed once)."""
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        type: str | None,
-        name: str | None,
-        cache: bool,
-        capture_args: bool,
-        exclude: tuple[str, ...],
-    ) -> None:
-        self.fn = fn
-        self.type = type or _type_name(fn)
-        self.name = name or getattr(fn, "__name__", self.type)
-        self.cache = cache
-        self.capture_args = capture_args
-        self._code_version: CodeVersion | None = None
-        self._fingerprints: dict[Any, str] = {}
-        self.sig = inspect.signature(fn)
-        params = list(self.sig.parameters.values())
-        self.positional = [
-            p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        self.simple = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
-        self.defaults = [(p.name, p.default) for p in params if p.default is not p.empty]
-        self.exclude = set(exclude)
-        if params and params[0].name in ("self", "cls"):
-            self.exclude.add(params[0].name)
-
-    @property
-    def code_version(self) -> CodeVersion:
-        if self._code_version is None:
-            self._code_version = code_version(self.fn)
-        return self._code_version
-
-    def fingerprint(self, plain: dict[str, Any], inputs: list[tuple[Artifact, str]]) -> str:
-        """``fingerprint(...)``, memoised for calls whose parameters are all scalars."""
-        try:
-            key = (
-                tuple(sorted(plain.items())),
-                tuple((role, a.digest or a.id_text(as_output=False)) for a, role in inputs),
-            )
-            found = self._fingerprints.get(key)
-        except TypeError:  # unhashable parameter values
-            return fingerprint(self.type, source_hash(self.fn), plain, inputs)
-        if found is None:
-            if len(self._fingerprints) > 1024:
-                self._fingerprints.clear()
-            found = self._fingerprints[key] = fingerprint(
-                self.type, source_hash(self.fn), plain, inputs
-            )
-        return found
-
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        if self.simple and len(args) <= len(self.positional):
-            bound = dict(zip(self.positional, args))
-            if kwargs:
-                bound.update(kwargs)
-            for n, d in self.defaults:
-                if n not in bound:
-                    bound[n] = d
-            return bound
-        try:
-            ba = self.sig.bind(*args, **kwargs)
-        except TypeError:
-            return {}
-        ba.apply_defaults()
-        return dict(ba.arguments)
-
-
-def _split(
-    spec: _Spec, bound: dict[str, Any]
-) -> tuple[list[tuple[Artifact, str]], Properties, dict[str, Any]]:
-    inputs: list[tuple[Artifact, str]] = []
-    typed_params: Properties = {}
-    plain: dict[str, Any] = {}
-    for n, v in bound.items():
-        if n in spec.exclude:
-            continue
-        if isinstance(v, Artifact):
-            inputs.append((v, n))
-            continue
-        if isinstance(v, (list, tuple)) and v and all(isinstance(a, Artifact) for a in v):
-            inputs.extend((a, f"{n}:{i}") for i, a in enumerate(v))
-            continue
-        if isinstance(v, dict) and v and all(isinstance(a, Artifact) for a in v.values()):
-            inputs.extend((a, f"{n}:{k}") for k, a in v.items())
-            continue
-        if spec.capture_args:
-            s = summarise(v)
-            plain[n] = s
-            typed_params[n] = _typed(s)
-    return inputs, typed_params, plain
-
-
-def fingerprint(
-    type_name: str, src_hash: str | None, params: dict[str, Any], inputs: list[tuple[Artifact, str]]
-) -> str:
-    """sha256 over (type, source hash, canonical parameters, sorted (role, digest or id))."""
-    refs = sorted((role, a.digest or a.id_text(as_output=False)) for a, role in inputs)
-    text = json.dumps(
-        [type_name, src_hash, params, refs], sort_keys=True, separators=(",", ":"), default=str
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _outputs(result: Any) -> tuple[list[tuple[Artifact, str]], dict[str, Any]]:
-    """Artifacts in a return value, and the shape to rebuild it from cached outputs."""
-    if isinstance(result, Artifact):
-        return [(result, "output")], {"kind": "single"}
-    if result is None:
-        return [], {"kind": "none"}
-    if isinstance(result, (tuple, list)):
-        pairs = [(a, f"output:{i}") for i, a in enumerate(result) if isinstance(a, Artifact)]
-        kind = type(result).__name__ if len(pairs) == len(result) else "opaque"
-        return pairs, {"kind": kind if kind in ("tuple", "list") else "opaque", "n": len(result)}
-    if isinstance(result, dict):
-        pairs = [(a, str(k)) for k, a in result.items() if isinstance(a, Artifact)]
-        full = len(pairs) == len(result) and all(isinstance(k, str) for k in result)
-        return pairs, ({"kind": "dict", "keys": list(result)} if full else {"kind": "opaque"})
-    return [], {"kind": "opaque"}
-
-
-def _rebuild(shape: dict[str, Any] | None, outputs: list[tuple[Artifact, str]]) -> Any:
-    """The return value from cached outputs, or ``_MISS`` if it cannot be rebuilt."""
-    by_role = {role: a for a, role in outputs}
-    if shape is None:  # infer from roles
-        if set(by_role) == {"output"}:
-            shape = {"kind": "single"}
-        elif by_role and all(r.startswith("output:") for r in by_role):
-            shape = {"kind": "tuple", "n": len(by_role)}
-        elif by_role:
-            shape = {"kind": "dict", "keys": sorted(by_role)}
-        else:
-            return _MISS
-    kind = shape.get("kind")
-    try:
-        if kind == "single":
-            return by_role["output"]
-        if kind == "none":
-            return None
-        if kind in ("tuple", "list"):
-            items = [by_role[f"output:{i}"] for i in range(int(shape["n"]))]
-            return tuple(items) if kind == "tuple" else items
-        if kind == "dict":
-            return {k: by_role[k] for k in shape["keys"]}
-    except (KeyError, ValueError, TypeError):
-        return _MISS
-    return _MISS
-
-
-_TRIGGER_LOOKUP: list[Callable[[], Any]] = []
-
-
-def _trigger_id() -> Any:
-    """The trigger the call runs for (set by a worker in ``metatrail.producer.steps``), else None."""
-    if not _TRIGGER_LOOKUP:
-        try:
-            from metatrail.producer.steps import current_trigger_id
-        except ImportError:
-            _TRIGGER_LOOKUP.append(lambda: None)
-        else:
-            _TRIGGER_LOOKUP.append(current_trigger_id)
-    return _TRIGGER_LOOKUP[0]()
-
-
-class _Call:
-    __slots__ = ("handle", "cached")
-
-    def __init__(self, handle: ExecutionHandle | None, cached: Any = _MISS) -> None:
-        self.handle = handle
-        self.cached = cached
-
-
-def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
-    try:
-        inputs, typed_params, plain = _split(spec, spec.bind(args, kwargs))
-        fp = spec.fingerprint(plain, inputs)
-        if spec.cache:
-            hit = _lookup(spec, fp, inputs, typed_params)
-            if hit is not _MISS:
-                return _Call(None, hit)
-        return _Call(
-            start_execution(
-                spec.type,
-                spec.name,
-                inputs=inputs,
-                typed_parameters=typed_params,
-                code_version=spec.code_version,
-                fingerprint=fp,
-                trigger_id=_trigger_id(),
-            )
-        )
-    except Exception as exc:
-        report(f"@track {spec.type}", exc)
-        return _Call(None)
-
-
-def _lookup(spec: _Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Properties) -> Any:
-    settings = emitter.settings()
-    if not settings.cache_enabled:
-        return _MISS
-    try:
-        from metatrail.producer.cache import find_cached
-    except ImportError:
-        return _MISS
-    hit = find_cached(fp, settings)
-    if hit is None:
-        return _MISS
-    outputs = list(hit.outputs)
-    value = _rebuild(getattr(hit, "return_shape", None), outputs)
-    if value is _MISS:
-        return _MISS
-    record_cached(
-        spec.type,
-        spec.name,
-        cached_from=UUID(str(hit.execution_id)),
-        inputs=inputs,
-        outputs=outputs,
-        fingerprint=fp,
-        parameters=params,
-        code_version=spec.code_version,
-        trigger_id=_trigger_id(),
-        custom_properties={RETURN_SHAPE: getattr(hit, "return_shape", None)}
-        if getattr(hit, "return_shape", None)
-        else None,
-    )
-    return value
-
-
-def _finish(
-    spec: _Spec,
-    handle: ExecutionHandle | None,
-    result: Any,
-    extra: list[tuple[Artifact, str]] | None = None,
-) -> None:
-    if handle is None:
-        return
-    try:
-        pairs, shape = _outputs(result)
-        if extra:
-            pairs = extra + pairs
-        handle.complete(pairs, {RETURN_SHAPE: shape} if spec.cache else None)
-    except Exception as exc:
-        report(f"@track {spec.type}", exc)
-
-
-def _fail(handle: ExecutionHandle | None, exc: BaseException) -> None:
-    if handle is not None:
-        handle.fail(exc)
 
 
 @overload
@@ -351,49 +66,45 @@ def _decorate(
     exclude: tuple[str, ...],
 ) -> Any:
     is_gen = inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn)
-    spec = _Spec(fn, type, name, cache and not is_gen, capture_args, exclude)
+    spec = Spec(fn, type, name, cache and not is_gen, capture_args, exclude)
     if inspect.isasyncgenfunction(fn):
-        from metatrail.producer.track_gen import async_gen_wrapper
-
         return functools.wraps(fn)(async_gen_wrapper(spec))
     if inspect.isgeneratorfunction(fn):
-        from metatrail.producer.track_gen import gen_wrapper
-
         return functools.wraps(fn)(gen_wrapper(spec))
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = _begin(spec, args, kwargs)
-            if call.cached is not _MISS:
+            call = begin(spec, args, kwargs)
+            if call.cached is not MISS:
                 return call.cached
-            token = _EXECUTION.set(call.handle)
+            token = CURRENT_EXECUTION.set(call.handle)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                _EXECUTION.reset(token)
-                _fail(call.handle, exc)
+                CURRENT_EXECUTION.reset(token)
+                fail(call.handle, exc)
                 raise
-            _EXECUTION.reset(token)
-            _finish(spec, call.handle, result)
+            CURRENT_EXECUTION.reset(token)
+            finish(spec, call.handle, result)
             return result
 
         return async_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = _begin(spec, args, kwargs)
-        if call.cached is not _MISS:
+        call = begin(spec, args, kwargs)
+        if call.cached is not MISS:
             return call.cached
-        token = _EXECUTION.set(call.handle)
+        token = CURRENT_EXECUTION.set(call.handle)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            _EXECUTION.reset(token)
-            _fail(call.handle, exc)
+            CURRENT_EXECUTION.reset(token)
+            fail(call.handle, exc)
             raise
-        _EXECUTION.reset(token)
-        _finish(spec, call.handle, result)
+        CURRENT_EXECUTION.reset(token)
+        finish(spec, call.handle, result)
         return result
 
     return wrapper

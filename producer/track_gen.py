@@ -10,32 +10,28 @@ two items: each step is driven inside the handle's context.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from metatrail.producer.artifacts import Artifact
-from metatrail.producer.context import _EXECUTION
-
-if TYPE_CHECKING:
-    from metatrail.producer.track import _Spec
+from metatrail.producer.calls import MISS, Spec, begin, fail, finish
+from metatrail.producer.context import CURRENT_EXECUTION
 
 
-def gen_wrapper(spec: _Spec) -> Callable[..., Generator[Any, Any, Any]]:
-    from metatrail.producer.track import _MISS, _begin, _fail, _finish
-
+def gen_wrapper(spec: Spec) -> Callable[..., Generator[Any, Any, Any]]:
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        call = _begin(spec, args, kwargs)
-        if call.cached is not _MISS:
+        call = begin(spec, args, kwargs)
+        if call.cached is not MISS:
             return (yield from ())
         handle = call.handle
         yielded: list[tuple[Artifact, str]] = []
         gen = spec.fn(*args, **kwargs)
 
         def step(method: Callable[..., Any], *arg: Any) -> Any:
-            token = _EXECUTION.set(handle)
+            token = CURRENT_EXECUTION.set(handle)
             try:
                 return method(*arg)
             finally:
-                _EXECUTION.reset(token)
+                CURRENT_EXECUTION.reset(token)
 
         try:
             item = step(gen.send, None)
@@ -46,41 +42,39 @@ def gen_wrapper(spec: _Spec) -> Callable[..., Generator[Any, Any, Any]]:
                     sent = yield item
                 except GeneratorExit:
                     step(gen.close)
-                    _finish(spec, handle, None, yielded)
+                    finish(spec, handle, None, yielded)
                     raise
                 except BaseException as exc:
                     item = step(gen.throw, exc)
                 else:
                     item = step(gen.send, sent)
         except StopIteration as stop:
-            _finish(spec, handle, stop.value, yielded)
+            finish(spec, handle, stop.value, yielded)
             return stop.value
         except GeneratorExit:
             raise
         except BaseException as exc:
-            _fail(handle, exc)
+            fail(handle, exc)
             raise
 
     return wrapper
 
 
-def async_gen_wrapper(spec: _Spec) -> Callable[..., AsyncGenerator[Any, Any]]:
-    from metatrail.producer.track import _MISS, _begin, _fail, _finish
-
+def async_gen_wrapper(spec: Spec) -> Callable[..., AsyncGenerator[Any, Any]]:
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        call = _begin(spec, args, kwargs)
-        if call.cached is not _MISS:
+        call = begin(spec, args, kwargs)
+        if call.cached is not MISS:
             return
         handle = call.handle
         yielded: list[tuple[Artifact, str]] = []
         agen = spec.fn(*args, **kwargs)
 
         async def step(method: Callable[..., Any], *arg: Any) -> Any:
-            token = _EXECUTION.set(handle)
+            token = CURRENT_EXECUTION.set(handle)
             try:
                 return await method(*arg)
             finally:
-                _EXECUTION.reset(token)
+                CURRENT_EXECUTION.reset(token)
 
         try:
             item = await step(agen.asend, None)
@@ -91,18 +85,18 @@ def async_gen_wrapper(spec: _Spec) -> Callable[..., AsyncGenerator[Any, Any]]:
                     sent = yield item
                 except GeneratorExit:
                     await step(agen.aclose)
-                    _finish(spec, handle, None, yielded)
+                    finish(spec, handle, None, yielded)
                     raise
                 except BaseException as exc:
                     item = await step(agen.athrow, exc)
                 else:
                     item = await step(agen.asend, sent)
         except StopAsyncIteration:
-            _finish(spec, handle, None, yielded)
+            finish(spec, handle, None, yielded)
         except GeneratorExit:
             raise
         except BaseException as exc:
-            _fail(handle, exc)
+            fail(handle, exc)
             raise
 
     return wrapper

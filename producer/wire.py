@@ -22,6 +22,7 @@ the execution / artifact / context id.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring
@@ -225,12 +226,17 @@ _generation = 0
 
 
 def reset_after_fork() -> None:
-    """In a forked child: forget texts holding the parent's pid."""
+    """In a forked child: forget texts holding the parent's pid. Registered as this
+    module's at-fork hook."""
     global _generation
     _generation += 1
     _SCOPES.clear()
     _MODELS.clear()
     _ABOUT.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset_after_fork)
 
 
 _OCCURRED_AT = f'","schema_version":{_SCHEMA_VERSION},"occurred_at":"'

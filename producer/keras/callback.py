@@ -135,12 +135,13 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
             return
         error = FitAborted("fit raised before on_train_end, outside a training step")
         if rec is self._rec:
-            self._failed(error)
+            self.record_fit_failure(error)
         else:
             record_failure(rec, error)
 
-    def _failed(self, exc: BaseException) -> None:
-        """Record the running fit FAILED with ``exc`` (after its buffered metrics)."""
+    def record_fit_failure(self, exc: BaseException) -> None:
+        """Record the running fit FAILED with ``exc`` (after its buffered metrics). Never
+        raises; the failure detectors (``metatrail.producer.keras.failures``) call it."""
         rec = self._rec
         if rec is None or rec.done:
             return
@@ -284,7 +285,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         return out
 
     def _wrap_step_functions(self) -> None:
-        self._wrapped.update(wrap_step_functions(self.model, self._failed))
+        self._wrapped.update(wrap_step_functions(self.model, self.record_fit_failure))
 
     def _unwrap(self) -> None:
         unwrap_step_functions(self.model, self._wrapped)

@@ -14,17 +14,22 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from metatrail.producer.recorder import ExecutionHandle
 
-if TYPE_CHECKING:
-    from metatrail.producer.keras.callback import MetadataCallback
-
 log = logging.getLogger("metatrail.producer.keras")
 
+
+class OpenFit(Protocol):
+    """What this module needs of a callback whose fit is running (``MetadataCallback``)."""
+
+    def record_fit_failure(self, exc: BaseException) -> None:
+        """Record the running fit FAILED with ``exc``; never raises."""
+
+
 #: Callbacks whose fit is running, failed at exit if still open (see ``_fail_open_fits``).
-_OPEN_FITS: weakref.WeakSet[MetadataCallback] = weakref.WeakSet()
+_OPEN_FITS: weakref.WeakSet[OpenFit] = weakref.WeakSet()
 _ATEXIT_LOCK = threading.Lock()
 _atexit_registered = False
 
@@ -37,7 +42,7 @@ class FitAborted(RuntimeError):
     __module__ = "metatrail.keras"
 
 
-def track_open_fit(cb: MetadataCallback) -> None:
+def track_open_fit(cb: OpenFit) -> None:
     """Note that ``cb``'s fit is running (registers the exit hook on first use)."""
     global _atexit_registered
     _OPEN_FITS.add(cb)
@@ -48,7 +53,7 @@ def track_open_fit(cb: MetadataCallback) -> None:
             _atexit_registered = True
 
 
-def forget_open_fit(cb: MetadataCallback) -> None:
+def forget_open_fit(cb: OpenFit) -> None:
     """Note that ``cb``'s fit is over (ended or already recorded FAILED)."""
     _OPEN_FITS.discard(cb)
 
@@ -58,7 +63,9 @@ def _fail_open_fits() -> None:
     that ended the program when there is one (``sys.last_value``)."""
     error = getattr(sys, "last_value", None)
     for cb in list(_OPEN_FITS):
-        cb._failed(error if isinstance(error, BaseException) else FitAborted("the process exited during fit"))
+        cb.record_fit_failure(
+            error if isinstance(error, BaseException) else FitAborted("the process exited during fit")
+        )
 
 
 def record_failure(rec: ExecutionHandle | None, exc: BaseException) -> None:
