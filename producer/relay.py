@@ -25,17 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_delay,
     stop_any,
-    wait_random_exponential,
+    wait_exponential,
 )
 from tenacity.stop import stop_base
 
 from metatrail.producer import setaside
 from metatrail.producer.spool import Spool
 from metatrail.producer.transports.base import RejectedEventsError, SpooledEvent, Transport
+from metatrail.schemas.ids import jitter
 
 log = logging.getLogger("metatrail.producer")
 
@@ -50,6 +52,15 @@ ORPHAN_SCAN_S = 2.0
 
 def _retriable(exc: BaseException) -> bool:
     return bool(getattr(exc, "retriable", False))
+
+
+_EXPONENTIAL = wait_exponential(multiplier=0.05, max=RETRY_MAX_WAIT_S)
+
+
+def backoff_s(state: RetryCallState) -> float:
+    """The wait before a retry: tenacity's ``wait_random_exponential`` (full jitter), drawn
+    from the ids' private generator, never the user's ``random`` state."""
+    return jitter(0.0, _EXPONENTIAL(state))
 
 
 class _StopWhen(stop_base):
@@ -171,7 +182,7 @@ class Relay:
     def _send(self, batch: list[SpooledEvent]) -> None:
         for attempt in Retrying(
             retry=retry_if_exception(_retriable),
-            wait=wait_random_exponential(multiplier=0.05, max=RETRY_MAX_WAIT_S),
+            wait=backoff_s,
             stop=stop_any(_StopWhen(self._should_give_up), stop_after_delay(RETRY_CYCLE_S)),
             sleep=self._sleep,
             reraise=True,

@@ -112,6 +112,13 @@ def new_id_texts(count: int) -> list[str]:
     return [prefix + _HEX[s >> 8] + _HEX2[s & 0xFF] + tail for s in range(seq, seq + count)]
 
 
+def jitter(low: float, high: float) -> float:
+    """A uniform draw in [low, high] from the private generator: retry back-offs use it
+    (tenacity's jittered waits draw from the global ``random``, which would shift a seeded
+    program's stream whenever a delivery or an apply is retried)."""
+    return low + (high - low) * _random.random()
+
+
 def derived_id(kind: str, *parts: object) -> uuid.UUID:
     """A deterministic UUIDv5 from a kind and the parts that identify the thing."""
     return uuid.uuid5(NAMESPACE, "\x1f".join([kind, *(str(p) for p in parts)]))

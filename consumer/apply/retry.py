@@ -12,9 +12,9 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     wait_exponential,
-    wait_random,
 )
 
+from metatrail.schemas.ids import jitter
 from metatrail.schemas.settings import Settings
 
 T = TypeVar("T")
@@ -35,9 +35,16 @@ def retry_transient(fn: Callable[[], T], settings: Settings) -> T:
     (``TransientStoreError``) with jittered exponential back-off, at most
     ``settings.db_retry_attempts`` times. The last error is re-raised unchanged.
     ``fn`` must redo its work from scratch (a whole transaction)."""
+    exponential = wait_exponential(multiplier=0.05, max=settings.db_retry_max_wait_s)
+
+    def backoff_s(state: RetryCallState) -> float:
+        # jitter from the ids' private generator: this runs inside the user's process in
+        # embedded mode, and tenacity's wait_random would advance their ``random`` state
+        return exponential(state) + jitter(0.0, 0.05)
+
     retrying = Retrying(
         stop=stop_after_attempt(settings.db_retry_attempts),
-        wait=wait_exponential(multiplier=0.05, max=settings.db_retry_max_wait_s) + wait_random(0, 0.05),
+        wait=backoff_s,
         retry=retry_if_exception(_retriable),
         before_sleep=_log_retry,
         reraise=True,
