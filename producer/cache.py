@@ -8,8 +8,11 @@ the previous call's events are in the store before it is read.
 
 Caching follows TFX: an execution with the same fingerprint (execution type, code version,
 parameters, input artifacts' digests) that is COMPLETE, and whose outputs are all still
-LIVE (and, for local files, still exist), is reused: its outputs are returned and a CACHED
-execution is recorded. ``METATRAIL_CACHE=off`` or ``@track(cache=False)`` turns it off.
+LIVE (and, for local files, still exist and still hold the content whose digest was
+recorded), is reused: its outputs are returned and a CACHED execution is recorded.
+Checking a local output costs a ``stat`` while the file is as it was when last hashed
+(``metatrail.producer.digest``), and a re-hash when its size, mtime or ctime changed.
+``METATRAIL_CACHE=off`` or ``@track(cache=False)`` turns it off.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from metatrail.producer.artifacts import Artifact
+from metatrail.producer.digest import PREFIX, digest_path, local_path
 from metatrail.schemas.errors import MetatrailError
 from metatrail.schemas.settings import Settings
 
@@ -94,10 +98,33 @@ def _store_exists(settings: Settings) -> bool:
     return os.path.exists(database)
 
 
-def find_cached(fingerprint: str, settings: Settings | None = None) -> CachedResult | None:
-    """The newest COMPLETE execution with ``fingerprint`` whose outputs are all reusable,
-    or None (also when caching is off or the store cannot be read: caching must never
-    break the call; the error is logged, or raised in strict mode)."""
+def changed_content(stored: StoredArtifact) -> str | None:
+    """Why a cached output's local file no longer holds the content recorded for it, or
+    None (also for outputs that are not local files, or whose digest is not one this SDK
+    computes: those cannot be checked)."""
+    recorded = stored.digest
+    if not recorded or not recorded.startswith(PREFIX) or not stored.uri:
+        return None
+    path = local_path(stored.uri)
+    if path is None:
+        return None  # gone: the store side says so
+    try:
+        now = digest_path(path)
+    except OSError as exc:
+        return f"file {path} cannot be read: {exc}"
+    if now == recorded:
+        return None
+    return f"file {path} changed since it was recorded (digest {recorded} is now {now})"
+
+
+def find_cached(
+    fingerprint: str, settings: Settings | None = None, *, misses: list[str] | None = None
+) -> CachedResult | None:
+    """The newest COMPLETE execution with ``fingerprint`` whose outputs are all reusable
+    (see module doc), or None (also when caching is off or the store cannot be read:
+    caching must never break the call; the error is logged, or raised in strict mode).
+    ``misses``, if given, gets a line per earlier execution passed over, saying why.
+    Blocking: one store read, and a re-hash of each local output that changed on disk."""
     settings = settings or _settings()
     if not settings.cache_enabled:
         return None
@@ -109,7 +136,9 @@ def find_cached(fingerprint: str, settings: Settings | None = None) -> CachedRes
         from metatrail.consumer.worker.lookup import find_cached_execution, shared_engine
 
         with session_scope(shared_engine(settings.store_url), write=False) as session:
-            found = find_cached_execution(session, fingerprint)
+            found = find_cached_execution(
+                session, fingerprint, check=changed_content, misses=misses
+            )
     except (MetatrailError, ImportError) as exc:
         if settings.strict:
             raise

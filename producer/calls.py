@@ -15,7 +15,9 @@ Caching (``cache=True``, and ``METATRAIL_CACHE=on``): the fingerprint is sha256 
 ``metatrail.producer.cache.find_cached(fingerprint, settings)`` finds an earlier COMPLETE
 execution whose outputs are still what it recorded, the function does not run: an
 ``ExecutionCached`` is recorded and the earlier outputs are returned in the shape the
-function returns (stored as the ``metatrail.return_shape`` bookkeeping property).
+function returns (stored as the ``metatrail.return_shape`` bookkeeping property). When an
+earlier execution was passed over (an output changed on disk or is gone), the call runs and
+its execution says why in the ``cache_miss_reason`` custom property, which users see.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
 from metatrail.producer import emitter
 from metatrail.producer.artifacts import Artifact
 from metatrail.producer.build import make
+from metatrail.producer.cache import find_cached
 from metatrail.producer.capture import code_version, source_hash, summarise
 from metatrail.producer.context import current_trigger_id
 from metatrail.producer.recorder import ExecutionHandle, record_cached, report, start_execution
@@ -41,6 +43,10 @@ from metatrail.schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
 _TYPE_RE = re.compile(r"[^A-Za-z0-9_.:\-]")
 #: What ``begin`` and the cache lookup return when there is no cached value to return.
 MISS = object()
+#: Custom property of an execution that ran although an earlier one had its fingerprint:
+#: why that one was not reused (an output changed on disk, was deleted...).
+CACHE_MISS_REASON = "cache_miss_reason"
+MAX_REASON_CHARS = 2_000
 
 
 def _type_name(fn: Callable[..., Any]) -> str:
@@ -225,8 +231,9 @@ def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
     try:
         inputs, typed_params, plain = _split(spec, spec.bind(args, kwargs))
         fp = spec.fingerprint(plain, inputs)
+        miss_reason = None
         if spec.cache:
-            hit = _lookup(spec, fp, inputs, typed_params)
+            hit, miss_reason = _lookup(spec, fp, inputs, typed_params)
             if hit is not MISS:
                 return Call(None, hit)
         return Call(
@@ -238,6 +245,7 @@ def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
                 code_version=spec.code_version,
                 fingerprint=fp,
                 trigger_id=current_trigger_id(),
+                custom_properties={CACHE_MISS_REASON: miss_reason} if miss_reason else None,
             )
         )
     except Exception as exc:
@@ -245,36 +253,36 @@ def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         return Call(None)
 
 
-def _lookup(spec: Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Properties) -> Any:
+def _lookup(
+    spec: Spec, fp: str, inputs: list[tuple[Artifact, str]], params: Properties
+) -> tuple[Any, str | None]:
+    """(the cached return value, or ``MISS``; why earlier executions with this fingerprint
+    were not reused, or None). A hit is recorded as an ``ExecutionCached``."""
     settings = emitter.settings()
     if not settings.cache_enabled:
-        return MISS
-    try:
-        from metatrail.producer.cache import find_cached
-    except ImportError:
-        return MISS
-    hit = find_cached(fp, settings)
+        return MISS, None
+    misses: list[str] = []
+    hit = find_cached(fp, settings, misses=misses)
+    reason = "; ".join(misses)[:MAX_REASON_CHARS] or None
     if hit is None:
-        return MISS
+        return MISS, reason
     outputs = list(hit.outputs)
-    value = _rebuild(getattr(hit, "return_shape", None), outputs)
+    value = _rebuild(hit.return_shape, outputs)
     if value is MISS:
-        return MISS
+        return MISS, f"execution {hit.execution_id}: its outputs do not rebuild the return value"
     record_cached(
         spec.type,
         spec.name,
-        cached_from=UUID(str(hit.execution_id)),
+        cached_from=hit.execution_id,
         inputs=inputs,
         outputs=outputs,
         fingerprint=fp,
         parameters=params,
         code_version=spec.code_version,
         trigger_id=current_trigger_id(),
-        custom_properties={RETURN_SHAPE: getattr(hit, "return_shape", None)}
-        if getattr(hit, "return_shape", None)
-        else None,
+        custom_properties={RETURN_SHAPE: hit.return_shape} if hit.return_shape else None,
     )
-    return value
+    return value, None
 
 
 def finish(

@@ -54,9 +54,10 @@ CREATE TABLE IF NOT EXISTS spool (
 );
 CREATE INDEX IF NOT EXISTS spool_owner_seq ON spool (owner, seq);
 CREATE TABLE IF NOT EXISTS journal_offsets (file TEXT PRIMARY KEY, offset INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS digest_cache (
-    path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, digest TEXT NOT NULL,
-    PRIMARY KEY (path, mtime_ns, size)
+DROP TABLE IF EXISTS digest_cache;
+CREATE TABLE IF NOT EXISTS file_digests (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL, digest TEXT NOT NULL, hashed_at_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS spool_stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -413,23 +414,29 @@ class Spool:
             str(k): int(v) for k, v in self.conn().execute("SELECT name, value FROM spool_stats")
         }
 
-    # --- digest cache -------------------------------------------------------------------
+    # --- digest record (``metatrail.producer.digest``) --------------------------------
     @spool_guard
-    def digest_get(self, key: tuple[str, int, int]) -> str | None:
+    def digest_get(self, stat: tuple[str, int, int, int]) -> tuple[str, int] | None:
+        """(digest, hashed_at_ns) recorded for the file at ``stat[0]`` when it had exactly
+        this (size, mtime_ns, ctime_ns), else None."""
         row = (
             self.conn()
             .execute(
-                "SELECT digest FROM digest_cache WHERE path = ? AND mtime_ns = ? AND size = ?", key
+                "SELECT digest, hashed_at_ns FROM file_digests"
+                " WHERE path = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ?",
+                stat,
             )
             .fetchone()
         )
-        return str(row[0]) if row else None
+        return (str(row[0]), int(row[1])) if row else None
 
     @spool_guard
-    def digest_put(self, key: tuple[str, int, int], digest: str) -> None:
+    def digest_put(self, stat: tuple[str, int, int, int], recorded: tuple[str, int]) -> None:
+        """Record a file's digest with its stat (one row per path: the newest replaces)."""
         self.conn().execute(
-            "INSERT OR REPLACE INTO digest_cache (path, mtime_ns, size, digest) VALUES (?, ?, ?, ?)",
-            (*key, digest),
+            "INSERT OR REPLACE INTO file_digests"
+            " (path, size, mtime_ns, ctime_ns, digest, hashed_at_ns) VALUES (?, ?, ?, ?, ?, ?)",
+            (*stat, *recorded),
         )
 
     def abandon_after_fork(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -113,12 +113,29 @@ def local_path(uri: str | None) -> str | None:
     return None
 
 
-def reusable(artifact: Artifact) -> bool:
-    """Whether a cached output can be reused: LIVE, and its local file (if any) exists."""
-    if artifact.state != "LIVE" or artifact.is_placeholder:
-        return False
+def unusable(artifact: Artifact) -> str | None:
+    """Why a cached output cannot be reused (not LIVE, never recorded, its local file
+    gone), or None when it can."""
+    if artifact.is_placeholder:
+        return "was never recorded"
+    if artifact.state != "LIVE":
+        return f"is {artifact.state}"
     path = local_path(artifact.uri)
-    return path is None or os.path.exists(path)
+    if path is not None and not os.path.exists(path):
+        return f"file {path} no longer exists"
+    return None
+
+
+def _unusable_outputs(
+    stored: list[tuple[Artifact | None, str]], check: Callable[[Artifact], str | None] | None
+) -> str | None:
+    for art, role in stored:
+        reason = "is missing" if art is None else unusable(art)
+        if reason is None and art is not None and check is not None:
+            reason = check(art)
+        if reason is not None:
+            return f"output {role!r} {reason}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -160,11 +177,21 @@ def _cache_statements() -> tuple[Any, Any, Any]:
 
 
 def find_cached_execution(
-    session: Session, fingerprint: str, *, candidates: int = 5
+    session: Session,
+    fingerprint: str,
+    *,
+    candidates: int = 5,
+    check: Callable[[Artifact], str | None] | None = None,
+    misses: list[str] | None = None,
 ) -> CachedExecution | None:
     """The newest COMPLETE execution with this fingerprint whose outputs are all reusable;
     None when there is none. Looks at the ``candidates`` newest matches only, in one
-    indexed query (fingerprint, state), plus two for the chosen one's details."""
+    indexed query (fingerprint, state), plus two for the chosen one's details.
+
+    An output is reusable when it is LIVE and its local file (if any) exists, and
+    ``check(output)`` (if given) returns None rather than a reason (the producer checks
+    the file's content there). ``misses``, if given, gets one line per candidate passed
+    over, saying why."""
     runs, props_stmt, shape_stmt = _cache_statements()
     conn = session.connection()
     rows = conn.execute(runs, {"fingerprint": fingerprint, "candidates": candidates}).all()
@@ -175,7 +202,10 @@ def find_cached_execution(
         if outputs[0].role is None:  # no OUTPUT edge at all: nothing to reuse
             continue
         stored = [(_artifact_of(r), r.role) for r in outputs]
-        if not all(art is not None and reusable(art) for art, _ in stored):
+        reason = _unusable_outputs(stored, check)
+        if reason is not None:
+            if misses is not None:
+                misses.append(f"execution {execution_id}: {reason}")
             continue
         ids = [art.id for art, _ in stored if art is not None]
         props: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {i: ({}, {}) for i in ids}
