@@ -1,8 +1,11 @@
 """The process-wide emitter: settings, spool, relay and transport, and their life cycle.
 
 * Settings come only from ``metatrail.schemas.settings.load_settings`` (environment, then
-  ``configure(**overrides)``). They are loaded on first use; a bad environment value is
-  reported then (raised by ``configure``).
+  ``configure(**overrides)``). They are loaded on first use. A bad environment value is
+  reported then, ONCE per process: a warning naming the variable and the value (nothing
+  is recorded in the process), or, when ``METATRAIL_STRICT`` (read on its own) is set,
+  the ``ConfigError`` raised by the first recording call and every one after it.
+  ``configure`` raises it.
 * ``emit_records(records)`` is the hot path: append events already serialized (by
   ``metatrail.producer.wire``) to the spool journal in one write, return; ``emit(events)`` serializes
   event models first. The relay thread starts on the first emit.
@@ -34,7 +37,7 @@ from metatrail.producer.spool import Spool
 from metatrail.producer.transports import make_transport
 from metatrail.schemas.errors import MetatrailError
 from metatrail.schemas.parse import parse_event
-from metatrail.schemas.settings import Settings, load_settings
+from metatrail.schemas.settings import Settings, load_settings, load_strict
 
 log = logging.getLogger("metatrail.producer")
 
@@ -149,11 +152,14 @@ _ABANDONED: list[Any] = []
 _LOCK = threading.Lock()
 _current: Emitter | None = None
 _config_error: MetatrailError | None = None
+#: ``METATRAIL_STRICT`` read on its own (None: not read yet), for when settings are bad.
+_strict_env: bool | None = None
 _error_counts: dict[str, int] = {}
 
 
 def get() -> Emitter:
-    """The current emitter, created from the environment on first use."""
+    """The current emitter, created from the environment on first use. Raises the
+    environment's ``ConfigError`` (the same object every time; warned about once)."""
     global _current, _config_error
     em = _current
     if em is not None:
@@ -166,6 +172,12 @@ def get() -> Emitter:
                 _current = Emitter(load_settings())
             except MetatrailError as exc:
                 _config_error = exc
+                if not is_strict():
+                    log.warning(
+                        "metatrail: %s; nothing is recorded in this process "
+                        "(METATRAIL_STRICT=1 raises this error instead)",
+                        exc,
+                    )
                 raise
         return _current
 
@@ -181,8 +193,20 @@ def emit_records(records: list[Record]) -> None:
 
 
 def is_strict() -> bool:
+    """Whether recording errors are raised: the emitter's setting, or, while there is no
+    emitter (bad settings), ``METATRAIL_STRICT`` read on its own."""
+    global _strict_env
     em = _current
-    return em.strict if em is not None else False
+    if em is not None:
+        return em.strict
+    strict = _strict_env
+    if strict is None:
+        try:
+            strict = load_strict()
+        except MetatrailError:
+            strict = False  # a bad METATRAIL_STRICT is the settings error warned about
+        _strict_env = strict
+    return strict
 
 
 def settings() -> Settings:
@@ -190,7 +214,10 @@ def settings() -> Settings:
 
 
 def note_error(what: str, exc: BaseException) -> None:
-    """Log a recording error: the first few of each kind in full, then every 1000th."""
+    """Log a recording error: the first few of each kind in full, then every 1000th. The
+    settings error is not repeated (``get`` warned about it once)."""
+    if exc is _config_error:
+        return
     key = f"{what}:{type(exc).__name__}"
     count = _error_counts.get(key, 0) + 1
     _error_counts[key] = count
@@ -208,10 +235,11 @@ def configure(**overrides: Any) -> Settings:
     """Load settings (environment + ``overrides``) and rebuild the emitter. Raises
     ``ConfigError`` naming the bad variable. Events spooled before stay in their spool and
     are delivered by the new emitter's relay when the spool path is the same."""
-    global _current, _config_error
+    global _current, _config_error, _strict_env
     new_settings = load_settings(**overrides)
     with _LOCK:
         old, _current, _config_error = _current, Emitter(new_settings), None
+        _strict_env = None
     if old is not None:
         old.close(min(1.0, old.settings.exit_flush_timeout_s))
     return new_settings
@@ -220,9 +248,9 @@ def configure(**overrides: Any) -> Settings:
 def shutdown(timeout_s: float = 5.0) -> bool:
     """Flush (bounded), stop the relay and forget the emitter; the next emit starts a new
     one from the environment. Returns whether everything was delivered."""
-    global _current, _config_error
+    global _current, _config_error, _strict_env
     with _LOCK:
-        old, _current, _config_error = _current, None, None
+        old, _current, _config_error, _strict_env = _current, None, None, None
     return True if old is None else old.close(timeout_s)
 
 

@@ -204,6 +204,19 @@ def known_env_vars() -> frozenset[str]:
     return frozenset(env_var(name) for name in Settings.model_fields)
 
 
+def _config_error(exc: ValidationError, overrides: dict[str, Any]) -> ConfigError:
+    """The first error of ``exc`` as a ``ConfigError`` naming the variable and the value."""
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    where = env_var(field) if field in Settings.model_fields else "settings"
+    if field in overrides:
+        where = f"{field} (configure argument)"
+    value = err.get("input")
+    got = f", got {value!r}" if field and not isinstance(value, dict) else ""
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return ConfigError(f"{where}: {message}{got}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with keyword overrides taking precedence.
 
@@ -215,12 +228,20 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        where = env_var(field) if field in Settings.model_fields else "settings"
-        if field in overrides:
-            where = f"{field} (configure argument)"
-        value = err.get("input")
-        got = f", got {value!r}" if field and not isinstance(value, dict) else ""
-        message = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {message}{got}") from exc
+        raise _config_error(exc, overrides) from exc
+
+
+class _StrictOnly(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    strict: bool = False
+
+
+def load_strict() -> bool:
+    """``METATRAIL_STRICT`` read on its own, so that a bad value of another variable
+    cannot hide it: the SDK then raises that variable's ``ConfigError`` at the first
+    recording call instead of warning. Raises ``ConfigError`` if it is itself bad."""
+    try:
+        return _StrictOnly().strict
+    except ValidationError as exc:
+        raise _config_error(exc, {}) from exc
