@@ -1,14 +1,24 @@
-"""Keras 3 callback: record a ``fit`` (and later ``evaluate`` calls) as executions.
+"""Keras 3: record a ``fit`` (and later ``evaluate`` / ``predict`` calls) as executions.
 
-Install with ``pip install metatrail[keras]``; ``import metatrail`` never imports Keras::
+Install with ``pip install metatrail[keras]``; ``import metatrail`` never imports Keras.
+Either turn on ``autolog()`` once, which gives every ``fit`` a callback and records the
+``evaluate`` and ``predict`` calls of the models fitted under it (``autolog(disable=True)``
+turns it off), or pass the callback yourself::
 
     from metatrail import run
-    from metatrail.keras import MetadataCallback
+    from metatrail.keras import MetadataCallback, autolog
 
+    autolog()
     with run("nightly", pipeline="ctr"):
+        model.fit(x, y, validation_data=(vx, vy), epochs=5, callbacks=[checkpoint])
+        model.evaluate(tx, ty)
+
+    with run("nightly", pipeline="ctr"):               # the same, by hand
         cb = MetadataCallback(log_every_n_batches=50)
         model.fit(x, y, validation_data=(vx, vy), epochs=5, callbacks=[cb, checkpoint])
         model.evaluate(tx, ty, callbacks=[cb])
+
+A callback passed explicitly while autolog is on is the one used (never two).
 
 What one ``fit`` records: an execution of type ``keras.fit`` named after the model, with
 its parameters (model name, layer summary, parameter counts, optimizer class and
@@ -21,7 +31,8 @@ once a second and at each epoch's end, so a batch costs a few microseconds); eve
 ``keras.callbacks.ModelCheckpoint`` of the same fit writes, and the final model saved to
 ``model_dir`` (``log_model=True``), as OUTPUT ``Model`` artifacts with digests. An
 ``evaluate()`` given the callback afterwards is recorded as a ``keras.evaluate``
-execution whose INPUT is that model and whose metrics are the results.
+execution whose INPUTs are that model and the data, and whose metrics are the results;
+a ``predict()`` as a ``keras.predict`` execution with the same INPUTs.
 
 Failures. Keras 3 has no ``on_train_error`` hook, so a failed fit is detected two ways:
 the model's ``train_function`` / ``test_function`` are wrapped for the length of the fit
@@ -37,13 +48,15 @@ that ended the program.
 
 Nothing here raises into the training loop: every hook catches and logs its own errors.
 
-The modules behind it, in ``metatrail.producer.keras``: ``callback`` (the hooks, in the order of a fit), ``values`` (data as artifacts),
+The modules behind it, in ``metatrail.producer.keras``: ``autolog`` (the patched ``fit`` /
+``evaluate`` / ``predict``), ``callback`` (the hooks, in the order of a fit), ``values`` (data as artifacts),
 ``metrics`` (logs as metric values; the batch buffer), ``params`` (a model and its fit
 call as parameters), ``failures`` (noticing fits that fail).
 """
 
 from __future__ import annotations
 
+from metatrail.producer.keras.autolog import autolog
 from metatrail.producer.keras.callback import DEFAULT_MODEL_DIR, MetadataCallback
 from metatrail.producer.keras.failures import FitAborted
 from metatrail.producer.keras.metrics import BATCH_FLUSH_S, MAX_BUFFERED_POINTS
@@ -56,4 +69,5 @@ __all__ = [
     "FitAborted",
     "MAX_BUFFERED_POINTS",
     "MetadataCallback",
+    "autolog",
 ]

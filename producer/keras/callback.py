@@ -86,6 +86,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.checkpoints: list[Artifact] = []
         self._rec: ExecutionHandle | None = None
         self._eval: ExecutionHandle | None = None
+        self._predict: ExecutionHandle | None = None
         self._in_fit = False
         self._checkpointers: list[Any] = []
         self._pending_epochs: list[tuple[int, dict[str, Any]]] = []
@@ -176,22 +177,11 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._in_fit = False
             forget_open_fit(self)
 
-    # ----------------------------------------------------------- evaluate lifecycle
+    # -------------------------------------------------- evaluate / predict lifecycle
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._in_fit:
             return  # validation inside fit: reported as val_* in the epoch logs
-        try:
-            inputs = {"model": self.model_artifact} if self.model_artifact is not None else {}
-            args = self._caller_args("evaluate")
-            inputs.update(self._data_inputs(args, validation=False))
-            params = {"model_name": self._model_name()}
-            params.update({k: args[k] for k in ("batch_size", "steps") if isinstance(args.get(k), int)})
-            self._eval = recorder.start_execution(
-                "keras.evaluate", self._model_name(), params,
-                [(a, role) for role, a in inputs.items()], scope=self._scope(),
-            )
-        except Exception:
-            log.warning("metatrail: could not start recording evaluate", exc_info=True)
+        self._eval = self._start_use("evaluate")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._in_fit or self._eval is None:
@@ -202,6 +192,37 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
             rec.complete()
         except Exception:
             log.warning("metatrail: evaluate results not recorded", exc_info=True)
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._in_fit:
+            self._predict = self._start_use("predict")
+
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
+        rec, self._predict = self._predict, None
+        if rec is not None:
+            rec.complete()
+
+    @property
+    def fitting(self) -> bool:
+        """Whether the fit this callback records is running."""
+        return self._in_fit
+
+    def _start_use(self, method: str) -> ExecutionHandle | None:
+        """Start a ``keras.<method>`` execution (evaluate, predict) whose INPUTs are the
+        model the last fit saved and the data given; None if it could not start."""
+        try:
+            inputs = {"model": self.model_artifact} if self.model_artifact is not None else {}
+            args = self._caller_args(method)
+            inputs.update(self._data_inputs(args, "eval" if method == "evaluate" else method))
+            params = {"model_name": self._model_name()}
+            params.update({k: args[k] for k in ("batch_size", "steps") if isinstance(args.get(k), int)})
+            return recorder.start_execution(
+                f"keras.{method}", self._model_name(), params,
+                [(a, role) for role, a in inputs.items()], scope=self._scope(),
+            )
+        except Exception:
+            log.warning("metatrail: could not start recording %s", method, exc_info=True)
+            return None
 
     # --------------------------------------------------------------------- internals
     def _model_name(self) -> str:
@@ -253,7 +274,7 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._checkpointers = [
             c for c in getattr(cb_list, "callbacks", []) if isinstance(c, keras.callbacks.ModelCheckpoint)
         ]
-        inputs = self._data_inputs(args, validation=True)
+        inputs = self._data_inputs(args, "train")
         self._rec = recorder.start_execution(
             "keras.fit", self._model_name(),
             fit_parameters(self.model, self._model_name(), args, self.params),
@@ -263,19 +284,20 @@ class MetadataCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if cb_list is not None:
             weakref.finalize(cb_list, self._list_released, self._rec)
 
-    def _data_inputs(self, args: dict[str, Any], validation: bool) -> dict[str, Artifact]:
+    def _data_inputs(self, args: dict[str, Any], prefix: str) -> dict[str, Artifact]:
+        """The call's data (``x``, ``y``; for a fit also ``validation_data``) and the extra
+        inputs as artifacts, by role (``<prefix>_x``...)."""
         out: dict[str, Artifact] = {}
         for name, value in self.extra_inputs.items():
             art = as_artifact(value, name, self.max_digest_bytes)
             if art is not None:
                 out[name] = art
         x, y = args.get("x"), args.get("y")
-        prefix = "train" if validation else "eval"
         for role, data in ((f"{prefix}_x", x), (f"{prefix}_y", y)):
             art = as_artifact(data, role, self.max_digest_bytes)
             if art is not None:
                 out.setdefault(role, art)
-        if validation and args.get("validation_data") is not None:
+        if prefix == "train" and args.get("validation_data") is not None:
             vd = args["validation_data"]
             parts = vd if isinstance(vd, (tuple, list)) else (vd,)
             for role, value in zip(("validation_x", "validation_y", "validation_weight"), parts):
