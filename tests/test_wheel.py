@@ -30,17 +30,19 @@ SOURCES = ("setup.py", "pyproject.toml", "README.md", "metatrail", "producer", "
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from a copy of the sources (a build writes into its source tree)."""
+    """The wheel, built from a copy of the sources git knows (a build writes into its source
+    tree). package.json is left out: the web UI's third-party assets are fetched by npm at
+    build time, which this test does without (it needs no network)."""
     base = tmp_path_factory.mktemp("wheel")
     src = base / "src"
-    src.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=ignore)
-        else:
-            shutil.copy2(path, src / name)
+    tracked = subprocess.check_output(  # tracked, and new files git does not ignore
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *SOURCES], cwd=ROOT, text=True
+    )
+    for name in filter(None, tracked.split("\0")):
+        target = src / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_file():  # (a file deleted but not yet committed is skipped)
+            shutil.copy2(ROOT / name, target)
     out = base / "dist"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
