@@ -220,6 +220,9 @@ def _rebuild(shape: dict[str, Any] | None, outputs: list[tuple[Artifact, str]]) 
 
 
 class Call:
+    """A call that ``begin`` started: its execution handle (None when nothing is being
+    recorded: a cache hit, or a recording error), or the cached value to return."""
+
     __slots__ = ("handle", "cached")
 
     def __init__(self, handle: ExecutionHandle | None, cached: Any = MISS) -> None:
@@ -228,6 +231,9 @@ class Call:
 
 
 def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+    """Start recording a call of ``spec.fn`` with these arguments: a cache hit (the call
+    must not run: return ``Call.cached``), or a started execution. Never raises (unless
+    strict); blocking only for a cache lookup (one store read)."""
     try:
         inputs, typed_params, plain = _split(spec, spec.bind(args, kwargs))
         fp = spec.fingerprint(plain, inputs)
@@ -291,6 +297,8 @@ def finish(
     result: Any,
     extra: list[tuple[Artifact, str]] | None = None,
 ) -> None:
+    """Complete ``handle`` with the artifacts in ``result`` (after ``extra``: a
+    generator's yielded ones) as outputs. Never raises (unless strict)."""
     if handle is None:
         return
     try:
@@ -303,5 +311,6 @@ def finish(
 
 
 def fail(handle: ExecutionHandle | None, exc: BaseException) -> None:
+    """Record ``handle`` FAILED with ``exc`` (the caller re-raises it)."""
     if handle is not None:
         handle.fail(exc)
