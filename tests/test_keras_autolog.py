@@ -16,6 +16,8 @@ import pytest  # noqa: E402
 keras = pytest.importorskip("keras")
 
 from metatrail import Store, run  # noqa: E402
+from metatrail.consumer.store.engine import open_engine  # noqa: E402
+from metatrail.consumer.store.migrate import upgrade  # noqa: E402
 from metatrail.keras import MetadataCallback, autolog  # noqa: E402
 from metatrail.producer import emitter  # noqa: E402
 
@@ -30,6 +32,9 @@ ORIGINAL = {name: getattr(keras.Model, name) for name in ("fit", "evaluate", "pr
 def store(tmp_path: Path) -> Iterator[Store]:
     url = f"sqlite:///{tmp_path}/metadata.db"
     emitter.configure(transport="embedded", store_url=url, spool_path=tmp_path / "spool.db", strict=True)
+    engine = open_engine(url)
+    upgrade(engine)  # Store.open reads an existing store only (it creates nothing)
+    engine.dispose()
     with Store.open(url) as st:
         yield st
     emitter.configure()

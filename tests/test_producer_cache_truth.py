@@ -15,6 +15,8 @@ import pytest
 import metatrail
 from metatrail import Dataset, Model, Store, track
 from metatrail.consumer.query.domain import Execution
+from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.migrate import upgrade
 from metatrail.producer import digest, emitter
 from metatrail.producer.digest import digest_path
 
@@ -31,6 +33,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     metatrail.configure(
         transport="embedded", store_url=url, spool_path=tmp_path / "spool.db", strict=True
     )
+    engine = open_engine(url)
+    upgrade(engine)  # Store.open reads an existing store only (it creates nothing)
+    engine.dispose()
     with Store.open(url) as opened:
         yield opened
     emitter.shutdown(5)
