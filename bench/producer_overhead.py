@@ -159,7 +159,7 @@ def measure_spool_bytes(workdir: Path, calls: int) -> dict[str, Any]:
     db_bytes = spool.size_bytes() - base_db
     payload = spool.conn().execute("SELECT avg(length(payload)) FROM spool").fetchone()[0]
     em._relay = None
-    emitter._current = None  # drop without flushing (nothing delivers this spool)
+    emitter.current = None  # drop without flushing (nothing delivers this spool)
     spool.close()
     del settings
     return {
@@ -209,7 +209,7 @@ def main() -> int:
         direct_settings = metatrail.configure(
             transport=args.transport, **{**common, "spool_path": work / "direct.db"}
         )
-        emitter._current = Emitter(direct_settings, journal=False)
+        emitter.current = Emitter(direct_settings, journal=False)
         direct = measure_tracked(max(2000, args.calls // 4))
         emitter.shutdown(60)
 

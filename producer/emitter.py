@@ -150,7 +150,9 @@ def _anchored(settings: Settings) -> Settings:
 
 _ABANDONED: list[Any] = []
 _LOCK = threading.Lock()
-_current: Emitter | None = None
+#: The emitter in use (None before first use and after ``shutdown``). Hot paths read it
+#: directly (no call); only ``get``, ``configure`` and ``shutdown`` set it.
+current: Emitter | None = None
 _config_error: MetatrailError | None = None
 #: ``METATRAIL_STRICT`` read on its own (None: not read yet), for when settings are bad.
 _strict_env: bool | None = None
@@ -160,16 +162,16 @@ _error_counts: dict[str, int] = {}
 def get() -> Emitter:
     """The current emitter, created from the environment on first use. Raises the
     environment's ``ConfigError`` (the same object every time; warned about once)."""
-    global _current, _config_error
-    em = _current
+    global current, _config_error
+    em = current
     if em is not None:
         return em
     with _LOCK:
-        if _current is None:
+        if current is None:
             if _config_error is not None:
                 raise _config_error
             try:
-                _current = Emitter(load_settings())
+                current = Emitter(load_settings())
             except MetatrailError as exc:
                 _config_error = exc
                 if not is_strict():
@@ -179,16 +181,16 @@ def get() -> Emitter:
                         exc,
                     )
                 raise
-        return _current
+        return current
 
 
 def emit(events: Sequence[Any]) -> None:
-    em = _current
+    em = current
     (em if em is not None else get()).emit(events)
 
 
 def emit_records(records: list[Record]) -> None:
-    em = _current
+    em = current
     (em if em is not None else get()).emit_records(records)
 
 
@@ -196,7 +198,7 @@ def is_strict() -> bool:
     """Whether recording errors are raised: the emitter's setting, or, while there is no
     emitter (bad settings), ``METATRAIL_STRICT`` read on its own."""
     global _strict_env
-    em = _current
+    em = current
     if em is not None:
         return em.strict
     strict = _strict_env
@@ -235,10 +237,10 @@ def configure(**overrides: Any) -> Settings:
     """Load settings (environment + ``overrides``) and rebuild the emitter. Raises
     ``ConfigError`` naming the bad variable. Events spooled before stay in their spool and
     are delivered by the new emitter's relay when the spool path is the same."""
-    global _current, _config_error, _strict_env
+    global current, _config_error, _strict_env
     new_settings = load_settings(**overrides)
     with _LOCK:
-        old, _current, _config_error = _current, Emitter(new_settings), None
+        old, current, _config_error = current, Emitter(new_settings), None
         _strict_env = None
     if old is not None:
         old.close(min(1.0, old.settings.exit_flush_timeout_s))
@@ -248,9 +250,9 @@ def configure(**overrides: Any) -> Settings:
 def shutdown(timeout_s: float = 5.0) -> bool:
     """Flush (bounded), stop the relay and forget the emitter; the next emit starts a new
     one from the environment. Returns whether everything was delivered."""
-    global _current, _config_error, _strict_env
+    global current, _config_error, _strict_env
     with _LOCK:
-        old, _current, _config_error, _strict_env = _current, None, None, None
+        old, current, _config_error, _strict_env = current, None, None, None
     return True if old is None else old.close(timeout_s)
 
 
@@ -258,7 +260,7 @@ def flush(timeout_s: float = 30.0) -> bool:
     """Wait until every event emitted so far (in this process) is delivered; ``False`` if
     ``timeout_s`` passed first. Never raises."""
     try:
-        em = _current
+        em = current
         return True if em is None else em.flush(timeout_s)
     except Exception as exc:
         note_error("flush", exc)
@@ -266,7 +268,7 @@ def flush(timeout_s: float = 30.0) -> bool:
 
 
 def _exit_flush() -> None:
-    em = _current
+    em = current
     if em is None or em._spool is None:
         return
     try:
@@ -288,7 +290,7 @@ def _after_fork_in_child() -> None:
     resets its own state in its own at-fork hook)."""
     global _LOCK
     _LOCK = threading.Lock()
-    em = _current
+    em = current
     if em is not None:
         em.after_fork_in_child()
 

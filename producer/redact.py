@@ -55,7 +55,7 @@ class Redacted(NamedTuple):
 def _words() -> tuple[tuple[str, ...], dict[str, bool]]:
     """The current settings' words, and the memo of names already judged under them."""
     global _state
-    current = emitter._current  # the hot path: no call while the emitter stands
+    current = emitter.current  # the hot path: no call while the emitter stands
     state = _state
     if current is not None and state[0] is current.settings:
         return state[1], state[2]
@@ -204,7 +204,7 @@ def node(properties: Properties, custom: Properties) -> tuple[Properties, Proper
     """Redact a node's properties and custom properties together: (properties, custom
     properties flagged with every redacted name, the secret texts). Returns its arguments
     themselves when nothing is secret."""
-    current, state = emitter._current, _state  # the hot path: no call while settings stand
+    current, state = emitter.current, _state  # the hot path: no call while settings stand
     if current is not None and state[0] is current.settings:
         words, memo = state[1], state[2]
     else:
