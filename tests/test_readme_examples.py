@@ -102,7 +102,7 @@ def test_quick_start_again_is_a_cache_hit(reader_dir: Path) -> None:
 
 def test_keras_runs_as_copied(reader_dir: Path) -> None:
     pytest.importorskip("keras")
-    (code,) = blocks("Keras", "python")
+    code, _autolog = blocks("Keras", "python")
     run_python(KERAS_SETUP + "\n# --- the README block, unchanged:\n" + code, reader_dir)
     with Store.open(STORE) as store:
         (fit,) = store.executions().items
@@ -112,6 +112,19 @@ def test_keras_runs_as_copied(reader_dir: Path) -> None:
         assert {"val_loss", "accuracy"} <= {m.key for m in metrics}
         (saved,) = store.artifacts("type = 'Model'").items
         assert saved.digest and Path(saved.uri or "").exists()  # log_model=True
+
+
+def test_keras_autolog_runs_as_copied(reader_dir: Path) -> None:
+    pytest.importorskip("keras")
+    _callback, code = blocks("Keras", "python")
+    run_python(KERAS_SETUP + "\n# --- the README block, unchanged:\n" + code, reader_dir)
+    with Store.open(STORE) as store:
+        fit, evaluate = store.executions(order_by="created_at").items
+        assert (fit.state, evaluate.state) == ("COMPLETE", "COMPLETE")
+        assert evaluate.type != fit.type and {m.key for m in store.metrics(evaluate.id)} >= {"loss"}
+        model_ids = {a.id for a in store.artifacts("type = 'Model'").items}
+        upstream = store.lineage(evaluate.id, "upstream", max_hops=1)
+        assert model_ids & {n.id for n in upstream.nodes}, "evaluate() has the fitted model as INPUT"
 
 
 def test_pipelines_run_as_copied(reader_dir: Path) -> None:
