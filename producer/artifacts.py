@@ -42,6 +42,27 @@ def _derived(*parts: str | None) -> tuple[UUID, str]:
     return found
 
 
+def _typed(values: dict[str, Any] | None, what: str) -> Properties:
+    """``typed(values)``; a value that cannot be a property (not JSON, nested too deep...)
+    is reported as a recording error (raised in strict mode) and left out, never raised
+    into the user's code."""
+    if not values:
+        return {}
+    try:
+        return typed(values)
+    except ValueError as exc:
+        from metatrail.producer.recorder import report  # the recorder imports this module
+
+        report(f"Artifact({what}=...)", exc)
+    kept: Properties = {}
+    for key, value in values.items():
+        try:
+            kept.update(typed({key: value}))
+        except ValueError:
+            continue
+    return kept
+
+
 class Artifact:
     """A thing an execution reads or writes, named by its ``uri``.
 
@@ -85,8 +106,8 @@ class Artifact:
         self.type = type or self.default_type
         self.name = None if name is None else str(name)
         self.version = None if version is None else str(version)
-        self.properties: Properties = typed(properties) if properties else {}
-        self.custom_properties: Properties = typed(custom_properties) if custom_properties else {}
+        self.properties: Properties = _typed(properties, "properties")
+        self.custom_properties: Properties = _typed(custom_properties, "custom_properties")
         if self.properties or self.custom_properties:  # secret-looking names: see redact
             self.properties, self.custom_properties, _ = redact.node(
                 self.properties, self.custom_properties

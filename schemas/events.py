@@ -38,7 +38,13 @@ TriggerPolicy: TypeAlias = Literal["each", "latest", "all_new"]
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    """The time in UTC. A time whose UTC form falls outside years 1..9999 (year 1 with a
+    positive offset, 9999 with a negative one) is a ``ValueError``, which pydantic reports
+    as a validation error of the field, not an ``OverflowError`` escaping validation."""
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
 
 
 class _Model(BaseModel):

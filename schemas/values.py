@@ -7,7 +7,6 @@ in any language, and so that the store can put each in its own indexed column.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -18,6 +17,35 @@ PropertyType: TypeAlias = Literal["int", "float", "string", "bool", "json"]
 #: Largest integer a property may hold (signed 64 bit, what every backend stores).
 INT_MAX = 2**63 - 1
 INT_MIN = -(2**63)
+#: Deepest nesting of lists and objects in a ``json`` value (and in an event's JSON). Deeper
+#: values are refused with a clear error instead of exhausting Python's stack somewhere later.
+MAX_JSON_DEPTH = 64
+
+
+def json_value_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why ``value`` cannot be a ``json`` property value, or ``None`` when it can.
+
+    Walks the value without recursion (a 10,000-deep list costs a loop, not the stack):
+    only dicts with string (or number) keys, lists/tuples, strings, finite numbers, booleans and None,
+    nested at most ``max_depth`` levels."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                if not all(k is None or isinstance(k, (str, int, float)) for k in item):
+                    return "object keys must be strings or numbers"
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{item!r} is not a JSON number"
+        elif item is not None and not isinstance(item, (str, int, bool)):
+            return f"a {type(item).__name__} is not JSON"
+    return None
 
 
 class PropertyValue(BaseModel):
@@ -41,19 +69,24 @@ class PropertyValue(BaseModel):
             else:
                 ok = isinstance(v, (int, float)) and not isinstance(v, bool)
                 if ok:
-                    object.__setattr__(self, "value", float(v))
+                    try:  # an integer literal beyond float range (``1e400`` written out)
+                        object.__setattr__(self, "value", float(v))
+                    except OverflowError:
+                        raise ValueError(
+                            f"an integer of {v.bit_length()} bits is beyond the range of a float property"
+                        ) from None
         elif self.type == "string":
             ok = isinstance(v, str)
         elif self.type == "bool":
             ok = isinstance(v, bool)
         else:
-            try:
-                json.dumps(v, allow_nan=False)
-                ok = True
-            except (TypeError, ValueError):
-                ok = False
+            problem = json_value_problem(v)
+            if problem is not None:
+                raise ValueError(f"not a valid 'json' property value: {problem}")
+            ok = True
         if not ok:
-            raise ValueError(f"value {v!r} is not a valid {self.type!r} property value")
+            shown = repr(v) if len(repr(v)) <= 80 else repr(v)[:80] + "..."
+            raise ValueError(f"value {shown} is not a valid {self.type!r} property value")
         return self
 
     @classmethod
@@ -89,5 +122,23 @@ Properties: TypeAlias = dict[PropertyName, PropertyValue]
 
 
 def typed(values: dict[str, Any] | None) -> Properties:
-    """Type every value of a plain dict (see :meth:`PropertyValue.of`)."""
-    return {str(k): PropertyValue.of(v) for k, v in (values or {}).items()}
+    """Type every value of a plain dict (see :meth:`PropertyValue.of`).
+
+    Raises ``ValueError`` naming the first property whose value cannot be typed (not JSON,
+    nested deeper than ``MAX_JSON_DEPTH``...); never ``RecursionError``."""
+    out: Properties = {}
+    for k, v in (values or {}).items():
+        try:
+            out[str(k)] = PropertyValue.of(v)
+        except ValueError as exc:
+            raise ValueError(f"property {str(k)!r}: {_reason(exc)}") from None
+    return out
+
+
+def _reason(exc: ValueError) -> str:
+    """The message of a ``ValueError`` raised by the validator, without pydantic's wrapping."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first["msg"]).removeprefix("Value error, ")
+    return str(exc)
