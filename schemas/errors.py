@@ -8,8 +8,10 @@ translated at the boundary with ``raise ... from exc`` so callers catch one fami
     ├── EventValidationError   an event does not match the contract (names the field)
     ├── StoreError             the metadata store failed
     │   ├── TransientStoreError    retrying the same work may succeed (dropped connection,
-    │   │                          deadlock, serialization failure, server restart)
-    │   └── StoreNotFoundError     no metatrail store at the URL yet (a read created nothing)
+    │   │                          deadlock, lock timeout, disk full, server restart)
+    │   ├── StoreNotFoundError     no metatrail store at the URL yet (a read created nothing)
+    │   └── StoreRejectedError     the store refuses a value the work carries (too long,
+    │                              out of range, invalid text): the event is at fault
     ├── TransportError         delivering events failed
     │   └── TransientTransportError  retrying may succeed (broker unreachable, timeout)
     ├── FilterError            a query filter does not parse (names position and expectation)
@@ -48,6 +50,12 @@ class StoreNotFoundError(StoreError):
     """The URL holds no metatrail store: no such SQLite file or database, or no metatrail
     tables in it. Raised by reads, which create nothing; the message names the URL (without
     its password) and how to get a store."""
+
+
+class StoreRejectedError(StoreError):
+    """The store refuses a value an event carries (too long, out of range, text it cannot
+    hold, a NOT NULL or CHECK constraint): the one store failure that is the event's
+    fault, so the event may be isolated and dead-lettered with this reason."""
 
 
 class TransportError(MetatrailError):

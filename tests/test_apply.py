@@ -147,18 +147,35 @@ def test_a_poison_message_redelivered_is_stored_once(engine: Engine) -> None:
 
 
 def test_an_event_the_store_rejects_is_isolated_and_dead_lettered(engine: Engine) -> None:
-    """Valid JSON that a backend cannot hold (PostgreSQL text takes no NUL character) is
-    split out of its batch and dead-lettered; the events batched with it are applied."""
+    """A valid event whose value a backend refuses (PostgreSQL's btree index takes no
+    8 KB key: a 2,048-character uri of 4-byte characters) is split out of its batch and
+    dead-lettered with the store's reason; the events batched with it are applied."""
+    import random
+
+    rnd = random.Random(7)
+    uri = "".join(chr(rnd.randint(0x1F300, 0x1FAFF)) for _ in range(2048))
     events = _pipeline()
-    poison = ContextUpserted(context_id=new_id(), type="Run", name="nul\x00name")
+    poison = ArtifactRecorded(artifact_id=new_id(), type="Blob", uri=uri)
     records = [RawRecord(dump_event(e), f"t:{i}") for i, e in enumerate([*events[:3], poison, *events[3:]])]  # type: ignore[arg-type]
     report = apply_records(engine, records)
     if engine.dialect.name == "postgresql":
         assert (report.applied, report.dead_lettered) == (6, 1)
-        assert "store rejected" in report.dead_letters[0].reason
+        assert "store rejected" in report.dead_letters[0].reason and "index row" in report.dead_letters[0].reason
         assert _count(engine, DeadLetterRow.__table__) == 1
     else:
         assert (report.applied, report.dead_lettered) == (7, 0)
+    assert _count(engine, EdgeRow.__table__) == 2
+
+
+def test_text_no_store_can_hold_is_dead_lettered_on_every_backend(engine: Engine) -> None:
+    """NUL (PostgreSQL text takes none) and lone surrogates (not UTF-8) are refused by the
+    contract itself, so the same event is dead-lettered on every backend alike."""
+    events = _pipeline()
+    nul = ContextUpserted(context_id=new_id(), type="Run", name="nul\x00name")
+    records = [RawRecord(dump_event(e), f"t:{i}") for i, e in enumerate([*events[:3], nul, *events[3:]])]  # type: ignore[arg-type]
+    report = apply_records(engine, records)
+    assert (report.applied, report.dead_lettered) == (6, 1)
+    assert "field 'name': text contains a NUL character" in report.dead_letters[0].reason
     assert _count(engine, EdgeRow.__table__) == 2
 
 

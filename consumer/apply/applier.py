@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, Table
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from metatrail.consumer.apply.bulk import WriteQueue
@@ -42,7 +41,6 @@ from metatrail.consumer.store.models import (
     TypeRow,
 )
 from metatrail.consumer.triggers.evaluate import evaluate_triggers
-from metatrail.schemas.errors import TransientStoreError
 from metatrail.schemas.events import Event
 
 log = logging.getLogger("metatrail.apply")
@@ -58,7 +56,8 @@ def apply_events(engine: Engine, events: Sequence[Event]) -> ApplyReport:
     """Apply validated events in one transaction.
 
     Idempotent and order-insensitive. Raises ``TransientStoreError`` when a retry of the
-    whole call may succeed, ``StoreError`` otherwise; on either nothing was written.
+    whole call may succeed, ``StoreRejectedError`` when the store refuses a value of an
+    event, ``StoreError`` otherwise; on any of them nothing was written.
     """
     with session_scope(engine) as session:
         return apply_in_session(session, events)
@@ -77,20 +76,19 @@ def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
     if not fresh:
         return report
     plan = build_plan(fresh)
-    try:
-        writes = WriteQueue()
-        _merge_plan(session, plan, report, writes)
-        now = datetime.now(timezone.utc)
-        writes.add(
-            AppliedEventRow.__table__,
-            [
-                {"event_id": sid(e.event_id), "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now}
-                for e in fresh
-            ],
-        )
-        writes.send(session)
-    except IntegrityError as exc:
-        raise TransientStoreError(f"a concurrent apply touched the same rows: {exc.orig}") from exc
+    writes = WriteQueue()
+    _merge_plan(session, plan, report, writes)
+    now = datetime.now(timezone.utc)
+    writes.add(
+        AppliedEventRow.__table__,
+        [
+            {"event_id": sid(e.event_id), "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now}
+            for e in fresh
+        ],
+    )
+    # A unique-key conflict here is a concurrent apply that inserted the same rows first:
+    # the session scope reports it as transient (store.faults), and the retry finds them.
+    writes.send(session)
     report.triggers_requested = evaluate_triggers(session, report)  # trigger evaluation
     return report
 

@@ -2,17 +2,25 @@
 
 Design rule 5: bad input never stops the line. Input that fails validation is written to
 the dead-letter table in the same transaction as the valid events of its batch. If the
-store rejects a batch for a reason that is not transient, the batch is split in halves
-until the event it cannot take is isolated and dead-lettered with the store's reason.
+store refuses a value of the batch (``StoreRejectedError``: too long, out of range...; see
+``metatrail.consumer.store.faults``), the batch is split in halves until the event it
+cannot take is isolated and dead-lettered with the store's reason. A store that is unwell
+(``TransientStoreError``) or broken (``StoreError``) fails the whole call instead: that is
+never an event's fault, so nothing is dead-lettered for it.
+
+A dead letter can always be written: its payload is stored as bytes, and its texts
+(reason, source, event id, kind) are made storable on every backend first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -21,15 +29,20 @@ from metatrail.consumer.apply.applier import apply_in_session
 from metatrail.consumer.apply.bulk import write
 from metatrail.consumer.apply.report import ApplyReport, DeadLetter, RawRecord
 from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.faults import Fault, classify
 from metatrail.consumer.store.models import DeadLetterRow
-from metatrail.schemas.errors import EventValidationError, StoreError
-from metatrail.schemas.events import Event
-from metatrail.schemas.parse import MAX_EVENT_BYTES, parse_event
+from metatrail.schemas.errors import EventValidationError, StoreError, StoreRejectedError
+from metatrail.schemas.events import EVENT_KINDS, Event
+from metatrail.schemas.parse import MAX_EVENT_BYTES, parse_event, safe_text
 
 log = logging.getLogger("metatrail.apply")
 
 #: Bytes of a dead letter's payload kept in the table (the DLQ topic keeps all of it).
 MAX_STORED_PAYLOAD = 4 * 1024 * 1024
+#: Characters of a dead letter's reason kept (in the table and the DLQ topic's header).
+MAX_REASON_CHARS = 8_000
+#: Width of the source key column.
+MAX_SOURCE_KEY = 255
 
 
 def apply_records(
@@ -37,9 +50,10 @@ def apply_records(
 ) -> ApplyReport:
     """Validate and apply raw records; invalid ones become dead letters.
 
-    One transaction for the whole batch unless the store rejects it (then halves, each in
-    its own transaction). Raises ``TransientStoreError`` when a retry of the whole call
-    may succeed; otherwise never raises for bad input.
+    One transaction for the whole batch unless the store refuses a value (then halves,
+    each in its own transaction). Raises ``TransientStoreError`` when the store is unwell
+    (a retry of the whole call may succeed) and ``StoreError`` when it is broken; nothing
+    of the call is then written, and nothing is dead-lettered. Never raises for bad input.
     """
     valid: list[tuple[RawRecord, Event]] = []
     invalid: list[tuple[RawRecord, DeadLetter]] = []
@@ -60,15 +74,13 @@ def _apply_split(
         with session_scope(engine) as session:
             report = apply_in_session(session, [event for _, event in valid])
             write_dead_letters(session, invalid)
-    except (StoreError, ValueError, TypeError, OverflowError) as exc:
-        # ValueError & co.: the driver could not bind a value (e.g. NUL in PostgreSQL text).
-        if isinstance(exc, StoreError) and exc.retriable:
+    except Exception as exc:
+        refused = _refusal(exc)
+        if refused is None or not valid:  # not an event's fault (or no event left to blame)
             raise
-        if not valid:  # nothing left to isolate: the store cannot even take the dead letters
-            raise
-        if len(valid) <= 1:
-            rejected = [(r, _dead_letter(r, f"the store rejected the event: {exc}")) for r, _ in valid]
-            log.error("dead-lettering %d event(s) the store rejected: %s", len(rejected), exc)
+        if len(valid) == 1:
+            rejected = [(r, _dead_letter(r, f"the store rejected the event: {refused}")) for r, _ in valid]
+            log.error("dead-lettering an event the store rejected: %s", rejected[0][1].reason)
             return _apply_split(engine, [], invalid + rejected)
         middle = len(valid) // 2
         report = _apply_split(engine, valid[:middle], invalid)
@@ -77,6 +89,18 @@ def _apply_split(
     report.dead_lettered += len(invalid)
     report.dead_letters.extend(dl for _, dl in invalid)
     return report
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """Why the store refused a value of the batch, or ``None`` when ``exc`` is not that
+    (an unwell or broken store, a bug): only a refusal may isolate and dead-letter."""
+    if isinstance(exc, StoreRejectedError):
+        return str(exc)
+    if isinstance(exc, StoreError):
+        return None
+    if classify(exc) is Fault.REJECTED:  # the driver could not even bind the value
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def write_dead_letters(session: Session, items: Sequence[tuple[RawRecord, DeadLetter]]) -> None:
@@ -91,14 +115,14 @@ def write_dead_letters(session: Session, items: Sequence[tuple[RawRecord, DeadLe
         payload = bytes(record.payload)
         rows.append(
             {
-                "source_key": record.source_key[:255],
-                "reason": letter.reason,
+                "source_key": storable_key(record.source_key),
+                "reason": safe_text(letter.reason, MAX_REASON_CHARS),
                 "payload": payload[:MAX_STORED_PAYLOAD],
                 "payload_bytes": len(payload),
                 "truncated": len(payload) > MAX_STORED_PAYLOAD,
                 "event_id": letter.event_id,
                 "kind": letter.kind,
-                "topic": record.topic,
+                "topic": None if record.topic is None else safe_text(record.topic, 255),
                 "partition": record.partition,
                 "offset": record.offset,
                 "created_at": now,
@@ -109,23 +133,38 @@ def write_dead_letters(session: Session, items: Sequence[tuple[RawRecord, DeadLe
     write(session, DeadLetterRow.__table__, rows, "ignore")
 
 
+def storable_key(source_key: str) -> str:
+    """The source key as the unique column holds it: storable text of at most 255
+    characters; a longer key keeps its head and a digest of the whole, so two long keys
+    (two lines of a deeply nested file) never collide."""
+    text = safe_text(source_key, 10 * MAX_SOURCE_KEY)
+    if len(text) <= MAX_SOURCE_KEY:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return f"{text[: MAX_SOURCE_KEY - 34]}~{digest}"
+
+
 def _dead_letter(record: RawRecord, reason: str) -> DeadLetter:
     event_id, kind = _peek(record.payload)
-    return DeadLetter(source_key=record.source_key, reason=reason, event_id=event_id, kind=kind)
+    return DeadLetter(
+        source_key=record.source_key, reason=safe_text(reason, MAX_REASON_CHARS), event_id=event_id, kind=kind
+    )
 
 
 def _peek(payload: bytes) -> tuple[str | None, str | None]:
-    """Best-effort event id and kind of an invalid payload, for the dead-letter row."""
+    """Best-effort event id and kind of an invalid payload, for the dead-letter row: the
+    id only when it is a UUID, the kind only when it is a known one."""
     if len(payload) > MAX_EVENT_BYTES:
         return None, None
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
         return None, None
     if not isinstance(data, dict):
         return None, None
     event_id, kind = data.get("event_id"), data.get("kind")
-    return (
-        event_id if isinstance(event_id, str) and len(event_id) <= 36 else None,
-        kind if isinstance(kind, str) and len(kind) <= 64 else None,
-    )
+    try:
+        event_id = str(UUID(event_id)) if isinstance(event_id, str) and len(event_id) <= 64 else None
+    except ValueError:
+        event_id = None
+    return event_id, kind if kind in EVENT_KINDS else None

@@ -1,9 +1,11 @@
 """Engines and the one session scope every database write goes through.
 
-The session scope commits or rolls back, and translates driver errors into
-``TransientStoreError`` (retrying the same transaction may succeed: dropped connection,
-deadlock, lock timeout, serialization failure, server shutting down, SQLite busy) or
-``StoreError`` (it will not).
+The session scope commits or rolls back, and translates driver errors by what they mean
+(``metatrail.consumer.store.faults``): ``TransientStoreError`` when the database is unwell
+(retrying the same transaction may succeed: dropped connection, deadlock, lock timeout,
+serialization failure, server shutting down, disk full, SQLite busy),
+``StoreRejectedError`` when it refuses a value the work carries (the event is at fault),
+``StoreError`` otherwise.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from metatrail.consumer.store.faults import Fault, classify
+from metatrail.schemas.errors import (
+    ConfigError,
+    StoreError,
+    StoreNotFoundError,
+    StoreRejectedError,
+    TransientStoreError,
+)
 from metatrail.schemas.files import private_file
-from metatrail.schemas.errors import ConfigError, StoreError, StoreNotFoundError, TransientStoreError
-
-#: PostgreSQL SQLSTATE classes/codes worth a retry.
-_PG_TRANSIENT_PREFIXES = ("08", "40", "53", "57P")
-#: MySQL/MariaDB error numbers worth a retry: deadlock, lock wait timeout, server gone
-#: away, lost connection, can't connect, server shutdown, query interrupted.
-_MYSQL_TRANSIENT = {1205, 1213, 2002, 2003, 2006, 2013, 2055, 1053, 1927, 4031, 1317}
+from metatrail.schemas.urls import mask_url, scrub
 
 
 def open_engine(url: str, **kwargs: Any) -> Engine:
@@ -39,7 +43,7 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError, ValueError...
-        raise ConfigError(f"METATRAIL_STORE_URL: cannot parse {url!r}: {exc}") from exc
+        raise ConfigError(f"METATRAIL_STORE_URL: cannot parse {mask_url(url)!r}: {scrub(str(exc), url)}") from exc
     backend = parsed.get_backend_name()
     try:
         if backend == "sqlite":
@@ -51,11 +55,11 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
         return create_engine(url, **options)
     except ImportError as exc:
         raise ConfigError(
-            f"METATRAIL_STORE_URL: the driver for {backend!r} is not installed ({exc}); "
+            f"METATRAIL_STORE_URL: the driver for {backend!r} is not installed ({scrub(str(exc), url)}); "
             "install metatrail[postgres] or metatrail[mysql]"
         ) from exc
     except SQLAlchemyError as exc:
-        raise ConfigError(f"METATRAIL_STORE_URL: {exc}") from exc
+        raise ConfigError(f"METATRAIL_STORE_URL: {scrub(str(exc), url)}") from exc
 
 
 #: A table every metatrail schema has: its presence tells a store from any other database.
@@ -77,7 +81,7 @@ def open_existing(url: str, **kwargs: Any) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as exc:
-        raise ConfigError(f"METATRAIL_STORE_URL: cannot parse {url!r}: {exc}") from exc
+        raise ConfigError(f"METATRAIL_STORE_URL: cannot parse {mask_url(url)!r}: {scrub(str(exc), url)}") from exc
     if parsed.get_backend_name() == "sqlite" and not _sqlite_in_memory(parsed.database):
         if not Path(str(parsed.database)).expanduser().is_file():
             raise _no_store(parsed)
@@ -89,9 +93,7 @@ def open_existing(url: str, **kwargs: Any) -> Engine:
         engine.dispose()
         if _no_database(exc):
             raise _no_store(parsed) from exc
-        if is_transient(exc):
-            raise TransientStoreError(f"transient database error: {_short(exc)}") from exc
-        raise StoreError(f"database error: {_short(exc)}") from exc
+        raise store_error(exc) from exc
     if not found:
         engine.dispose()
         raise _no_store(parsed)
@@ -146,36 +148,20 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the transaction that raised ``exc`` may succeed."""
+    """Whether retrying the transaction that raised ``exc`` may succeed (the database is
+    unwell, not the work wrong)."""
     if isinstance(exc, TransientStoreError):
         return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(sqlstate, str):
-        return sqlstate.startswith(_PG_TRANSIENT_PREFIXES)
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return args[0] in _MYSQL_TRANSIENT
-    if isinstance(exc, OperationalError):
-        text = str(orig).lower()
-        return any(
-            s in text
-            for s in ("locked", "busy", "closed", "lost", "gone away", "terminat", "refused",
-                      "could not connect", "connection failed", "starting up", "shutting down", "timed out")
-        )
-    return False
+    return classify(exc) is Fault.UNWELL
 
 
 @contextmanager
 def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error.
 
-    Raises ``TransientStoreError`` for errors a retry may cure, ``StoreError`` for other
-    database errors; other exceptions pass through unchanged (after the rollback).
+    Raises ``TransientStoreError`` for errors a retry may cure, ``StoreRejectedError`` when
+    the database refuses a value written, ``StoreError`` for other database errors; other
+    exceptions pass through unchanged (after the rollback).
     """
     bind = engine.execution_options(metatrail_write=write) if engine.dialect.name == "sqlite" else engine
     session = Session(bind=bind, expire_on_commit=False, autoflush=False)
@@ -184,16 +170,22 @@ def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
         session.commit()
     except SQLAlchemyError as exc:
         _rollback_quietly(session)
-        if is_transient(exc):
-            raise TransientStoreError(f"transient database error: {_short(exc)}") from exc
-        if isinstance(exc, IntegrityError):
-            raise StoreError(f"integrity error: {_short(exc)}") from exc
-        raise StoreError(f"database error: {_short(exc)}") from exc
+        raise store_error(exc) from exc
     except BaseException:
         _rollback_quietly(session)
         raise
     finally:
         session.close()
+
+
+def store_error(exc: SQLAlchemyError) -> StoreError:
+    """Our error for a database error, by what it means (see the module doc)."""
+    fault = classify(exc)
+    if fault is Fault.UNWELL:
+        return TransientStoreError(f"transient database error: {_short(exc)}")
+    if fault is Fault.REJECTED:
+        return StoreRejectedError(f"the store refused a value: {_short(exc)}")
+    return StoreError(f"database error: {_short(exc)}")
 
 
 def _rollback_quietly(session: Session) -> None:
