@@ -14,6 +14,7 @@ from metatrail.consumer.service.signals import stop_on_signals
 from metatrail.consumer.triggers.relay import kafka_relay
 from metatrail.schemas.errors import ConfigError
 from metatrail.schemas.settings import load_settings
+from metatrail.schemas.urls import mask_url
 
 
 @app.command("consume")
@@ -33,7 +34,7 @@ def consume(
     loop = ConsumeLoop(settings, on_batch=relay.on_batch)
     err_console.print(
         f"consuming {settings.events_topic} as group {settings.kafka_group} "
-        f"from {settings.kafka_bootstrap} into {_safe_url(settings.store_url)}"
+        f"from {settings.kafka_bootstrap} into {mask_url(settings.store_url)}"
     )
     tune_for_batches()
     with stop_on_signals(loop.stop), relay:
@@ -43,11 +44,3 @@ def consume(
         f"{stats.dead_lettered} dead-lettered"
     )
 
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # a bad URL fails later with a ConfigError naming the variable
-        return url

@@ -13,6 +13,7 @@ import typer
 from metatrail.consumer.cli.app import app
 from metatrail.consumer.cli.output import err_console
 from metatrail.schemas.errors import ConfigError
+from metatrail.schemas.urls import mask_url
 
 
 def _import_user_module(name: str) -> object:
@@ -67,7 +68,7 @@ def worker(
             kafka_worker.run(idle_timeout_s=idle_timeout_s)
         return
     stop = threading.Event()
-    err_console.print(f"worker (embedded): steps {names} from {settings.store_url}")
+    err_console.print(f"worker (embedded): steps {names} from {mask_url(settings.store_url)}")
     with stop_on_signals(stop.set):
         report = run_embedded(
             resolve_steps(mod),  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from rich.tree import Tree
 
 from metatrail.consumer.query.domain import Artifact, Execution, LineageGraph
 from metatrail.consumer.query.store import Store
+from metatrail.schemas.urls import mask_url
 
 _STATE_STYLE = {"COMPLETE": "green", "CACHED": "cyan", "FAILED": "red", "RUNNING": "yellow"}
 
@@ -148,7 +149,7 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
         console.print(f"Pusher, day {r.day}: {verdict} — {r.push_reason}", soft_wrap=True)
     console.print()
     database = store_url.split("///", 1)[-1] if store_url.startswith("sqlite") else store_url
-    where = Path(database).resolve() if store_url.startswith("sqlite") else database
+    where = Path(database).resolve() if store_url.startswith("sqlite") else mask_url(database)
     console.print(f"[bold]Store:[/] {where}", soft_wrap=True)
     console.print("[bold]Explore it:[/]")
     evaluators = " ".join(short[i] for i in evaluator_ids)

@@ -15,6 +15,7 @@ from typing import Any
 from metatrail.producer.forkguard import store_guard
 from metatrail.producer.transports.base import SpooledEvent
 from metatrail.schemas.errors import StoreError, TransientStoreError, TransientTransportError, TransportError
+from metatrail.schemas.urls import mask_url, scrub
 
 
 class EmbeddedTransport:
@@ -41,7 +42,7 @@ class EmbeddedTransport:
         except Exception as exc:  # concurrent first migrations, a locked file...: retry
             engine.dispose()
             raise TransientTransportError(
-                f"cannot prepare the store {self.store_url}: {exc}"
+                f"cannot prepare the store {mask_url(self.store_url)}: {scrub(str(exc), self.store_url)}"
             ) from exc
         self._engine, self._apply, self._record = engine, apply_records, RawRecord
 
@@ -54,9 +55,9 @@ class EmbeddedTransport:
         try:
             self._apply(self._engine, records)
         except TransientStoreError as exc:
-            raise TransientTransportError(f"store busy: {exc}") from exc
+            raise TransientTransportError(f"store busy: {scrub(str(exc), self.store_url)}") from exc
         except StoreError as exc:
-            raise TransportError(f"store rejected a batch: {exc}") from exc
+            raise TransportError(f"store rejected a batch: {scrub(str(exc), self.store_url)}") from exc
 
     @store_guard
     def close(self, timeout_s: float) -> bool:
