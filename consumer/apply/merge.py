@@ -34,6 +34,9 @@ NODE_DEFAULTS: dict[str, dict[str, Any]] = {
         "error_type": None,
         "error_message": None,
         "error_traceback": None,
+        "producer_host": None,
+        "producer_pid": None,
+        "last_event_at": None,
     },
 }
 
@@ -74,6 +77,8 @@ def merge_node(row: dict[str, Any], draft: NodeDraft) -> dict[str, Any]:
     merged = _take_newer_groups(dict(row), draft)
     for column, value in draft.min_values.items():
         merged[column] = _min(merged.get(column), value)
+    for column, value in draft.max_values.items():
+        merged[column] = _max(merged.get(column), value)
     if draft.described_at:
         first, last = min(draft.described_at), max(draft.described_at)
         if merged.get("is_placeholder", True):

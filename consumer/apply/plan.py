@@ -76,6 +76,7 @@ class NodeDraft:
     described_at: list[datetime] = field(default_factory=list)
     referenced_at: list[datetime] = field(default_factory=list)
     min_values: dict[str, datetime] = field(default_factory=dict)
+    max_values: dict[str, datetime] = field(default_factory=dict)
 
     def offer(self, name: str, values: dict[str, Any], stamp: str) -> None:
         """Offer a field group; the greatest stamp wins."""
@@ -87,6 +88,11 @@ class NodeDraft:
         current = self.min_values.get(column)
         if current is None or value < current:
             self.min_values[column] = value
+
+    def offer_max(self, column: str, value: datetime) -> None:
+        current = self.max_values.get(column)
+        if current is None or value > current:
+            self.max_values[column] = value
 
 
 @dataclass
@@ -279,8 +285,13 @@ def _plan_execution(
     if cached_from is not None:
         group["cached_from"] = sid(cached_from)
     draft.offer("state", group, f"{rank}|{stamp}")
+    draft.offer_max("last_event_at", e.occurred_at)
     if isinstance(e, ExecutionStarted):
         draft.offer_min("started_at", e.occurred_at)
+        # The process that runs it: whether it is still alive tells a live execution from
+        # an abandoned one (``metatrail db reap``).
+        pid = e.producer.pid if 0 < e.producer.pid < 2**31 else None  # what a process id can be
+        draft.offer("producer", {"producer_host": e.producer.host, "producer_pid": pid}, stamp)
     elif isinstance(e, ExecutionRecorded) and (e.started_at or state == "RUNNING"):
         draft.offer_min("started_at", e.started_at or e.occurred_at)
     contexts = [sid(c) for c in e.context_ids]
@@ -306,7 +317,7 @@ def _plan_metrics(plan: Plan, e: MetricsLogged) -> None:
     xid = sid(e.execution_id) if e.execution_id else None
     cid = sid(e.context_id) if e.context_id else None
     if xid:
-        plan.reference("execution", xid, e.occurred_at)
+        plan.reference("execution", xid, e.occurred_at).offer_max("last_event_at", e.occurred_at)
     if cid:
         plan.reference("context", cid, e.occurred_at)
     for seq, point in enumerate(e.points):

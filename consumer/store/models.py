@@ -23,9 +23,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql.compiler import DDLCompiler
 
-from metatrail.consumer.store.types import ID_LEN, JSONText, LongBinary, LongText, UTCDateTime
+from metatrail.consumer.store.types import ID_LEN, JSONText, LongBinary, LongText, UTCDateTime, binary_collation
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -41,6 +44,19 @@ STRING_KEY_LEN = 191
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+@compiles(CreateTable, "mysql")
+@compiles(CreateTable, "mariadb")
+def _binary_text_tables(create: CreateTable, compiler: DDLCompiler, **kw: Any) -> str:
+    """Every table of these models is created on MySQL/MariaDB with the binary, NO PAD
+    collation (``types.binary_collation``): every name, key and property column compares
+    exactly, as on the other backends. Migration 0004 converts the tables of stores made
+    before; tables of other metadata are left as they are."""
+    ddl: str = compiler.visit_create_table(create, **kw)
+    if create.element.metadata is not Base.metadata:
+        return ddl
+    return f"{ddl.rstrip()} DEFAULT CHARSET=utf8mb4 COLLATE={binary_collation(compiler.dialect)}\n\n"
 
 
 def _id(primary_key: bool = False, nullable: bool = False) -> Mapped[Any]:
@@ -149,12 +165,20 @@ class ExecutionRow(_Stamped, _PropertyDocument, Base):
     is_placeholder: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The process that started it (host and pid of its ``execution.started`` event): a
+    #: RUNNING execution whose process is gone on the same host is abandoned (stale).
+    producer_host: Mapped[str | None] = mapped_column(String(255))
+    producer_pid: Mapped[int | None] = mapped_column(Integer)
+    #: The latest ``occurred_at`` of any event about it (its own or its metrics): a RUNNING
+    #: execution silent for longer than METATRAIL_EXECUTION_STALE_AFTER_S is stale.
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index(None, "type", "state", "created_at"),
         Index(None, "created_at"),
         Index(None, "fingerprint", "state"),
         Index(None, "trigger_id"),
+        Index(None, "state", "last_event_at"),
     )
 
 

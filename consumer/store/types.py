@@ -15,6 +15,19 @@ from sqlalchemy.types import TypeDecorator
 ID_LEN = 36
 
 
+def binary_collation(dialect: Dialect) -> str:
+    """The collation of every metatrail table on MySQL/MariaDB: utf8mb4 compared byte by
+    byte, with NO PAD, so names and values that differ only by case, accents or trailing
+    spaces (``Model``/``model``, ``resume``/``résumé``, ``lr``/``lr ``) are different keys
+    and never equal in a filter, as on SQLite and PostgreSQL. (``utf8mb4_bin`` is not
+    enough: it is PAD SPACE, so ``'lr' = 'lr '`` holds.) MariaDB spells it
+    ``utf8mb4_nopad_bin``; MySQL 8 ``utf8mb4_0900_bin``."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = getattr(dialect, "server_version_info", None) or (8, 0, 17)
+    return "utf8mb4_0900_bin" if tuple(version) >= (8, 0, 17) else "utf8mb4_bin"
+
+
 def IdColumnType() -> String:  # noqa: N802 - reads like a type at the call sites
     return String(ID_LEN)
 
