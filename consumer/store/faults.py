@@ -93,15 +93,17 @@ def classify(exc: BaseException) -> Fault:
 
 
 def _classify_driver_error(orig: BaseException | None) -> Fault:
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(sqlstate, str) and len(sqlstate) == 5:
-        return _postgresql(sqlstate)
     code = getattr(orig, "sqlite_errorcode", None)
     if isinstance(code, int):
         return _sqlite(code)
     args = getattr(orig, "args", ())
+    # MySQL drivers carry a generic SQLSTATE too (HY000 for a lock wait timeout): the error
+    # number is the precise one, so it is read first.
     if args and isinstance(args[0], int) and type(orig).__module__.startswith(("pymysql", "MySQLdb", "mysql")):
         return _mysql(args[0])
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str) and len(sqlstate) == 5:
+        return _postgresql(sqlstate)
     # A driver error without a code: psycopg's client-side failures (connection refused or
     # lost before any SQLSTATE; a NUL in a text parameter is its DataError).
     name = type(orig).__name__
