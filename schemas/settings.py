@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         description="Prefix of every topic: <prefix>.events, <prefix>.events.dlq, <prefix>.triggers.",
     )
     kafka_partitions: int = Field(6, gt=0, description="Partitions of topics created at start-up.")
+    kafka_repair_topics: bool = Field(
+        True,
+        description="When `consume` finds a topic with fewer partitions than "
+        "METATRAIL_KAFKA_PARTITIONS or a smaller max.message.bytes (checked at start and after "
+        "every rebalance), it adds the partitions and sets the size where the broker allows; "
+        "false: it only warns.",
+    )
     kafka_replication_factor: int = Field(
         1, gt=0, description="Replication factor of topics created at start-up."
     )
@@ -127,6 +134,12 @@ class Settings(BaseSettings):
     )
     db_retry_max_wait_s: float = Field(
         10.0, gt=0, description="Longest back-off between two attempts at a batch."
+    )
+    execution_stale_after_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A RUNNING execution with no event for this long is shown as stale (so is "
+        "one whose process is gone on this host); `metatrail db reap` closes stale ones as FAILED.",
     )
 
     @model_validator(mode="after")

@@ -1,8 +1,10 @@
-"""``metatrail db``: create or upgrade the store's schema; prune its delivery bookkeeping."""
+"""``metatrail db``: create or upgrade the store's schema; prune its delivery bookkeeping;
+close abandoned executions."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import timedelta
 
 import typer
@@ -11,8 +13,10 @@ from metatrail.consumer.cli.app import db_app
 from metatrail.consumer.cli.output import console, print_json
 from metatrail.consumer.store.engine import open_engine, open_existing
 from metatrail.consumer.store.migrate import current_revision, head_revision, upgrade
+from metatrail.consumer.service.reap import reap
 from metatrail.consumer.store.prune import prune
 from metatrail.schemas.settings import load_settings
+from metatrail.schemas.urls import mask_url
 
 
 @db_app.command("upgrade")
@@ -27,7 +31,7 @@ def db_upgrade(
     try:
         before = current_revision(engine)
         upgrade(engine, revision)
-        data = {"url": engine.url.render_as_string(), "previous": before, "current": current_revision(engine),
+        data = {"url": mask_url(store_url), "previous": before, "current": current_revision(engine),
                 "head": head_revision()}
     finally:
         engine.dispose()
@@ -93,3 +97,38 @@ def db_prune(
     for table, rows in report.deleted.items():
         console.print(f"{table}: {verb} {rows} row(s)")
     console.print(f"cut-off {report.cutoff.isoformat()}")
+
+
+@db_app.command("reap")
+def db_reap(
+    older_than: str | None = typer.Option(
+        None, "--older-than",
+        help="Also count as abandoned a RUNNING execution silent this long (45m, 12h, 2d; "
+        "default METATRAIL_EXECUTION_STALE_AFTER_S).",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be closed; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    url: str | None = typer.Option(None, "--url", help="Store URL (default: METATRAIL_STORE_URL)."),
+) -> None:
+    """Close abandoned executions as FAILED (reason "abandoned"), through events: RUNNING
+    executions whose process is gone on this host, or with no event for --older-than.
+    Idempotent; a producer that was alive after all still records its real end."""
+    settings = load_settings()
+    stale_after = parse_duration(older_than) if older_than else timedelta(seconds=settings.execution_stale_after_s)
+    engine = open_existing(url or settings.store_url)
+    try:
+        report = reap(engine, settings, stale_after=stale_after, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    if as_json:
+        print_json({
+            "dry_run": report.dry_run,
+            "stale_after_s": report.stale_after.total_seconds(),
+            "applied": report.applied,
+            "executions": [asdict(r) for r in report.executions],
+        })
+        return
+    verb = "would close" if report.dry_run else "closed"
+    for r in report.executions:
+        console.print(f"{r.id} {r.type or '?'} {r.name or ''}: {r.reason}", markup=False)
+    console.print(f"{verb} {len(report.executions)} abandoned execution(s) as FAILED")

@@ -11,6 +11,7 @@ shortest prefix, 8+ characters, that names it alone in the store: ``Store.short_
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import typer
@@ -32,8 +33,10 @@ JSON_OPTION = typer.Option(False, "--json", help="Print JSON (full ids).")
 
 def open_store(url: str | None) -> Store:
     """The store at ``--url`` or ``METATRAIL_STORE_URL``; ``StoreNotFoundError`` (one line,
-    nothing created) when there is none yet."""
-    return Store.open(url or load_settings().store_url)
+    nothing created) when there is none yet. RUNNING executions silent for longer than
+    METATRAIL_EXECUTION_STALE_AFTER_S are shown stale."""
+    settings = load_settings()
+    return Store.open(url or settings.store_url, stale_after=timedelta(seconds=settings.execution_stale_after_s))
 
 
 def _props(node: Any) -> str:
@@ -80,6 +83,8 @@ def ls(
         table.add_column(col, overflow="fold")
     for n in page.items:
         third = n.state if not isinstance(n, Context) else ", ".join(short[p] for p in n.parent_ids)
+        if isinstance(n, Execution) and n.stale:
+            third += " (stale)"
         table.add_row(short[n.id], n.type or "", n.name or "", third, short_time(n.created_at), _props(n))
     console.print(table)
     if page.next_cursor:
@@ -133,6 +138,8 @@ def _label(node: Artifact | Execution, short: dict[str, str]) -> str:
     marker = "▣" if node.kind == "artifact" else "⚙"
     extra = f" {node.uri}" if isinstance(node, Artifact) and node.uri else ""
     flags = " (placeholder)" if node.is_placeholder else ""
+    if isinstance(node, Execution) and node.stale:
+        flags += f" (stale: {node.stale})"
     return f"{marker} {node.type or '?'} {node.name or ''} [{node.state}] {short[node.id]}{extra}{flags}"
 
 

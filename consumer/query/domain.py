@@ -65,7 +65,8 @@ class Artifact(_JSON):
 
 @dataclass(frozen=True)
 class Execution(_JSON):
-    """One run of a step. ``properties`` are its parameters."""
+    """One run of a step. ``properties`` are its parameters. ``stale`` says why a RUNNING
+    execution is presumed abandoned (``metatrail db reap`` closes those as FAILED)."""
 
     id: str
     type: str | None
@@ -87,6 +88,13 @@ class Execution(_JSON):
     custom_properties: dict[str, Any] = field(default_factory=dict)
     kind: NodeKind = "execution"
     uri: None = None
+    #: The process that started it, and when the last event about it occurred.
+    producer_host: str | None = None
+    producer_pid: int | None = None
+    last_event_at: datetime | None = None
+    #: Why a RUNNING execution is presumed abandoned (its process is gone, or it has been
+    #: silent too long: ``metatrail.consumer.query.liveness``); ``None`` when it is not.
+    stale: str | None = None
 
 
 @dataclass(frozen=True)

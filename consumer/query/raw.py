@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from metatrail.consumer.query.domain import Artifact, Context, Execution
+from metatrail.consumer.query.liveness import Liveness
 from metatrail.consumer.store.batching import chunks
 from metatrail.consumer.store.property_document import decode_many
 from metatrail.schemas.reserved import RESERVED_PREFIX, RUN_ENDED_AT, RUN_STARTED_AT, RUN_STATUS, is_reserved
@@ -30,7 +31,7 @@ ARTIFACT_COLS = ("id", "type", "name", "uri", "state", "digest", "version", "sta
                  "created_at", "updated_at", "properties_doc")
 EXECUTION_COLS = ("id", "type", "name", "state", "started_at", "ended_at", "fingerprint", "cached_from",
                   "trigger_id", "code_version", "environment", "error_type", "error_message", "is_placeholder",
-                  "created_at", "updated_at", "properties_doc")
+                  "created_at", "updated_at", "producer_host", "producer_pid", "last_event_at", "properties_doc")
 CONTEXT_COLS = ("id", "type", "name", "is_placeholder", "created_at", "updated_at", "properties_doc")
 #: kind -> (node table, columns read; the last is always the property document)
 TABLES = {"artifact": ("mt_artifacts", ARTIFACT_COLS),
@@ -41,7 +42,9 @@ TABLES = {"artifact": ("mt_artifacts", ARTIFACT_COLS),
 class Raw:
     """A DBAPI cursor borrowed from a SQLAlchemy connection, with the dialect's marker."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, liveness: Liveness | None = None) -> None:
+        #: What RUNNING executions are judged against (stale or not).
+        self.liveness = liveness or Liveness.here()
         self.dialect = conn.dialect.name
         self.mark = "?" if self.dialect == "sqlite" else "%s"
         self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -117,19 +120,24 @@ def _artifacts(rows: Iterable[Sequence[Any]], props: Iterable[Sequence[dict[str,
     return out
 
 
-def _executions(rows: Iterable[Sequence[Any]], props: Iterable[Sequence[dict[str, Any]]]) -> list[Execution]:
+def _executions(
+    rows: Iterable[Sequence[Any]], props: Iterable[Sequence[dict[str, Any]]], liveness: Liveness
+) -> list[Execution]:
     """Executions from rows of ``EXECUTION_COLS`` and their decoded property documents
-    (built as ``_artifacts`` builds artifacts)."""
+    (built as ``_artifacts`` builds artifacts); RUNNING ones judged stale or not."""
     out = []
     for r, p in zip(rows, props):
         created = utc(r[14])
+        started, last = utc(r[4]), utc(r[18])
+        stale = None if r[3] != "RUNNING" else liveness.stale_reason(r[3], r[16], r[17], started, last)
         node = _new(Execution)
         _set(node, "__dict__", {
-            "id": r[0], "type": r[1], "name": r[2], "state": r[3], "started_at": utc(r[4]), "ended_at": utc(r[5]),
+            "id": r[0], "type": r[1], "name": r[2], "state": r[3], "started_at": started, "ended_at": utc(r[5]),
             "fingerprint": r[6], "cached_from": r[7], "trigger_id": r[8], "code_version": _json(r[9]),
             "environment": _json(r[10]), "error_type": r[11], "error_message": r[12], "is_placeholder": bool(r[13]),
             "created_at": created, "updated_at": created if r[15] == r[14] else utc(r[15]), "properties": p[0],
-            "custom_properties": p[1], "kind": "execution", "uri": None})
+            "custom_properties": p[1], "kind": "execution", "uri": None, "producer_host": r[16],
+            "producer_pid": r[17], "last_event_at": last, "stale": stale})
         out.append(node)
     return out
 
@@ -188,7 +196,7 @@ def build_nodes(raw: Raw, kind: str, rows: Sequence[Sequence[Any]]) -> list[Any]
     if kind == "artifact":
         return _artifacts(rows, props)
     if kind == "execution":
-        return _executions(rows, props)
+        return _executions(rows, props, raw.liveness)
     parents: dict[str, list[str]] = {}
     for part in chunks([r[0] for r in rows], CHUNK):
         sql = f"SELECT context_id, parent_id FROM mt_parent_contexts WHERE context_id IN {raw.in_list(len(part))}"
@@ -205,10 +213,11 @@ def load_nodes(raw: Raw, kind: str, ids: Sequence[str]) -> dict[str, Any]:
 #: The graph statement's columns: one layout for both kinds (UNION ALL needs the same
 #: type in each position), the property document last.
 _GRAPH_ART = ("'artifact'", "n.id", "n.type", "n.name", "n.state", "n.is_placeholder", "n.created_at", "n.updated_at",
-              "n.uri", "n.digest", "n.version", "n.state_reason") + ("NULL",) * 9 + ("n.properties_doc",)
+              "n.uri", "n.digest", "n.version", "n.state_reason") + ("NULL",) * 12 + ("n.properties_doc",)
 _GRAPH_EXEC = ("'execution'", "n.id", "n.type", "n.name", "n.state", "n.is_placeholder", "n.created_at", "n.updated_at",
                "NULL", "NULL", "NULL", "NULL", "n.started_at", "n.ended_at", "n.fingerprint", "n.cached_from",
-               "n.trigger_id", "n.code_version", "n.environment", "n.error_type", "n.error_message", "n.properties_doc")
+               "n.trigger_id", "n.code_version", "n.environment", "n.error_type", "n.error_message",
+               "n.producer_host", "n.producer_pid", "n.last_event_at", "n.properties_doc")
 
 
 def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Sequence[str]) -> dict[str, Any]:
@@ -222,14 +231,14 @@ def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Seque
             parts.append(f"SELECT {', '.join(cols)} FROM {table} n WHERE n.id IN {raw.in_list(len(ids))}")
             params.extend(ids)
     rows = raw.rows(" UNION ALL ".join(parts), params)
-    props, _ = _decode([r[21] for r in rows])
+    props, _ = _decode([r[24] for r in rows])
     # Each row in the column order of its kind's builder.
     arts = [(r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]) for r in rows if r[0] == "artifact"]
-    execs = [(r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[5], r[6], r[7])
-             for r in rows if r[0] != "artifact"]
+    execs = [(r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[5], r[6], r[7],
+              r[21], r[22], r[23]) for r in rows if r[0] != "artifact"]
     art_props = [p for r, p in zip(rows, props) if r[0] == "artifact"]
     exec_props = [p for r, p in zip(rows, props) if r[0] != "artifact"]
-    return {n.id: n for n in [*_artifacts(arts, art_props), *_executions(execs, exec_props)]}
+    return {n.id: n for n in [*_artifacts(arts, art_props), *_executions(execs, exec_props, raw.liveness)]}
 
 
 def _casts(dialect: str) -> tuple[str, str]:

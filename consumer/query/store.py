@@ -12,7 +12,7 @@ import functools
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Column, Connection, Engine, Select, event, false, func, select, type_coerce
@@ -37,6 +37,7 @@ from metatrail.consumer.query.domain import (
 from metatrail.consumer.query.filters import parse_filter
 from metatrail.consumer.query.idrefs import context_ref, full_id, lineage_refs, resolve, short_ids
 from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
+from metatrail.consumer.query.liveness import DEFAULT_STALE_AFTER, Liveness
 from metatrail.consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
 from metatrail.consumer.query.paging import SortKey, after, apply_order, decode_cursor, encode_cursor, sort_keys
 from metatrail.consumer.store.engine import is_transient, open_existing
@@ -54,16 +55,21 @@ class Store:
     """Read access to a metatrail store. ``Store.open(url)``; close with ``close()`` or
     use it as a context manager."""
 
-    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, owns_engine: bool = False, stale_after: timedelta = DEFAULT_STALE_AFTER
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._owns_engine = owns_engine
+        #: A RUNNING execution silent for longer is shown as stale (``Execution.stale``).
+        self.stale_after = stale_after
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, stale_after: timedelta = DEFAULT_STALE_AFTER) -> Store:
         """The store at ``url`` (SQLAlchemy URL). Blocking: connects once to check that a
         metatrail store is there, and creates nothing. Raises ``StoreNotFoundError`` when
-        there is none yet (no file, database or tables), ``ConfigError`` on a bad URL."""
+        there is none yet (no file, database or tables), ``ConfigError`` on a bad URL.
+        ``stale_after``: see ``Execution.stale``."""
         if make_url_safe(url) == "sqlite-file":
             engine = open_existing(url, poolclass=QueuePool)
             event.listen(engine, "connect", _larger_page_cache)
@@ -74,7 +80,7 @@ class Store:
             # Reads need no transaction (each statement sees committed data) and no
             # liveness ping per checkout: both would add a round trip to every call.
             engine = open_existing(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
-        return cls(engine, owns_engine=True)
+        return cls(engine, owns_engine=True, stale_after=stale_after)
 
     def close(self) -> None:
         if self._owns_engine:
@@ -109,7 +115,7 @@ class Store:
         statement reads committed data, and apply commits whole batches (nodes with
         their edges), so the few statements of one call agree in practice."""
         with self._read(begin=False) as conn:
-            raw = Raw(conn)
+            raw = Raw(conn, Liveness.here(self.stale_after))
             try:
                 yield raw
             finally:
@@ -187,7 +193,7 @@ class Store:
                 rows = result.cursor.fetchall()
             more = len(rows) > limit
             rows = rows[:limit]
-            raw = Raw(conn)
+            raw = Raw(conn, Liveness.here(self.stale_after))
             try:
                 items = build_nodes(raw, kind, rows)
             finally:
@@ -267,7 +273,7 @@ class Store:
             found = conn.execute(query).scalar()
             if found is None:
                 return None
-            raw = Raw(conn)
+            raw = Raw(conn, Liveness.here(self.stale_after))
             try:
                 return load_nodes(raw, "artifact", [found])[found]  # type: ignore[no-any-return]
             finally:
