@@ -38,6 +38,16 @@ Literal_ = Union[str, int, float, bool]
 MAX_DEPTH = 64
 #: Longest filter accepted, in characters.
 MAX_FILTER_CHARS = 65_536
+#: Most comparisons (and lineage predicates) in one filter. Each becomes one or two levels
+#: of a chain of ANDs/ORs (SQLite refuses expressions deeper than 1,000 levels) and up to
+#: two property lookups (PostgreSQL's planning time grows steeply with them: a hundred
+#: negated property comparisons plan in seconds, four hundred in minutes). The limit keeps
+#: every filter the parser accepts within what every backend evaluates promptly; long
+#: alternatives belong in IN lists.
+MAX_TERMS = 100
+#: Most literal values in one filter (IN lists included): each becomes one or two bound
+#: parameters, and PostgreSQL takes at most 65,535 per statement.
+MAX_VALUES = 10_000
 KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "TRUE", "FALSE"})
 LINEAGE_FUNCS = frozenset({"upstream_of", "downstream_of"})
 _INT_LIMIT = 2**63
@@ -183,6 +193,8 @@ class _Parser:
         self.tokens = tokenize(source)
         self.i = 0
         self.depth = 0
+        self.terms = 0
+        self.values = 0
 
     # -- token helpers ------------------------------------------------------------------
     @property
@@ -223,6 +235,14 @@ class _Parser:
             tok = self.tok
             raise FilterError(f"position {tok.pos}: nesting deeper than {MAX_DEPTH} levels", tok.pos)
 
+    def _term(self, pos: int) -> None:
+        """Count a comparison (or lineage predicate) against ``MAX_TERMS``."""
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise FilterError(
+                f"position {pos}: a filter may hold at most {MAX_TERMS} comparisons; "
+                "write long alternatives as IN (...) lists", pos)
+
     def _or(self) -> Expr:
         items = [self._and()]
         while self._is("keyword", "OR"):
@@ -260,6 +280,7 @@ class _Parser:
 
     def _lineage(self) -> LineageOf:
         name = self._advance()
+        self._term(name.pos)
         self._expect("punct", "(", "'('")
         if not self._is("string"):
             self._fail(f"a quoted node id as the argument of {name.value}")
@@ -291,6 +312,9 @@ class _Parser:
 
     def _literal(self) -> str | int | float | bool:
         tok = self.tok
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise FilterError(f"position {tok.pos}: a filter may hold at most {MAX_VALUES} values", tok.pos)
         if tok.kind in ("string", "number"):
             self._advance()
             return tok.value  # type: ignore[return-value]
@@ -302,6 +326,7 @@ class _Parser:
 
     def _predicate(self) -> Compare:
         field, pos = self._field()
+        self._term(pos)
         tok = self.tok
         if tok.kind == "op":
             self._advance()

@@ -91,25 +91,57 @@ _EXPECTED = "expected the next_cursor of the previous page of the same query (sa
 
 def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> tuple[list[Any], str]:
     """The sort-key values and id a cursor holds, checked against the query's ``keys``
-    (a time key holds an aware datetime, any other a number, text or null). Raises
+    (see ``_fits``) before any SQL runs. Raises
     ``FilterError`` (``param="cursor"``) on a cursor this query did not produce."""
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         values = [_decode_value(v) for v in data["k"]]
         last_id = data["id"]
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
         raise FilterError(f"{_EXPECTED}; {cursor[:40]!r} is not one", param="cursor") from exc
-    if not isinstance(last_id, str) or len(values) != len(keys) or not all(map(_fits, keys, values)):
+    if not _storable(last_id) or len(last_id) > 64 or len(values) != len(keys) or not all(map(_fits, keys, values)):
         raise FilterError(f"{_EXPECTED}; this one belongs to another query", param="cursor")
     return values, last_id
 
 
 def _fits(key: SortKey, value: Any) -> bool:
+    """Whether ``value`` is what ``key`` compares with, so that no cursor can make the
+    database compare a time with a number, a number with text, or bind text it cannot
+    hold: an aware time for a time key, a 64-bit or finite number for a numeric key,
+    storable text otherwise, or null."""
     if value is None:
         return True
     if key.is_time:
         return isinstance(value, datetime) and value.tzinfo is not None
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    if _is_numeric(key.expr):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+    return _storable(value)
+
+
+_INT64 = 2**63
+
+
+def _is_numeric(expr: Any) -> bool:
+    try:
+        return issubclass(expr.type.python_type, (int, float)) and expr.type.python_type is not bool
+    except (AttributeError, NotImplementedError):
+        return False
+
+
+def _finite(value: int | float) -> bool:
+    if isinstance(value, int):
+        return -_INT64 <= value < _INT64
+    return value == value and value not in (float("inf"), float("-inf"))
+
+
+def _storable(text: Any) -> bool:
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def after(keys: list[SortKey], values: list[Any], last_id: str, table: FromClause) -> ColumnElement[bool]:
