@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
 from metatrail.consumer.service.deadletters import DeadLetterPublisher, OutgoingDeadLetter
 from metatrail.consumer.service.offsets import first_offsets, merge_offsets, next_offsets
-from metatrail.consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES, ensure_topics
+from metatrail.consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES, check_topics
 from metatrail.consumer.store.engine import open_engine
 from metatrail.schemas.errors import MetatrailError, TransientTransportError, TransportError
 from metatrail.schemas.settings import Settings
@@ -66,6 +66,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._loop.assigned = set(assigned)
+        self._loop._assignments += 1
         log.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
 
 
@@ -102,6 +103,9 @@ class ConsumeLoop:
         self.started = threading.Event()
         #: Partitions this member holds now (updated on every rebalance).
         self.assigned: set[TopicPartition] = set()
+        #: Assignments received, and how many of them the topics were checked after.
+        self._assignments = 0
+        self._checked_assignments = 1  # the first follows the check at start
 
     # --- control -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -115,7 +119,7 @@ class ConsumeLoop:
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> ConsumeStats:
         """Consume until stopped. See the class docstring for what it raises."""
-        ensure_topics(self.settings)
+        check_topics(self.settings)
         engine = self._engine or open_engine(self.settings.store_url)
         publisher = DeadLetterPublisher(self.settings)
         consumer = self._open_consumer()
@@ -130,6 +134,8 @@ class ConsumeLoop:
                 )
                 if batch:
                     self._process(consumer, engine, publisher, batch)
+                if self._assignments > self._checked_assignments:
+                    self._recheck_topics()
             clean = True
         finally:
             if clean:
@@ -213,6 +219,16 @@ class ConsumeLoop:
             return apply_records(engine, records, max_event_bytes=self.settings.kafka_max_message_bytes)
 
         return retry_transient(attempt, self.settings)
+
+    def _recheck_topics(self) -> None:
+        """After a rebalance (outside ``poll``): the topics may have been re-created (a
+        broker restarted without its data); check them again. A broker that does not
+        answer now is not a reason to stop consuming."""
+        self._checked_assignments = self._assignments
+        try:
+            check_topics(self.settings)
+        except TransportError as exc:
+            log.warning("could not check the topics after a rebalance: %s", exc)
 
     def _count(self, report: ApplyReport, messages: int) -> None:
         self.stats.batches += 1
