@@ -10,6 +10,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from metatrail.consumer.store.engine import store_error
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Alembic keeps its environment in module globals: one migration at a time per process.
@@ -28,11 +31,16 @@ _UPGRADE_LOCK = threading.Lock()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the store's schema to ``revision``. Idempotent; safe to run at every start."""
+    """Bring the store's schema to ``revision``. Idempotent; safe to run at every start.
+    Raises ``StoreError`` (``TransientStoreError`` when the database is unwell, e.g.
+    unreachable) like every other store call."""
     cfg = _config()
-    with _UPGRADE_LOCK, engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    try:
+        with _UPGRADE_LOCK, engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except SQLAlchemyError as exc:
+        raise store_error(exc) from exc
 
 
 def revision(engine: Engine, message: str) -> None:
