@@ -19,7 +19,7 @@ from metatrail.consumer.apply import apply_events, retry_transient
 from metatrail.consumer.store.engine import session_scope
 from metatrail.consumer.store.models import DeadLetterRow
 from metatrail.schemas.errors import EventValidationError, NotFoundError
-from metatrail.schemas.parse import parse_event
+from metatrail.schemas.parse import parse_event, safe_text
 from metatrail.schemas.settings import Settings
 
 APPLIED = "applied"
@@ -123,7 +123,7 @@ def _replay_one(engine: Engine, settings: Settings, letter_id: int) -> ReplayOut
 
 
 def _record(engine: Engine, letter_id: int, source_key: str, result: str, *, done: bool) -> ReplayOutcome:
-    values: dict[str, object] = {"replay_result": result[:2000]}
+    values: dict[str, object] = {"replay_result": safe_text(result, 2000)}
     if done:
         values["replayed_at"] = datetime.now(UTC)
     with session_scope(engine) as session:
