@@ -235,3 +235,37 @@ def test_colliding_names_recorded_by_the_sdk_apply_apart(store_url: str, tmp_pat
             assert [m.name for m in store.artifacts(f"name = '{n}'").items] == [n]
             assert store.count("artifact", f"properties.`{n}` = 'lr'") == 1
         assert store.count("artifact", "properties.`LR ` = 'lr'") == 0
+
+
+def test_the_embedded_sdk_dead_letters_what_no_store_holds_and_goes_on(store_url: str, tmp_path: Path) -> None:
+    """A user's call whose parameters hold a NUL character (PostgreSQL text takes none) or
+    a lone surrogate (a file name that is not UTF-8): the user's program runs on, the bad
+    event is a dead letter with its reason on every backend, the calls around it apply,
+    and the embedded flush completes."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import metatrail\n"
+        "from metatrail import track\n"
+        f"metatrail.configure(store_url={store_url!r}, spool_path={str(tmp_path / 'spool.db')!r})\n"
+        "@track(type='Step')\n"
+        "def step(note):\n"
+        "    return len(note)\n"
+        "assert step('before') == 6\n"
+        "assert step('nul\\x00inside') == 10\n"
+        "assert step('file-\\udcff.csv') == 10\n"
+        "assert step('after') == 5\n"
+        "assert metatrail.flush(60), 'not delivered'\n"
+        "print('done')\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0 and b"done" in done.stdout, done.stderr.decode(errors="replace")[-3000:]
+    engine = open_engine(store_url)
+    try:
+        letters = list(_letters(engine).values())
+        assert letters and all("NUL" in row.reason or "surrogate" in row.reason for row in letters), letters
+        assert {row.kind for row in letters} <= {"execution.started", "execution.completed"}
+        with Store.open(store_url) as store:
+            notes = {e.properties.get("note") for e in store.executions("type = 'Step'").items}
+        assert {"before", "after"} <= notes
+    finally:
+        engine.dispose()
