@@ -26,26 +26,37 @@ def json_value_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | Non
     """Why ``value`` cannot be a ``json`` property value, or ``None`` when it can.
 
     Walks the value without recursion (a 10,000-deep list costs a loop, not the stack):
-    only dicts with string (or number) keys, lists/tuples, strings, finite numbers, booleans and None,
-    nested at most ``max_depth`` levels."""
+    only dicts with string (or number) keys, lists/tuples, strings, finite numbers,
+    booleans and None, nested at most ``max_depth`` levels."""
+    if not isinstance(value, (dict, list, tuple)):
+        return _scalar_problem(value)
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (dict, list, tuple)):
-            if depth > max_depth:
-                return f"nested deeper than {max_depth} levels"
-            if isinstance(item, dict):
-                if not all(k is None or isinstance(k, (str, int, float)) for k in item):
-                    return "object keys must be strings or numbers"
-                stack.extend((v, depth + 1) for v in item.values())
-            else:
-                stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return f"{item!r} is not a JSON number"
-        elif item is not None and not isinstance(item, (str, int, bool)):
-            return f"a {type(item).__name__} is not JSON"
+        if depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if isinstance(item, dict):
+            if not all(k is None or isinstance(k, (str, int, float)) for k in item):
+                return "object keys must be strings or numbers"
+            children: Any = item.values()
+        else:
+            children = item
+        for child in children:
+            if isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+            elif not isinstance(child, (str, int)) or isinstance(child, float):
+                problem = _scalar_problem(child)
+                if problem is not None:
+                    return problem
     return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, (str, int, bool)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value!r} is not a JSON number"
+    return f"a {type(value).__name__} is not JSON"
 
 
 class PropertyValue(BaseModel):
