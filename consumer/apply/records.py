@@ -137,11 +137,11 @@ def storable_key(source_key: str) -> str:
     """The source key as the unique column holds it: storable text of at most 255
     characters; a longer key keeps its head and a digest of the whole, so two long keys
     (two lines of a deeply nested file) never collide."""
-    text = safe_text(source_key, 10 * MAX_SOURCE_KEY)
+    text = safe_text(source_key, len(source_key) * 6 + 3)  # escaped in full, not cut
     if len(text) <= MAX_SOURCE_KEY:
         return text
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-    return f"{text[: MAX_SOURCE_KEY - 34]}~{digest}"
+    return f"{text[: MAX_SOURCE_KEY - 33]}~{digest}"
 
 
 def _dead_letter(record: RawRecord, reason: str) -> DeadLetter:
