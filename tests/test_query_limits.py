@@ -23,33 +23,32 @@ def _cursor(data: object) -> str:
 
 
 MALFORMED = [
-    ("created_at", {"k": [1], "id": "x"}, "another query|is not one"),  # once: 'int' has no attribute 'tzinfo'
-    ("created_at", {"k": [{"t": "2026-01-01T00:00:00"}], "id": "x"}, "another query|is not one"),
-    ("created_at", {"k": ["yesterday"], "id": "x"}, "another query|is not one"),
-    ("created_at", {"k": [{"t": 5}], "id": "x"}, "another query|is not one"),
-    ("name", {"k": [{"t": "2026-01-01T00:00:00+00:00"}], "id": "x"}, "another query|is not one"),
-    ("name", {"k": [["a"]], "id": "x"}, "another query|is not one"),
-    ("name", {"k": ["a\u0000"], "id": "x"}, "another query|is not one"),
-    ("properties.rows", {"k": ["many", "a"], "id": "x"}, "another query|is not one"),
-    ("properties.rows", {"k": [10**30, "a"], "id": "x"}, "another query|is not one"),
-    ("properties.rows", {"k": [True, "a"], "id": "x"}, "another query|is not one"),
-    ("name", {"k": ["a"], "id": 7}, "another query|is not one"),
-    ("name", {"k": ["a"], "id": "\u0000"}, "another query|is not one"),
-    ("name", [1, 2], "another query|is not one"),
-    ("name", {"k": "a", "id": "x"}, "another query|is not one"),
-    ("name", {"k": [], "id": "x"}, "another query|is not one"),
+    ("created_at", {"k": [1], "id": "x"}),  # once: 'int' has no attribute 'tzinfo'
+    ("created_at", {"k": [{"t": "2026-01-01T00:00:00"}], "id": "x"}),
+    ("created_at", {"k": ["yesterday"], "id": "x"}),
+    ("created_at", {"k": [{"t": 5}], "id": "x"}),
+    ("name", {"k": [{"t": "2026-01-01T00:00:00+00:00"}], "id": "x"}),
+    ("name", {"k": [["a"]], "id": "x"}),
+    ("name", {"k": ["a\u0000"], "id": "x"}),
+    ("properties.rows", {"k": ["many", "a"], "id": "x"}),
+    ("properties.rows", {"k": [10**30, "a"], "id": "x"}),
+    ("properties.rows", {"k": [True, "a"], "id": "x"}),
+    ("name", {"k": ["a"], "id": 7}),
+    ("name", {"k": ["a"], "id": "\u0000"}),
+    ("name", [1, 2]),
+    ("name", {"k": "a", "id": "x"}),
+    ("name", {"k": [], "id": "x"}),
 ]
 
 
-@pytest.mark.parametrize("order_by,data,message", MALFORMED, ids=[f"{o}-{i}" for i, (o, _, _) in enumerate(MALFORMED)])
-def test_a_cursor_that_decodes_but_is_malformed_is_a_filter_error(
-    engine: Engine, order_by: str, data: object, message: str
-) -> None:
+@pytest.mark.parametrize("order_by,data", MALFORMED, ids=[f"{o}-{i}" for i, (o, _) in enumerate(MALFORMED)])
+def test_a_cursor_that_decodes_but_is_malformed_is_a_filter_error(engine: Engine, order_by: str, data: object) -> None:
     store = Store(engine)
     if store.count("artifact", include_retired=True) == 0:
         pipeline_graph().apply(engine)
-    with pytest.raises(FilterError, match=message):
+    with pytest.raises(FilterError, match="another query|is not one") as info:
         store.find("artifact", None, order_by=order_by, cursor=_cursor(data), limit=2)
+    assert info.value.param == "cursor"
 
 
 def test_a_real_cursor_still_pages(engine: Engine) -> None:

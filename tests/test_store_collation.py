@@ -30,7 +30,7 @@ from metatrail.schemas import (
     new_id,
     typed,
 )
-from tests.fixtures.backends import SERVER_ADMIN_URLS, unavailable
+from tests.fixtures.backends import SERVER_ADMIN_URLS, backend_url, unavailable
 from tests.fixtures.badinput import COLLIDING, TYPES
 from tests.fixtures.dump import canonical_dump
 
@@ -90,9 +90,16 @@ def _table_collations(engine: Engine) -> set[str]:
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'mt\\_%'")).scalars())
 
 
-def test_every_text_column_is_binary_and_no_pad_on_mariadb(engine: Engine) -> None:
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        pytest.skip("collations are a MySQL/MariaDB matter; SQLite and PostgreSQL compare bytes already")
+def test_every_text_column_is_binary_and_no_pad_on_mariadb(server_databases: dict, tmp_path: Any) -> None:
+    """(A MariaDB matter: SQLite and PostgreSQL compare text by code point already.)"""
+    engine = open_engine(backend_url("mariadb", server_databases, tmp_path))
+    try:
+        _check_binary_no_pad(engine)
+    finally:
+        engine.dispose()
+
+
+def _check_binary_no_pad(engine: Engine) -> None:
     columns = _server_columns(engine)
     assert len(columns) > 40  # every name, key, property and text column
     assert {c for _, _, c in columns} == {"utf8mb4_nopad_bin"}, [c for c in columns if c[2] != "utf8mb4_nopad_bin"]

@@ -95,6 +95,8 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> tuple[list[Any], str]
     ``FilterError`` (``param="cursor"``) on a cursor this query did not produce."""
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data["k"], list):
+            raise TypeError("the key values are not a list")
         values = [_decode_value(v) for v in data["k"]]
         last_id = data["id"]
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:

@@ -53,8 +53,12 @@ def revision(engine: Engine, message: str) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    """The store's schema revision (``None``: no schema yet). Raises ``StoreError``."""
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise store_error(exc) from exc
 
 
 def head_revision() -> str | None:
