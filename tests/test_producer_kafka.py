@@ -96,3 +96,53 @@ def test_broker_down_during_training_then_every_event_arrives(
         assert ordered == sorted(ordered)
     finally:
         emitter.shutdown(5)
+
+
+SEEDED_KAFKA_SCRIPT = """
+import random, sys
+random.seed(0)
+if sys.argv[1] == "track":
+    import metatrail
+    from metatrail import log_metric, run, track
+
+    @track
+    def step(i):
+        log_metric("loss", 1.0 / (i + 1), step=i)
+        return i
+
+    with run("seeded"):
+        for i in range(20):
+            step(i)
+    assert metatrail.flush(60), "not delivered"
+print(random.random(), random.getrandbits(64))
+"""
+
+
+def test_the_kafka_transport_does_not_move_the_users_random_stream(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """kafka-python draws from ``random`` in its I/O thread (broker choice, shuffles,
+    reconnect jitter); a seeded program recording through Kafka draws the same numbers as
+    without recording."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "seeded.py"
+    script.write_text(SEEDED_KAFKA_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METATRAIL_")}
+    env.update(
+        METATRAIL_TRANSPORT="kafka",
+        METATRAIL_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        METATRAIL_KAFKA_TOPIC_PREFIX=topic_prefix,
+        METATRAIL_SPOOL_PATH=str(tmp_path / "spool.db"),
+    )
+    out = {}
+    for mode in ("track", "plain"):
+        done = subprocess.run(
+            [sys.executable, str(script), mode], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        out[mode] = done.stdout.split()
+    assert out["track"] == out["plain"]
+    assert len(_consume_all(kafka_bootstrap, f"{topic_prefix}.events", expected=62)) == 62  # delivered

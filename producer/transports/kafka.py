@@ -17,7 +17,10 @@ reported in a ``RejectedEventsError``: the relay sets it aside and the queue mov
 from __future__ import annotations
 
 import logging
+import os
+import random
 import socket
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,6 +74,27 @@ def _reachable(server: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
+#: kafka-python's own generator (see ``isolate_kafka_randomness``).
+_KAFKA_RANDOM = random.Random(os.urandom(32))
+
+
+def isolate_kafka_randomness() -> int:
+    """Point every loaded ``kafka.*`` module's ``random`` at a private generator; returns
+    how many modules were changed.
+
+    kafka-python picks brokers, shuffles nodes and jitters reconnects with the global
+    ``random`` module from its I/O thread, inside the user's process: a seeded training
+    program's stream would shift by however many draws the network happened to need. The
+    modules look ``random.<function>`` up at call time, so replacing their global name
+    with a ``random.Random`` instance (it has the same functions) takes effect at once."""
+    changed = 0
+    for name, module in list(sys.modules.items()):
+        if (name == "kafka" or name.startswith("kafka.")) and getattr(module, "random", None) is random:
+            module.random = _KAFKA_RANDOM  # type: ignore[attr-defined]
+            changed += 1
+    return changed
+
+
 class KafkaTransport:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -81,6 +105,7 @@ class KafkaTransport:
         if self._producer is None:
             from kafka import KafkaProducer
 
+            isolate_kafka_randomness()  # before the client's threads start drawing
             s = self.settings
             servers = s.kafka_client_kwargs()["bootstrap_servers"]
             if not any(_reachable(server) for server in servers):
