@@ -19,7 +19,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from metatrail.producer import redact
+from metatrail.producer import emitter, redact
 from metatrail.producer.digest import digest_path, local_path
 from metatrail.schemas.ids import derived_id, new_id_texts
 from metatrail.schemas.values import Properties, typed
@@ -51,9 +51,7 @@ def _typed(values: dict[str, Any] | None, what: str) -> Properties:
     try:
         return typed(values)
     except ValueError as exc:
-        from metatrail.producer.recorder import report  # the recorder imports this module
-
-        report(f"Artifact({what}=...)", exc)
+        emitter.report(f"Artifact({what}=...)", exc)
     kept: Properties = {}
     for key, value in values.items():
         try:

@@ -7,7 +7,7 @@ spool ``ExecutionStarted``), then ``finish`` (outputs, ``ExecutionCompleted``) o
 (``ExecutionFailed``). ``metatrail.producer.track`` (functions, coroutines) and
 ``metatrail.producer.track_gen`` (generators) build their wrappers from these steps.
 
-Every step here reports a recording error (``recorder.report``) instead of raising it
+Every step here reports a recording error (``emitter.report``) instead of raising it
 into the user's call, unless strict mode is on.
 
 Caching (``cache=True``, and ``METATRAIL_CACHE=on``): the fingerprint is sha256 over
@@ -35,7 +35,7 @@ from metatrail.producer.build import make
 from metatrail.producer.cache import find_cached
 from metatrail.producer.capture import code_version, source_hash, summarise
 from metatrail.producer.context import current_trigger_id
-from metatrail.producer.recorder import ExecutionHandle, record_cached, report, start_execution
+from metatrail.producer.recorder import ExecutionHandle, record_cached, start_execution
 from metatrail.schemas.events import CodeVersion
 from metatrail.schemas.reserved import RETURN_SHAPE
 from metatrail.schemas.values import INT_MAX, INT_MIN, Properties, PropertyValue
@@ -255,7 +255,7 @@ def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
             )
         )
     except Exception as exc:
-        report(f"@track {spec.type}", exc)
+        emitter.report(f"@track {spec.type}", exc)
         return Call(None)
 
 
@@ -307,7 +307,7 @@ def finish(
             pairs = extra + pairs
         handle.complete(pairs, {RETURN_SHAPE: shape} if spec.cache else None)
     except Exception as exc:
-        report(f"@track {spec.type}", exc)
+        emitter.report(f"@track {spec.type}", exc)
 
 
 def fail(handle: ExecutionHandle | None, exc: BaseException) -> None:

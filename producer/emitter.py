@@ -215,6 +215,15 @@ def settings() -> Settings:
     return get().settings
 
 
+def report(what: str, exc: BaseException) -> None:
+    """A recording call failed: raise ``exc`` in strict mode, else log it (``note_error``).
+    Every recording entry point ends its ``except`` with this, so user code never sees a
+    recording error unless it asked to."""
+    if is_strict():
+        raise exc
+    note_error(what, exc)
+
+
 def note_error(what: str, exc: BaseException) -> None:
     """Log a recording error: the first few of each kind in full, then every 1000th. The
     settings error is not repeated (``get`` warned about it once)."""

@@ -14,7 +14,7 @@ from metatrail.producer.artifacts import Artifact
 from metatrail.producer.build import build
 from metatrail.producer.capture import summarise
 from metatrail.producer.context import current_run
-from metatrail.producer.recorder import artifact_record, current_execution, report
+from metatrail.producer.recorder import artifact_record, current_execution
 from metatrail.schemas.errors import MetatrailError
 from metatrail.schemas.events import ContextUpserted
 from metatrail.schemas.ids import new_id_texts
@@ -24,7 +24,7 @@ A = TypeVar("A", bound=Artifact)
 
 
 def _nowhere(what: str) -> None:
-    report(
+    emitter.report(
         what,
         MetatrailError(f"{what}() called outside a tracked call and outside a run; not recorded"),
     )
@@ -47,7 +47,7 @@ def log_metrics(values: Mapping[str, Any], step: int | None = None) -> None:
                 [wire.metrics_logged(event_id, wire.now(), scope, None, values, step)]
             )
     except Exception as exc:
-        report("log_metrics", exc)
+        emitter.report("log_metrics", exc)
 
 
 def log_metric(key: str, value: float, step: int | None = None) -> None:
@@ -82,7 +82,7 @@ def log_params(params: Mapping[str, Any]) -> None:
             ]
         )
     except Exception as exc:
-        report("log_params", exc)
+        emitter.report("log_params", exc)
 
 
 def log_artifact(
@@ -106,5 +106,5 @@ def log_artifact(
         if event is not None:
             emitter.emit_records([event])
     except Exception as exc:
-        report("log_artifact", exc)
+        emitter.report("log_artifact", exc)
     return artifact

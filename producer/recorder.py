@@ -90,13 +90,6 @@ def current_execution() -> ExecutionHandle | None:
     return CURRENT_EXECUTION.get()  # type: ignore[return-value]  # only handles are set
 
 
-def report(what: str, exc: BaseException) -> None:
-    """Log a recording failure, or raise it in strict mode (see module doc)."""
-    if emitter.is_strict():
-        raise exc
-    emitter.note_error(what, exc)
-
-
 def _pairs(items: Iterable[ArtifactArg], default_role: str = "") -> list[tuple[Artifact, str]]:
     out = []
     for item in items:
@@ -218,7 +211,7 @@ class ExecutionHandle:
         try:
             self._wire = wire.Execution(scope, self.execution_text, type, name, fingerprint)
         except Exception as exc:  # e.g. a name JSON cannot hold: its events fail, reported
-            report("start_execution", exc)
+            emitter.report("start_execution", exc)
         self.type = type
         self.name = name
         self.scope = scope
@@ -254,7 +247,7 @@ class ExecutionHandle:
             with _HANDLE_LOCK:
                 self._late_inputs.extend(refs)
         except Exception as exc:
-            report("add_input", exc)
+            emitter.report("add_input", exc)
 
     def add_output(self, artifact: Artifact, role: str = "") -> None:
         """Record ``artifact`` as an output now (edge sent with the terminal event)."""
@@ -266,7 +259,7 @@ class ExecutionHandle:
                 self._output_refs.extend(refs)
                 self.outputs.append((artifact, role))
         except Exception as exc:
-            report("add_output", exc)
+            emitter.report("add_output", exc)
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         self.log_metrics({key: value}, step)
@@ -285,7 +278,7 @@ class ExecutionHandle:
                 ]
             )
         except Exception as exc:
-            report("log_metrics", exc)
+            emitter.report("log_metrics", exc)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add parameters; they travel with the terminal event."""
@@ -297,7 +290,7 @@ class ExecutionHandle:
                 self._params.update(found.values)
                 self._note_redacted(found)
         except Exception as exc:
-            report("log_params", exc)
+            emitter.report("log_params", exc)
 
     def set_custom_properties(self, values: Mapping[str, Any]) -> None:
         """Add custom properties; they travel with the terminal event."""
@@ -307,7 +300,7 @@ class ExecutionHandle:
                 self._custom.update(found.values)
                 self._note_redacted(found)
         except Exception as exc:
-            report("set_custom_properties", exc)
+            emitter.report("set_custom_properties", exc)
 
     def _note_redacted(self, found: redact.Redacted) -> None:
         """Remember what ``found`` withheld (flag sent with the terminal event; secret
@@ -347,7 +340,7 @@ class ExecutionHandle:
             )
             emitter.emit_records(records)
         except Exception as exc:
-            report("complete", exc)
+            emitter.report("complete", exc)
 
     def fail(self, exc: BaseException) -> None:
         """Mark the execution FAILED with ``exc``'s type, message and traceback. Does not
@@ -372,7 +365,7 @@ class ExecutionHandle:
                 ]
             )
         except Exception as err:
-            report("fail", err)
+            emitter.report("fail", err)
 
     def _terminal(
         self,
@@ -484,7 +477,7 @@ def start_execution(
         )
         emitter.emit_records(records)
     except Exception as exc:
-        report("start_execution", exc)
+        emitter.report("start_execution", exc)
     if handle is None:
         handle = ExecutionHandle(
             execution_id if execution_id is not None else new_id_texts(1)[0],
@@ -544,5 +537,5 @@ def record_cached(
         emitter.emit_records(records)
         return UUID(ids[0])
     except Exception as exc:
-        report("record_cached", exc)
+        emitter.report("record_cached", exc)
         return None

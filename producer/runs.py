@@ -24,7 +24,6 @@ from uuid import UUID
 from metatrail.producer import emitter, redact
 from metatrail.producer.build import build
 from metatrail.producer.context import CURRENT_RUN, RunScope, current_run
-from metatrail.producer.recorder import report
 from metatrail.schemas.events import ContextUpserted
 from metatrail.schemas.ids import context_id
 from metatrail.schemas.reserved import RUN_ENDED_AT, RUN_STARTED_AT, RUN_STATUS
@@ -106,7 +105,7 @@ class run:  # noqa: N801  (public API name, used like a function)
             )
             emitter.emit(events)
         except Exception as exc:
-            report("run", exc)
+            emitter.report("run", exc)
         return scope
 
     def _close(self, scope: RunScope, failed: bool) -> None:
@@ -123,7 +122,7 @@ class run:  # noqa: N801  (public API name, used like a function)
                 ]
             )
         except Exception as exc:
-            report("run", exc)
+            emitter.report("run", exc)
 
     @property
     def scope(self) -> RunScope | None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from metatrail.producer import emitter, recorder
+from metatrail.producer import emitter
 from metatrail.producer.build import build
 from metatrail.producer.recorder import ExecutionHandle
 from metatrail.schemas.events import MetricPoint, MetricsLogged
@@ -58,7 +58,7 @@ class BatchMetrics:
     def flush(self, rec: ExecutionHandle | None) -> None:
         """Spool the buffered batch metrics as one ``MetricsLogged`` event of ``rec``
         (dropped when there is no execution). A failure to spool is logged, raised only
-        in strict mode (``recorder.report``)."""
+        in strict mode (``emitter.report``)."""
         with self._lock:
             points, self._points = self._points, []
             self._flushed_at = time.monotonic()
@@ -68,4 +68,4 @@ class BatchMetrics:
             run_id = rec.scope.run_id if rec.scope is not None else None
             emitter.emit([build(MetricsLogged, run_id=run_id, execution_id=rec.execution_id, points=points)])
         except Exception as exc:
-            recorder.report("log_metrics", exc)
+            emitter.report("log_metrics", exc)
