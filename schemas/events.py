@@ -35,6 +35,18 @@ ExecutionState: TypeAlias = Literal[
     "UNKNOWN", "NEW", "RUNNING", "COMPLETE", "FAILED", "CACHED", "CANCELED"
 ]
 TriggerPolicy: TypeAlias = Literal["each", "latest", "all_new"]
+#: MLMD's event types. An INPUT-like type (``*_INPUT``) is an artifact -> execution edge,
+#: an OUTPUT-like type an execution -> artifact edge, in lineage as in MLMD.
+EdgeType: TypeAlias = Literal[
+    "INPUT", "OUTPUT", "DECLARED_INPUT", "DECLARED_OUTPUT", "INTERNAL_INPUT", "INTERNAL_OUTPUT",
+    "PENDING_OUTPUT", "UNKNOWN",
+]
+#: Edge types that may stand in an execution event's ``outputs``; the rest go in ``inputs``
+#: (UNKNOWN, MLMD's unset type, is kept as an input).
+OUTPUT_EDGE_TYPES = frozenset({"OUTPUT", "DECLARED_OUTPUT", "INTERNAL_OUTPUT", "PENDING_OUTPUT"})
+#: An id another system gave the node (MLMD's integer ids), kept to answer its queries.
+MlmdId = Annotated[int, Field(ge=0, le=INT_MAX)]
+ExternalId = Annotated[str, Field(min_length=1, max_length=255)]
 
 
 def _utc(value: datetime) -> datetime:
@@ -74,10 +86,15 @@ _PRODUCER_INFO: dict[int, ProducerInfo] = {}
 
 
 class ArtifactRef(_Model):
-    """An INPUT or OUTPUT edge's far end: an artifact id and the role it plays."""
+    """An INPUT or OUTPUT edge's far end: an artifact id and the role it plays.
+
+    ``edge_type`` is MLMD's finer event type (DECLARED_OUTPUT, INTERNAL_INPUT, ...) when an
+    importer knows it; ``None`` means the plain INPUT or OUTPUT of the list the ref is in.
+    An edge is keyed by (execution, direction, artifact, role, edge type)."""
 
     artifact_id: UUID
     role: Role = ""
+    edge_type: EdgeType | None = None
 
 
 class CodeVersion(_Model):
@@ -147,9 +164,25 @@ class TypeRegistered(_Envelope):
     name: TypeName
     properties: dict[PropertyName, PropertyType] = Field(default_factory=dict)
     description: str | None = None
+    #: The system-defined base type (MLMD's ``ParentType``: mlmd.Dataset, mlmd.Model, ...).
+    base_type: TypeName | None = None
 
 
-class ContextUpserted(_Envelope):
+class _Imported(_Model):
+    """What an importer keeps of a node's origin (``None``: not said)."""
+
+    #: The node's id in the MLMD store it was imported from.
+    mlmd_id: MlmdId | None = None
+    #: MLMD's ``external_id`` of the node.
+    external_id: ExternalId | None = None
+    #: When the source system created the node, if earlier than ``occurred_at`` (the node's
+    #: ``created_at`` is the earliest time any event says; ``updated_at`` the latest).
+    created_at: AwareDatetime | None = None
+
+    _utc_created = field_validator("created_at")(lambda v: None if v is None else _utc(v))
+
+
+class ContextUpserted(_Imported, _Envelope):
     """A pipeline, run, experiment or other grouping, with its parents."""
 
     kind: Literal["context.upserted"] = "context.upserted"
@@ -161,7 +194,7 @@ class ContextUpserted(_Envelope):
     custom_properties: Properties = Field(default_factory=dict)
 
 
-class ArtifactRecorded(_Envelope):
+class ArtifactRecorded(_Imported, _Envelope):
     """An artifact exists (or is about to): its uri, content digest and properties."""
 
     kind: Literal["artifact.recorded"] = "artifact.recorded"
@@ -186,7 +219,7 @@ class ArtifactStateChanged(_Envelope):
     reason: str | None = None
 
 
-class _ExecutionEvent(_Envelope):
+class _ExecutionEvent(_Imported, _Envelope):
     """What any execution event may say about its execution; ``None`` means "not said"."""
 
     execution_id: UUID
@@ -201,6 +234,16 @@ class _ExecutionEvent(_Envelope):
     trigger_id: UUID | None = None
     inputs: list[ArtifactRef] = Field(default_factory=list)
     outputs: list[ArtifactRef] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _edge_types_match_lists(self) -> _ExecutionEvent:
+        for ref in self.inputs:
+            if ref.edge_type in OUTPUT_EDGE_TYPES:
+                raise ValueError(f"an input edge cannot have the output type {ref.edge_type}")
+        for ref in self.outputs:
+            if ref.edge_type is not None and ref.edge_type not in OUTPUT_EDGE_TYPES:
+                raise ValueError(f"an output edge cannot have the input type {ref.edge_type}")
+        return self
 
 
 class ExecutionStarted(_ExecutionEvent):
@@ -240,6 +283,17 @@ class ExecutionRecorded(_ExecutionEvent):
 
     _utc_started = field_validator("started_at")(lambda v: None if v is None else _utc(v))
     _utc_ended = field_validator("ended_at")(lambda v: None if v is None else _utc(v))
+
+
+class ContextMembersAdded(_Envelope):
+    """Artifacts (attributions) and executions (associations) belong to a context, said
+    apart from describing them: an importer reads memberships from their own table. A
+    member not recorded yet becomes a placeholder that a later event fills in."""
+
+    kind: Literal["context.members_added"] = "context.members_added"
+    context_id: UUID
+    artifact_ids: list[UUID] = Field(default_factory=list)
+    execution_ids: list[UUID] = Field(default_factory=list)
 
 
 class MetricsLogged(_Envelope):
@@ -295,6 +349,7 @@ EVENT_TYPES = (
     ExecutionFailed,
     ExecutionCached,
     ExecutionRecorded,
+    ContextMembersAdded,
     MetricsLogged,
     StepRegistered,
     TriggerRequested,

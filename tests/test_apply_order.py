@@ -18,6 +18,7 @@ from metatrail.schemas import (
     ArtifactRecorded,
     ArtifactRef,
     ArtifactStateChanged,
+    ContextMembersAdded,
     ContextUpserted,
     ExecutionCached,
     ExecutionRecorded,
@@ -71,6 +72,7 @@ def pipeline_events(draw: Any) -> list[Any]:
                     name=f"c{i}{draw(st.sampled_from(['a', 'A', 'a ', 'á']))}",
                     parent_ids=draw(st.lists(st.sampled_from(contexts), max_size=2)),
                     properties=typed(draw(PROPS)),
+                    mlmd_id=draw(st.sampled_from([None, i + 1, i + 2])),
                 )
             )
     for aid in artifacts:
@@ -84,6 +86,9 @@ def pipeline_events(draw: Any) -> list[Any]:
                     state=draw(st.sampled_from(["LIVE", "PENDING"])),
                     properties=typed(draw(PROPS)), custom_properties=typed(draw(PROPS)),
                     context_ids=draw(st.lists(st.sampled_from(contexts), max_size=2)),
+                    mlmd_id=draw(st.sampled_from([None, 1, 2])),
+                    external_id=draw(st.sampled_from([None, "x1", "x2"])),
+                    created_at=draw(st.one_of(st.none(), st.just(when()))),
                 )
             )
         if draw(st.booleans()):
@@ -112,9 +117,15 @@ def pipeline_events(draw: Any) -> list[Any]:
         if end == "cached":
             events.append(ExecutionCached(**common(), outputs=refs(), cached_from=executions[0]))
         if draw(st.booleans()):  # as an importer reports it, any state, with its own times
+            typed_refs = [
+                ArtifactRef(artifact_id=a, role=draw(st.sampled_from(["", "model:0"])),
+                            edge_type=draw(st.sampled_from([None, "OUTPUT", "DECLARED_OUTPUT", "PENDING_OUTPUT"])))
+                for a in draw(st.lists(st.sampled_from(artifacts), max_size=3))
+            ]
             events.append(
                 ExecutionRecorded(
-                    **common(), outputs=refs(),
+                    **common(), outputs=typed_refs, mlmd_id=draw(st.sampled_from([None, 5])),
+                    created_at=draw(st.one_of(st.none(), st.just(when()))),
                     state=draw(st.sampled_from(["NEW", "UNKNOWN", "RUNNING", "CANCELED", "COMPLETE"])),
                     started_at=draw(st.one_of(st.none(), st.just(when()))),
                     ended_at=draw(st.one_of(st.none(), st.just(when()))),
@@ -131,12 +142,21 @@ def pipeline_events(draw: Any) -> list[Any]:
                     ],
                 )
             )
-    if draw(st.booleans()):
+    for _ in range(draw(st.integers(0, 2))):  # memberships said apart (an importer's)
+        events.append(
+            ContextMembersAdded(
+                event_id=eid(), occurred_at=when(), context_id=draw(st.sampled_from(contexts)),
+                artifact_ids=draw(st.lists(st.sampled_from(artifacts), max_size=3)),
+                execution_ids=draw(st.lists(st.sampled_from(executions), max_size=2)),
+            )
+        )
+    for _ in range(draw(st.integers(0, 2))):
         events.append(
             TypeRegistered(event_id=eid(), occurred_at=when(), type_kind="artifact",
                            name=draw(st.sampled_from(["Dataset", "dataset"])),
                            properties={draw(st.sampled_from(COLLIDING)): draw(st.sampled_from(["int", "string"]))},
-                           description="d")
+                           description="d",
+                           base_type=draw(st.sampled_from([None, "mlmd.Dataset", "mlmd.Model"])))
         )
     if draw(st.booleans()):
         for _ in range(2):

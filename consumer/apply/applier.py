@@ -20,7 +20,16 @@ from sqlalchemy.orm import Session
 from metatrail.consumer.apply.bulk import WriteQueue
 from metatrail.consumer.apply.documents import node_documents
 from metatrail.consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
-from metatrail.consumer.apply.plan import NodeDraft, Plan, PropertyDraft, build_plan, pick_description, sid, widen
+from metatrail.consumer.apply.plan import (
+    NodeDraft,
+    Plan,
+    PropertyDraft,
+    build_plan,
+    pick_base,
+    pick_description,
+    sid,
+    widen,
+)
 from metatrail.consumer.apply.report import ApplyReport
 from metatrail.consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
 from metatrail.consumer.store.engine import session_scope
@@ -108,8 +117,8 @@ def _merge_plan(session: Session, plan: Plan, report: ApplyReport, writes: Write
     associations = [{"context_id": c, "execution_id": x} for c, x in sorted(plan.associations)]
     writes.add(AssociationRow.__table__, associations, "ignore")
     edges = [
-        {"execution_id": x, "direction": d, "artifact_id": a, "role": r, "created_at": t}
-        for (x, d, a, r), t in sorted(plan.edges.items())
+        {"execution_id": x, "direction": d, "artifact_id": a, "role": r, "edge_type": k, "created_at": t}
+        for (x, d, a, r, k), t in sorted(plan.edges.items())
     ]
     writes.add(EdgeRow.__table__, edges, "keep_min", min_column="created_at")
     # Keyed by (event_id, seq): a sample already stored stays as it is. Why not "insert":
@@ -195,16 +204,18 @@ def _merge_types(session: Session, plan: Plan, writes: WriteQueue) -> None:
     stored = load_by_composite(session, table, ("kind", "name"), plan.types)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    for (kind, name), (props, description) in sorted(plan.types.items()):
+    for (kind, name), (props, description, base_type) in sorted(plan.types.items()):
         row = stored.get((kind, name))
         if row is None:
-            inserts.append({"kind": kind, "name": name, "properties": props, "description": description})
+            inserts.append({"kind": kind, "name": name, "properties": props, "description": description,
+                            "base_type": base_type})
             continue
         merged = {
             "kind": kind,
             "name": name,
             "properties": widen(row["properties"] or {}, props),
             "description": pick_description(row["description"], description),
+            "base_type": pick_base(row["base_type"], base_type),
         }
         if merged != row:
             updates.append(merged)

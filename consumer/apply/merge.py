@@ -9,8 +9,10 @@ from metatrail.consumer.apply.plan import NodeDraft, PropertyDraft, property_col
 
 #: Column values of a node row no event has described yet (a placeholder).
 NODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "context": {"type": None, "name": None},
+    "context": {"type": None, "name": None, "mlmd_id": None, "external_id": None},
     "artifact": {
+        "mlmd_id": None,
+        "external_id": None,
         "type": None,
         "uri": None,
         "digest": None,
@@ -20,6 +22,8 @@ NODE_DEFAULTS: dict[str, dict[str, Any]] = {
         "state_reason": None,
     },
     "execution": {
+        "mlmd_id": None,
+        "external_id": None,
         "type": None,
         "name": None,
         "state": "UNKNOWN",

@@ -19,6 +19,7 @@ from metatrail.consumer.store.models import STRING_KEY_LEN
 from metatrail.schemas.events import (
     ArtifactRecorded,
     ArtifactStateChanged,
+    ContextMembersAdded,
     ContextUpserted,
     Event,
     ExecutionCached,
@@ -123,11 +124,11 @@ class Plan:
     parents: set[tuple[str, str]] = field(default_factory=set)
     attributions: set[tuple[str, str]] = field(default_factory=set)
     associations: set[tuple[str, str]] = field(default_factory=set)
-    #: (execution_id, direction, artifact_id, role) -> earliest time seen
-    edges: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
+    #: (execution_id, direction, artifact_id, role, edge_type) -> earliest time seen
+    edges: dict[tuple[str, str, str, str, str], datetime] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    #: (kind, name) -> property kinds, description
-    types: dict[tuple[str, str], tuple[dict[str, str], str | None]] = field(default_factory=dict)
+    #: (kind, name) -> property kinds, description, base type
+    types: dict[tuple[str, str], tuple[dict[str, str], str | None, str | None]] = field(default_factory=dict)
     steps: dict[str, NodeDraft] = field(default_factory=dict)
 
     def drafts(self, kind: str) -> dict[str, NodeDraft]:
@@ -163,12 +164,27 @@ class Plan:
             if old is None or new.stamp > old.stamp:
                 table[key] = new
 
-    def offer_type(self, kind: str, name: str | None, props: dict[str, str], description: str | None = None) -> None:
+    def offer_type(
+        self, kind: str, name: str | None, props: dict[str, str], description: str | None = None,
+        base_type: str | None = None,
+    ) -> None:
         if not name:
             return
-        known, desc = self.types.get((kind, name), ({}, None))
+        known, desc, base = self.types.get((kind, name), ({}, None, None))
         merged = widen(known, props)
-        self.types[(kind, name)] = (merged, pick_description(desc, description))
+        self.types[(kind, name)] = (merged, pick_description(desc, description), pick_base(base, base_type))
+
+    def describe_origin(self, kind: str, node_id: str, e: Any, stamp: str) -> NodeDraft:
+        """Describe a node at the event's time (and at its source's creation time when an
+        importer gives one), with the MLMD id and external id it says."""
+        draft = self.describe(kind, node_id, e.occurred_at)
+        if e.created_at is not None:
+            draft.described_at.append(e.created_at)
+        if e.mlmd_id is not None:
+            draft.offer("mlmd_id", {"mlmd_id": e.mlmd_id}, stamp)
+        if e.external_id is not None:
+            draft.offer("external_id", {"external_id": e.external_id}, stamp)
+        return draft
 
 
 def widen(known: dict[str, str], new: dict[str, str]) -> dict[str, str]:
@@ -191,6 +207,11 @@ def pick_description(a: str | None, b: str | None) -> str | None:
     return max(candidates, key=lambda d: (len(d), d)) if candidates else None
 
 
+def pick_base(a: str | None, b: str | None) -> str | None:
+    """A deterministic choice between two base types: the one said, or the greater."""
+    return max((t for t in (a, b) if t), default=None)
+
+
 def _kinds(props: Properties) -> dict[str, str]:
     return {name: value.type for name, value in props.items()}
 
@@ -204,13 +225,13 @@ def build_plan(events: list[Event]) -> Plan:
 
 
 def _plan_type(plan: Plan, e: TypeRegistered) -> None:
-    plan.offer_type(e.type_kind, e.name, dict(e.properties), e.description)
+    plan.offer_type(e.type_kind, e.name, dict(e.properties), e.description, e.base_type)
 
 
 def _plan_context(plan: Plan, e: ContextUpserted) -> None:
     stamp = stamp_of(e)
     cid = sid(e.context_id)
-    draft = plan.describe("context", cid, e.occurred_at)
+    draft = plan.describe_origin("context", cid, e, stamp)
     draft.offer("type", {"type": e.type}, stamp)
     draft.offer("name", {"name": e.name}, stamp)
     for parent in e.parent_ids:
@@ -224,7 +245,7 @@ def _plan_context(plan: Plan, e: ContextUpserted) -> None:
 def _plan_artifact(plan: Plan, e: ArtifactRecorded) -> None:
     stamp = stamp_of(e)
     aid = sid(e.artifact_id)
-    draft = plan.describe("artifact", aid, e.occurred_at)
+    draft = plan.describe_origin("artifact", aid, e, stamp)
     for name in ("type", "uri", "digest", "name", "version"):
         value = getattr(e, name)
         if value is not None:
@@ -249,7 +270,7 @@ def _plan_execution(
 ) -> None:
     stamp = stamp_of(e)
     xid = sid(e.execution_id)
-    draft = plan.describe("execution", xid, e.occurred_at)
+    draft = plan.describe_origin("execution", xid, e, stamp)
     for name in ("type", "name", "fingerprint"):
         value = getattr(e, name)
         if value is not None:
@@ -302,7 +323,7 @@ def _plan_execution(
         for ref in refs:
             aid = sid(ref.artifact_id)
             plan.reference("artifact", aid, e.occurred_at)
-            key = (xid, direction, aid, ref.role)
+            key = (xid, direction, aid, ref.role, ref.edge_type or direction)
             seen = plan.edges.get(key)
             if seen is None or e.occurred_at < seen:
                 plan.edges[key] = e.occurred_at
@@ -311,6 +332,17 @@ def _plan_execution(
     plan.offer_properties("execution", xid, e.parameters, False, e)
     plan.offer_properties("execution", xid, e.custom_properties, True, e)
     plan.offer_type("execution", e.type, _kinds(e.parameters))
+
+
+def _plan_members(plan: Plan, e: ContextMembersAdded) -> None:
+    cid = sid(e.context_id)
+    plan.reference("context", cid, e.occurred_at)
+    for aid in e.artifact_ids:
+        plan.reference("artifact", aid, e.occurred_at)
+        plan.attributions.add((cid, sid(aid)))
+    for xid in e.execution_ids:
+        plan.reference("execution", xid, e.occurred_at)
+        plan.associations.add((cid, sid(xid)))
 
 
 def _plan_metrics(plan: Plan, e: MetricsLogged) -> None:
@@ -372,6 +404,7 @@ _PLANNERS: dict[type, Any] = {
     ExecutionFailed: _plan_execution,
     ExecutionCached: _plan_execution,
     ExecutionRecorded: _plan_execution,
+    ContextMembersAdded: _plan_members,
     MetricsLogged: _plan_metrics,
     StepRegistered: _plan_step,
     TriggerRequested: _plan_trigger,

@@ -83,6 +83,18 @@ class _PropertyDocument:
     properties_doc: Mapped[str | None] = mapped_column(LongText())
 
 
+class _Origin:
+    """Where an imported node came from: its id in the MLMD store (MLMD-syntax filters
+    compare ``id`` with it) and MLMD's ``external_id``. NULL for nodes metatrail recorded."""
+
+    mlmd_id: Mapped[int | None] = mapped_column(BigInteger)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+
+
+def _origin_indexes() -> tuple[Index, ...]:
+    return (Index(None, "mlmd_id"), Index(None, "external_id"))
+
+
 class TypeRow(Base):
     """An artifact, execution or context type and the property kinds seen or declared."""
 
@@ -91,9 +103,11 @@ class TypeRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     properties: Mapped[dict[str, str]] = mapped_column(JSONText(), default=dict)
     description: Mapped[str | None] = mapped_column(Text)
+    #: The system-defined base type (MLMD's ParentType: mlmd.Dataset, mlmd.Model, ...).
+    base_type: Mapped[str | None] = mapped_column(String(128))
 
 
-class ContextRow(_Stamped, _PropertyDocument, Base):
+class ContextRow(_Stamped, _PropertyDocument, _Origin, Base):
     """A pipeline, run, experiment or other grouping."""
 
     __tablename__ = "mt_contexts"
@@ -108,6 +122,7 @@ class ContextRow(_Stamped, _PropertyDocument, Base):
         Index(None, "type", "name"),
         Index(None, "name"),
         Index(None, "type", "created_at"),
+        *_origin_indexes(),
     )
 
 
@@ -118,7 +133,7 @@ class ParentContextRow(Base):
     __table_args__ = (Index(None, "parent_id"),)
 
 
-class ArtifactRow(_Stamped, _PropertyDocument, Base):
+class ArtifactRow(_Stamped, _PropertyDocument, _Origin, Base):
     """A file, table, model or any other thing an execution reads or writes."""
 
     __tablename__ = "mt_artifacts"
@@ -140,10 +155,11 @@ class ArtifactRow(_Stamped, _PropertyDocument, Base):
         Index(None, "name", "version"),
         Index(None, "uri", mysql_length=255),
         Index(None, "digest"),
+        *_origin_indexes(),
     )
 
 
-class ExecutionRow(_Stamped, _PropertyDocument, Base):
+class ExecutionRow(_Stamped, _PropertyDocument, _Origin, Base):
     """One run of a component / tracked function."""
 
     __tablename__ = "mt_executions"
@@ -179,18 +195,23 @@ class ExecutionRow(_Stamped, _PropertyDocument, Base):
         Index(None, "fingerprint", "state"),
         Index(None, "trigger_id"),
         Index(None, "state", "last_event_at"),
+        *_origin_indexes(),
     )
 
 
 class EdgeRow(Base):
     """An MLMD event: an INPUT (artifact -> execution) or OUTPUT (execution -> artifact)
-    edge with the role the artifact plays. Edges are a set: the key is the whole edge."""
+    edge with the role the artifact plays. Edges are a set: the key is the whole edge.
+    ``edge_type`` is MLMD's event type: INPUT or OUTPUT (the direction) for plain edges,
+    or a finer one (DECLARED_OUTPUT, INTERNAL_INPUT, PENDING_OUTPUT...) whose direction
+    is its suffix's; lineage follows every type by its direction, as MLMD does."""
 
     __tablename__ = "mt_edges"
     execution_id: Mapped[str] = _id(primary_key=True)
     direction: Mapped[str] = mapped_column(String(6), primary_key=True)
     artifact_id: Mapped[str] = _id(primary_key=True)
     role: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    edge_type: Mapped[str] = mapped_column(String(16), primary_key=True)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index(None, "artifact_id", "direction", "execution_id"),)
