@@ -60,6 +60,9 @@ class Artifact(_JSON):
     updated_at: datetime | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     custom_properties: dict[str, Any] = field(default_factory=dict)
+    #: The node's id in the MLMD store it was imported from, and MLMD's external id.
+    mlmd_id: int | None = None
+    external_id: str | None = None
     kind: NodeKind = "artifact"
 
 
@@ -86,6 +89,8 @@ class Execution(_JSON):
     updated_at: datetime | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     custom_properties: dict[str, Any] = field(default_factory=dict)
+    mlmd_id: int | None = None
+    external_id: str | None = None
     kind: NodeKind = "execution"
     uri: None = None
     #: The process that started it, and when the last event about it occurred.
@@ -116,6 +121,8 @@ class Context(_JSON):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     status: str | None = None
+    mlmd_id: int | None = None
+    external_id: str | None = None
     kind: NodeKind = "context"
 
 
@@ -130,6 +137,8 @@ class Edge(_JSON):
     target: str
     kind: Literal["input", "output"]
     role: str = ""
+    #: MLMD's finer event type (DECLARED_OUTPUT, INTERNAL_INPUT, ...); None for a plain edge.
+    edge_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +187,11 @@ class LineageGraph:
             })
         return {
             "nodes": nodes,
-            "edges": [{"source": e.source, "target": e.target, "kind": e.kind, "role": e.role} for e in self.edges],
+            "edges": [
+                {"source": e.source, "target": e.target, "kind": e.kind, "role": e.role,
+                 **({"edge_type": e.edge_type} if e.edge_type else {})}
+                for e in self.edges
+            ],
             "truncated": self.truncated,
         }
 

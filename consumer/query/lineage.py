@@ -24,7 +24,7 @@ from metatrail.schemas.errors import NotFoundError
 DEFAULT_MAX_HOPS = 50
 DEFAULT_LIMIT = 10_000
 
-_EdgeKey = tuple[str, str, str, str]  # (execution_id, direction, artifact_id, role)
+_EdgeKey = tuple[str, str, str, str, str]  # (execution_id, direction, artifact_id, role, edge_type)
 
 
 def _bfs(start: str, start_kind: str, direction: str, edges: set[_EdgeKey], max_hops: int) -> tuple[dict[str, tuple[int, str]], bool]:
@@ -32,7 +32,7 @@ def _bfs(start: str, start_kind: str, direction: str, edges: set[_EdgeKey], max_
     first, second = STEP[direction]
     from_artifact: dict[str, set[str]] = {}
     from_execution: dict[str, set[str]] = {}
-    for ex, d, art, _ in edges:
+    for ex, d, art, _, _ in edges:
         if d == first:
             from_artifact.setdefault(art, set()).add(ex)
         if d == second:
@@ -101,10 +101,11 @@ def lineage_graph(
         nodes, truncated = nodes[:limit], True
     kept = {n.id for n in nodes}
     out_edges = []
-    for ex, d, art, role in sorted(all_edges):
+    for ex, d, art, role, edge_type in sorted(all_edges):
         if ex in kept and art in kept:
-            out_edges.append(Edge(art, ex, "input", role) if d == "INPUT" else Edge(ex, art, "output", role))
-    out_edges.sort(key=lambda e: (e.source, e.target, e.kind, e.role))
+            finer = None if edge_type == d else edge_type
+            out_edges.append(Edge(art, ex, "input", role, finer) if d == "INPUT" else Edge(ex, art, "output", role, finer))
+    out_edges.sort(key=lambda e: (e.source, e.target, e.kind, e.role, e.edge_type or ""))
     return LineageGraph(
         nodes=tuple(nodes), edges=tuple(out_edges), truncated=truncated, start_id=start,
         depths={n: depths[n][0] for n in kept},
@@ -113,7 +114,7 @@ def lineage_graph(
 
 def _kind_from_edges(start: str, walked: dict[str, set[_EdgeKey]]) -> str | None:
     for edges in walked.values():
-        for ex, _, art, _ in edges:
+        for ex, _, art, _, _ in edges:
             if art == start:
                 return "artifact"
             if ex == start:

@@ -28,11 +28,13 @@ from metatrail.schemas.reserved import RESERVED_PREFIX, RUN_ENDED_AT, RUN_STARTE
 CHUNK = 900
 
 ARTIFACT_COLS = ("id", "type", "name", "uri", "state", "digest", "version", "state_reason", "is_placeholder",
-                 "created_at", "updated_at", "properties_doc")
+                 "created_at", "updated_at", "mlmd_id", "external_id", "properties_doc")
 EXECUTION_COLS = ("id", "type", "name", "state", "started_at", "ended_at", "fingerprint", "cached_from",
                   "trigger_id", "code_version", "environment", "error_type", "error_message", "is_placeholder",
-                  "created_at", "updated_at", "producer_host", "producer_pid", "last_event_at", "properties_doc")
-CONTEXT_COLS = ("id", "type", "name", "is_placeholder", "created_at", "updated_at", "properties_doc")
+                  "created_at", "updated_at", "producer_host", "producer_pid", "last_event_at", "mlmd_id",
+                  "external_id", "properties_doc")
+CONTEXT_COLS = ("id", "type", "name", "is_placeholder", "created_at", "updated_at", "mlmd_id", "external_id",
+                "properties_doc")
 #: kind -> (node table, columns read; the last is always the property document)
 TABLES = {"artifact": ("mt_artifacts", ARTIFACT_COLS),
           "execution": ("mt_executions", EXECUTION_COLS),
@@ -115,7 +117,7 @@ def _artifacts(rows: Iterable[Sequence[Any]], props: Iterable[Sequence[dict[str,
             "id": r[0], "type": r[1], "name": r[2], "uri": r[3], "state": r[4], "digest": r[5], "version": r[6],
             "state_reason": r[7], "is_placeholder": bool(r[8]), "created_at": created,
             "updated_at": created if r[10] == r[9] else utc(r[10]), "properties": p[0], "custom_properties": p[1],
-            "kind": "artifact"})
+            "mlmd_id": r[11], "external_id": r[12], "kind": "artifact"})
         out.append(node)
     return out
 
@@ -136,8 +138,8 @@ def _executions(
             "fingerprint": r[6], "cached_from": r[7], "trigger_id": r[8], "code_version": _json(r[9]),
             "environment": _json(r[10]), "error_type": r[11], "error_message": r[12], "is_placeholder": bool(r[13]),
             "created_at": created, "updated_at": created if r[15] == r[14] else utc(r[15]), "properties": p[0],
-            "custom_properties": p[1], "kind": "execution", "uri": None, "producer_host": r[16],
-            "producer_pid": r[17], "last_event_at": last, "stale": stale})
+            "custom_properties": p[1], "mlmd_id": r[19], "external_id": r[20], "kind": "execution", "uri": None,
+            "producer_host": r[16], "producer_pid": r[17], "last_event_at": last, "stale": stale})
         out.append(node)
     return out
 
@@ -181,7 +183,7 @@ def _contexts(rows: Sequence[Sequence[Any]], props: Sequence[Sequence[dict[str, 
         status = run.get(RUN_STATUS)
         out.append(Context(r[0], r[1], r[2], bool(r[3]), utc(r[4]), utc(r[5]), tuple(sorted(parents.get(r[0], ()))),
                            p[0], p[1], _run_time(run.get(RUN_STARTED_AT)), _run_time(run.get(RUN_ENDED_AT)),
-                           status if isinstance(status, str) else None))
+                           status if isinstance(status, str) else None, r[6], r[7]))
     return out
 
 
@@ -213,11 +215,13 @@ def load_nodes(raw: Raw, kind: str, ids: Sequence[str]) -> dict[str, Any]:
 #: The graph statement's columns: one layout for both kinds (UNION ALL needs the same
 #: type in each position), the property document last.
 _GRAPH_ART = ("'artifact'", "n.id", "n.type", "n.name", "n.state", "n.is_placeholder", "n.created_at", "n.updated_at",
-              "n.uri", "n.digest", "n.version", "n.state_reason") + ("NULL",) * 12 + ("n.properties_doc",)
+              "n.uri", "n.digest", "n.version", "n.state_reason") + ("NULL",) * 12 + (
+              "n.mlmd_id", "n.external_id", "n.properties_doc")
 _GRAPH_EXEC = ("'execution'", "n.id", "n.type", "n.name", "n.state", "n.is_placeholder", "n.created_at", "n.updated_at",
                "NULL", "NULL", "NULL", "NULL", "n.started_at", "n.ended_at", "n.fingerprint", "n.cached_from",
                "n.trigger_id", "n.code_version", "n.environment", "n.error_type", "n.error_message",
-               "n.producer_host", "n.producer_pid", "n.last_event_at", "n.properties_doc")
+               "n.producer_host", "n.producer_pid", "n.last_event_at", "n.mlmd_id", "n.external_id",
+               "n.properties_doc")
 
 
 def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Sequence[str]) -> dict[str, Any]:
@@ -231,11 +235,12 @@ def load_graph_nodes(raw: Raw, artifact_ids: Sequence[str], execution_ids: Seque
             parts.append(f"SELECT {', '.join(cols)} FROM {table} n WHERE n.id IN {raw.in_list(len(ids))}")
             params.extend(ids)
     rows = raw.rows(" UNION ALL ".join(parts), params)
-    props, _ = _decode([r[24] for r in rows])
+    props, _ = _decode([r[26] for r in rows])
     # Each row in the column order of its kind's builder.
-    arts = [(r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7]) for r in rows if r[0] == "artifact"]
+    arts = [(r[1], r[2], r[3], r[8], r[4], r[9], r[10], r[11], r[5], r[6], r[7], r[24], r[25])
+            for r in rows if r[0] == "artifact"]
     execs = [(r[1], r[2], r[3], r[4], r[12], r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[5], r[6], r[7],
-              r[21], r[22], r[23]) for r in rows if r[0] != "artifact"]
+              r[21], r[22], r[23], r[24], r[25]) for r in rows if r[0] != "artifact"]
     art_props = [p for r, p in zip(rows, props) if r[0] == "artifact"]
     exec_props = [p for r, p in zip(rows, props) if r[0] != "artifact"]
     return {n.id: n for n in [*_artifacts(arts, art_props), *_executions(execs, exec_props, raw.liveness)]}
@@ -256,8 +261,8 @@ def id_cast(dialect: str) -> str:
 STEP = {"upstream": ("OUTPUT", "INPUT"), "downstream": ("INPUT", "OUTPUT")}
 
 
-def walk_edges(raw: Raw, start: str, direction: str, max_depth: int) -> list[tuple[str, str, str, str]]:
-    """Edges (execution_id, direction, artifact_id, role) of every execution one step
+def walk_edges(raw: Raw, start: str, direction: str, max_depth: int) -> list[tuple[str, str, str, str, str]]:
+    """Edges (execution_id, direction, artifact_id, role, edge_type) of every execution one step
     beyond an artifact reachable from ``start`` within ``max_depth`` edges, plus the
     start's own edges when it is an execution (see :mod:`metatrail.consumer.query.reach`).
 
@@ -280,14 +285,14 @@ WITH RECURSIVE lin(id, depth) AS (
 )
 SELECT DISTINCT id FROM lin"""
     reached = [r[0] for r in raw.rows(walk, (start, start, max_depth))]
-    edges: set[tuple[str, str, str, str]] = set()
+    edges: set[tuple[str, str, str, str, str]] = set()
     for part in chunks(reached, CHUNK):
         sql = f"""
-SELECT e.execution_id, e.direction, e.artifact_id, e.role
+SELECT e.execution_id, e.direction, e.artifact_id, e.role, e.edge_type
 FROM (SELECT a.execution_id FROM mt_edges a WHERE a.direction = '{first}' AND a.artifact_id IN {raw.in_list(len(part))}
       UNION SELECT ?) x
 JOIN mt_edges e ON e.execution_id = x.execution_id"""
-        edges.update((r[0], r[1], r[2], r[3]) for r in raw.rows(sql, (*part, start)))
+        edges.update((r[0], r[1], r[2], r[3], r[4]) for r in raw.rows(sql, (*part, start)))
     return list(edges)
 
 
