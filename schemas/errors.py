@@ -15,6 +15,8 @@ translated at the boundary with ``raise ... from exc`` so callers catch one fami
     ├── TransportError         delivering events failed
     │   └── TransientTransportError  retrying may succeed (broker unreachable, timeout)
     ├── FilterError            a query filter does not parse (names position and expectation)
+    ├── SourceError            an import source cannot be read (not a database, not an
+    │                          MLMD store, an unsupported schema version, a damaged file)
     └── NotFoundError          a node asked for by id does not exist
         └── AmbiguousIdError   an id prefix matches several nodes (lists candidates)
 """
@@ -80,6 +82,10 @@ class FilterError(MetatrailError):
         self.position = position
         self.param = param
         self.detail = message
+
+
+class SourceError(MetatrailError):
+    """A store to import from cannot be read; the message says what it is instead."""
 
 
 class NotFoundError(MetatrailError):

@@ -95,6 +95,10 @@ class ArtifactRef(_Model):
     artifact_id: UUID
     role: Role = ""
     edge_type: EdgeType | None = None
+    #: When the edge was recorded, if not at the event's own time (an importer's).
+    recorded_at: AwareDatetime | None = None
+
+    _utc_recorded = field_validator("recorded_at")(lambda v: None if v is None else _utc(v))
 
 
 class CodeVersion(_Model):

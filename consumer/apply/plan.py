@@ -324,9 +324,10 @@ def _plan_execution(
             aid = sid(ref.artifact_id)
             plan.reference("artifact", aid, e.occurred_at)
             key = (xid, direction, aid, ref.role, ref.edge_type or direction)
+            at = ref.recorded_at or e.occurred_at
             seen = plan.edges.get(key)
-            if seen is None or e.occurred_at < seen:
-                plan.edges[key] = e.occurred_at
+            if seen is None or at < seen:
+                plan.edges[key] = at
             for cid in contexts:
                 plan.attributions.add((cid, aid))
     plan.offer_properties("execution", xid, e.parameters, False, e)

@@ -14,3 +14,5 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the metadata store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+import_app = typer.Typer(help="Import metadata recorded by other systems.", no_args_is_help=True)
+app.add_typer(import_app, name="import")

@@ -42,6 +42,24 @@ def _run_executions(raw: Raw, context_ids: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def step_label(ex: Execution) -> str:
+    """How a run's comparison names an execution's parameters and metrics: its type.
+
+    Imported executions follow their orchestrator's conventions: TFX (and other MLMD
+    writers) type an execution by its component's class path
+    (``tfx.components.trainer.component.Trainer``), shown as the class name (``Trainer``);
+    Kubeflow Pipelines v2 types every task ``system.ContainerExecution``, so its tasks are
+    told apart by their display name (or the execution's name)."""
+    kind = ex.type or "execution"
+    if ex.mlmd_id is None or "." not in kind:
+        return kind
+    if kind.startswith("system."):
+        task = ex.custom_properties.get("display_name") or ex.custom_properties.get("task_name") or ex.name
+        return str(task) if task else kind
+    last = kind.rsplit(".", 1)[1]
+    return last if last[:1].isupper() else kind
+
+
 def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Comparison:
     if not ids:
         raise FilterError("compare needs at least one run or execution id")
@@ -71,7 +89,7 @@ def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Compari
             mt.update(ctx_metrics.get(node_id, {}))
             for ex_id in members.get(node_id, []):
                 ex = member_nodes.get(ex_id)
-                prefix = (ex.type if ex is not None and ex.type else "execution") + "."
+                prefix = (step_label(ex) if ex is not None else "execution") + "."
                 if ex is not None:
                     p.update({prefix + k: v for k, v in ex.properties.items()})
                 mt.update({prefix + k: v for k, v in exec_metrics.get(ex_id, {}).items()})

@@ -1,0 +1,222 @@
+"""Turn MLMD rows into metatrail events, with ids derived from the source.
+
+Identity: a node's id is ``derived_id("mlmd", <store identity>, <kind>, <MLMD id>)`` and
+an event's id hashes the source rows it was made from, so importing an unchanged store
+again gives the same events (duplicates, applied as no-ops), and a node that changed in
+MLMD gives a new event whose time (MLMD's ``last_update_time_since_epoch``) makes it win.
+
+Mapping: types -> ``type.registered`` (property kinds, base type from ``ParentType``);
+contexts -> ``context.upserted`` (parent contexts); artifacts -> ``artifact.recorded``;
+executions -> ``execution.recorded`` (MLMD's state and times) carrying their events as
+input and output edges (role = the event path, ``examples:0`` for TFX's ``[key, index]``;
+MLMD's finer event types kept as the edge type); attributions and associations ->
+``context.members_added``. A node the contract cannot hold becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from metatrail.consumer.apply.report import DeadLetter, RawRecord
+from metatrail.consumer.mlmd.reader import NodePage, TypeInfo
+from metatrail.consumer.mlmd.values import property_value
+from metatrail.schemas.events import (
+    ArtifactRecorded,
+    ArtifactRef,
+    ContextMembersAdded,
+    ContextUpserted,
+    Event,
+    ExecutionRecorded,
+    TypeRegistered,
+)
+from metatrail.schemas.ids import derived_id
+from metatrail.schemas.values import Properties, PropertyValue
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ARTIFACT_STATES = ("UNKNOWN", "PENDING", "LIVE", "MARKED_FOR_DELETION", "DELETED", "ABANDONED", "REFERENCE")
+EXECUTION_STATES = ("UNKNOWN", "NEW", "RUNNING", "COMPLETE", "FAILED", "CACHED", "CANCELED")
+EDGE_TYPES = ("UNKNOWN", "DECLARED_OUTPUT", "DECLARED_INPUT", "INPUT", "OUTPUT", "INTERNAL_INPUT",
+              "INTERNAL_OUTPUT", "PENDING_OUTPUT")
+OUTPUT_TYPES = frozenset({"OUTPUT", "DECLARED_OUTPUT", "INTERNAL_OUTPUT", "PENDING_OUTPUT"})
+#: MLMD type kinds (Type.type_kind) and property data types (PropertyType).
+TYPE_KINDS = {0: "execution", 1: "artifact", 2: "context"}
+PROPERTY_KINDS = {1: "int", 2: "float", 3: "string", 4: "json", 5: "json", 6: "bool"}
+TERMINAL = frozenset({"COMPLETE", "FAILED", "CACHED", "CANCELED"})
+_BAD_TYPE_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]")
+_TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
+#: Longest role and property name the contract holds.
+MAX_ROLE = 128
+MAX_PROPERTY_NAME = 128
+
+
+@dataclass
+class Converted:
+    """Events made from a page of rows, and the rows that could not be made into events."""
+
+    events: list[Event] = field(default_factory=list)
+    dead: list[tuple[RawRecord, DeadLetter]] = field(default_factory=list)
+
+
+def millis(value: Any) -> datetime:
+    """An MLMD time (milliseconds since the epoch; NULL as 0) as an aware UTC datetime."""
+    return EPOCH + timedelta(milliseconds=int(value or 0))
+
+
+def type_name(name: str) -> str:
+    """MLMD's type name as a metatrail type name: unchanged when the contract allows it,
+    otherwise with the characters it does not allow replaced by ``_``."""
+    if len(name) <= 128 and _TYPE_NAME.match(name):
+        return name
+    cleaned = _BAD_TYPE_CHARS.sub("_", name)
+    if not cleaned[:1].isalpha() and cleaned[:1] != "_":
+        cleaned = "_" + cleaned
+    return cleaned[:128]
+
+
+def role_of(steps: Iterable[tuple[Any, Any, Any]]) -> str:
+    """An event path as a role: keys and indexes joined by ``:`` (TFX's ``[key, index]``
+    is ``examples:0``, as the SDK names the items of a list argument)."""
+    parts = [str(index) if is_index else str(key if key is not None else "") for is_index, index, key in steps]
+    return ":".join(parts)[:MAX_ROLE]
+
+
+class Converter:
+    """Converts the rows of one store (``identity``) whose types are ``types``."""
+
+    def __init__(self, identity: str, types: dict[int, TypeInfo]) -> None:
+        self.identity = identity
+        self.types = types
+        self.type_names = {t.id: type_name(t.name) for t in types.values()}
+
+    def node_id(self, kind: str, mlmd_id: int) -> UUID:
+        return derived_id("mlmd", self.identity, kind, mlmd_id)
+
+    def _event_id(self, kind: str, mlmd_id: Any, *content: Any) -> UUID:
+        digest = hashlib.blake2b(repr(content).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        return derived_id("mlmd-event", self.identity, kind, mlmd_id, digest)
+
+    # -- types --------------------------------------------------------------------------
+    def type_events(self) -> Converted:
+        out = Converted()
+        for t in self.types.values():
+            kind = TYPE_KINDS.get(t.kind)
+            if kind is None:
+                continue
+            props = {n[:MAX_PROPERTY_NAME]: PROPERTY_KINDS[k] for n, k in t.properties.items() if k in PROPERTY_KINDS}
+            parents = [self.type_names[p] for p in t.parents if p in self.type_names]
+            content = (t.name, t.kind, t.description, sorted(props.items()), sorted(parents))
+            self._build(out, "type", t.id, content, lambda: TypeRegistered(
+                event_id=self._event_id("type", t.id, content), occurred_at=EPOCH, type_kind=kind,
+                name=self.type_names[t.id], properties=props, description=t.description or None,
+                base_type=min(parents) if parents else None))
+        return out
+
+    # -- nodes --------------------------------------------------------------------------
+    def node_events(self, page: NodePage) -> Converted:
+        out = Converted()
+        build = {"artifact": self._artifact, "execution": self._execution, "context": self._context}[page.kind]
+        for row in page.rows:
+            build(out, row, page)
+        return out
+
+    def _properties(self, rows: list[tuple[Any, ...]]) -> tuple[Properties, Properties]:
+        plain: Properties = {}
+        custom: Properties = {}
+        for name, is_custom, i, d, s, b, proto, raw in rows:
+            value: PropertyValue = property_value(i, d, s, b, proto, raw)
+            (custom if is_custom else plain)[str(name)[:MAX_PROPERTY_NAME]] = value
+        return plain, custom
+
+    def _artifact(self, out: Converted, row: tuple[Any, ...], page: NodePage) -> None:
+        mlmd_id, type_id, uri, state, name, external_id, created, updated = row
+        props = page.properties.get(mlmd_id, [])
+        plain, custom = self._properties(props)
+        self._build(out, "artifact", mlmd_id, (row, props), lambda: ArtifactRecorded(
+            event_id=self._event_id("artifact", mlmd_id, row, props), occurred_at=millis(max(created or 0, updated or 0)),
+            artifact_id=self.node_id("artifact", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
+            uri=uri or "", state=ARTIFACT_STATES[state] if state in range(7) else "UNKNOWN", name=name or None,
+            properties=plain, custom_properties=custom, mlmd_id=mlmd_id, external_id=external_id or None,
+            created_at=millis(created)))
+
+    def _execution(self, out: Converted, row: tuple[Any, ...], page: NodePage) -> None:
+        mlmd_id, type_id, state_code, name, external_id, created, updated = row
+        props = page.properties.get(mlmd_id, [])
+        events = page.events.get(mlmd_id, [])
+        paths = [page.paths.get(e[0], []) for e in events]
+        state = EXECUTION_STATES[state_code] if state_code in range(7) else "UNKNOWN"
+        plain, custom = self._properties(props)
+        inputs: list[ArtifactRef] = []
+        outputs: list[ArtifactRef] = []
+        for (_, artifact_id, _, edge_code, at), steps in zip(events, paths):
+            edge_type = EDGE_TYPES[edge_code] if edge_code in range(8) else "UNKNOWN"
+            ref = ArtifactRef(artifact_id=self.node_id("artifact", artifact_id), role=role_of(steps),
+                              edge_type=None if edge_type in ("INPUT", "OUTPUT") else edge_type,
+                              recorded_at=millis(at) if at is not None else None)
+            (outputs if edge_type in OUTPUT_TYPES else inputs).append(ref)
+        when = millis(max(created or 0, updated or 0))
+        self._build(out, "execution", mlmd_id, (row, props, events, paths), lambda: ExecutionRecorded(
+            event_id=self._event_id("execution", mlmd_id, row, props, events, paths), occurred_at=when,
+            execution_id=self.node_id("execution", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
+            name=name or None, state=state, started_at=millis(created), ended_at=when if state in TERMINAL else None,
+            parameters=plain, custom_properties=custom, inputs=inputs, outputs=outputs, mlmd_id=mlmd_id,
+            external_id=external_id or None, created_at=millis(created)))
+
+    def _context(self, out: Converted, row: tuple[Any, ...], page: NodePage) -> None:
+        mlmd_id, type_id, name, external_id, created, updated = row
+        props = page.properties.get(mlmd_id, [])
+        parents = sorted(page.parents.get(mlmd_id, []))
+        plain, custom = self._properties(props)
+        self._build(out, "context", mlmd_id, (row, props, parents), lambda: ContextUpserted(
+            event_id=self._event_id("context", mlmd_id, row, props, parents),
+            occurred_at=millis(max(created or 0, updated or 0)), context_id=self.node_id("context", mlmd_id),
+            type=self.type_names.get(type_id, "Unknown"), name=name, parent_ids=[self.node_id("context", p) for p in parents],
+            properties=plain, custom_properties=custom, mlmd_id=mlmd_id, external_id=external_id or None,
+            created_at=millis(created)))
+
+    # -- memberships --------------------------------------------------------------------
+    def membership_events(self, table: str, pairs: list[tuple[int, int]]) -> Converted:
+        """One ``context.members_added`` per context of a page of Attribution (artifacts)
+        or Association (executions) rows."""
+        member_kind = "artifact" if table == "Attribution" else "execution"
+        by_context: dict[int, list[int]] = {}
+        for context, member in pairs:
+            by_context.setdefault(context, []).append(member)
+        out = Converted()
+        for context, members in by_context.items():
+            members.sort()
+            ids = [self.node_id(member_kind, m) for m in members]
+            self._build(out, table.lower(), context, members, lambda: ContextMembersAdded(
+                event_id=self._event_id(table.lower(), context, members), occurred_at=EPOCH,
+                context_id=self.node_id("context", context),
+                artifact_ids=ids if member_kind == "artifact" else [],
+                execution_ids=ids if member_kind == "execution" else []))
+        return out
+
+    # -- common -------------------------------------------------------------------------
+    def _build(self, out: Converted, kind: str, mlmd_id: Any, content: Any, make: Any) -> None:
+        """Append ``make()``'s event, or a dead letter naming the source row when the
+        contract cannot hold it (a uri longer than 2,048 characters, ...)."""
+        try:
+            out.events.append(make())
+        except (ValidationError, ValueError) as exc:
+            key = f"mlmd:{self.identity}:{kind}:{mlmd_id}"
+            payload = json.dumps({"mlmd_store": self.identity, "kind": kind, "mlmd_id": mlmd_id, "rows": repr(content)})
+            reason = f"MLMD {kind} {mlmd_id} cannot be imported: {_first_error(exc)}"
+            out.dead.append((RawRecord(payload=payload.encode("utf-8"), source_key=key), DeadLetter(key, reason)))
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        return f"field '{loc}': {err['msg']}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,238 @@
+"""``import_mlmd``: read an MLMD store page by page and apply it as events.
+
+Order: types, contexts, artifacts, executions (with their events), then attributions and
+associations. Each page becomes one batch of events applied through the one apply path
+(``metatrail.consumer.apply``) in one transaction, with the page's dead letters: a node is
+never visible with half its properties or edges, an interrupted import leaves whole
+pages, and running it again completes it (the events it already applied are duplicates).
+Memory holds one page of source rows and its events at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from metatrail.consumer.apply import ApplyReport, DeadLetter, RawRecord, apply_in_session, apply_records
+from metatrail.consumer.apply.records import write_dead_letters
+from metatrail.consumer.apply.retry import retry_transient
+from metatrail.consumer.apply.writer import existing_keys
+from metatrail.consumer.mlmd.convert import Converted, Converter
+from metatrail.consumer.mlmd.reader import NodePage, Reader
+from metatrail.consumer.mlmd.source import MlmdSource, open_source, short_error
+from metatrail.consumer.store.engine import session_scope
+from metatrail.consumer.store.models import AppliedEventRow
+from metatrail.schemas.errors import SourceError, StoreError
+from metatrail.schemas.events import ContextUpserted
+from metatrail.schemas.parse import dump_event
+from metatrail.schemas.settings import Settings, load_settings
+
+#: Context types TFX and Kubeflow Pipelines give a pipeline and one run of it.
+PIPELINE_CONTEXT_TYPES = frozenset({"pipeline", "system.Pipeline"})
+RUN_CONTEXT_TYPES = frozenset({"pipeline_run", "run", "system.PipelineRun", "KfpRun"})
+#: MLMD tables in the order they are read, with what progress calls each phase.
+PHASES = (("Context", "contexts"), ("Artifact", "artifacts"), ("Execution", "executions"),
+          ("Attribution", "attributions"), ("Association", "associations"))
+#: Tables whose rows come along with a page of nodes.
+_PAGE_TABLES = {"context": ("Context", "ContextProperty", "ParentContext"),
+                "artifact": ("Artifact", "ArtifactProperty"),
+                "execution": ("Execution", "ExecutionProperty", "Event", "EventPath")}
+
+#: progress(phase, source rows done so far, source rows in all)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ImportReport:
+    """What an import read and did. ``source_rows`` counts rows per MLMD table;
+    ``applied + duplicates`` are events (``duplicates``: already in the store, from an
+    earlier import); ``would_apply`` is what a dry run found new."""
+
+    source: str
+    schema_version: int
+    identity: str
+    dry_run: bool
+    source_rows: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    would_apply: int = 0
+    dead_lettered: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    pipelines: list[str] = field(default_factory=list)
+    runs: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(self.source_rows.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "schema_version": self.schema_version, "store_identity": self.identity,
+            "dry_run": self.dry_run, "source_rows": dict(self.source_rows), "rows": self.rows,
+            "events": self.events, "applied": self.applied, "duplicates": self.duplicates,
+            "would_apply": self.would_apply, "dead_lettered": self.dead_lettered,
+            "dead_letters": [{"source": d.source_key, "reason": d.reason} for d in self.dead_letters],
+            "pipelines": self.pipelines, "runs": self.runs, "seconds": round(self.seconds, 3),
+        }
+
+
+def import_mlmd(
+    location: str,
+    engine: Engine | None,
+    *,
+    dry_run: bool = False,
+    page_size: int = 1000,
+    progress: Progress | None = None,
+    settings: Settings | None = None,
+) -> ImportReport:
+    """Import the MLMD store at ``location`` into the metatrail store of ``engine``
+    (already migrated). Blocking; idempotent (a second import of the same store applies
+    nothing; a grown store imports what is new or changed).
+
+    ``dry_run`` reads and converts everything and counts what would be applied, writing
+    nothing (``engine`` may be None: everything counts as new). Raises ``SourceError``
+    when the source is not a readable MLMD store or fails while being read (pages applied
+    before that stay, whole; a rerun completes the import), ``StoreError`` when the
+    metatrail store fails beyond the retries."""
+    started = time.perf_counter()
+    settings = settings or load_settings()
+    source = open_source(location)
+    try:
+        report = ImportReport(source.label, source.schema_version, source.identity, dry_run)
+        run = _Run(source, engine, report, settings, dry_run, progress)
+        with source.engine.connect() as conn:
+            try:
+                run.go(Reader(source, conn), page_size)
+            except SQLAlchemyError as exc:
+                raise SourceError(f"{source.label}: reading failed after {report.rows} rows "
+                                  f"({short_error(exc)}); what was applied is whole, rerun to complete") from exc
+        report.seconds = time.perf_counter() - started
+        return report
+    finally:
+        source.close()
+
+
+class _Run:
+    """One import: converts pages and applies (or, dry, counts) their events."""
+
+    def __init__(self, source: MlmdSource, engine: Engine | None, report: ImportReport, settings: Settings,
+                 dry_run: bool, progress: Progress | None) -> None:
+        self.source = source
+        self.engine = engine
+        self.report = report
+        self.settings = settings
+        self.dry_run = dry_run
+        self.progress = progress
+        self.total = 0
+        #: A dry run against a store that was never migrated: everything is new.
+        self.migrated = engine is not None and inspect(engine).has_table(AppliedEventRow.__tablename__)
+
+    def go(self, reader: Reader, page_size: int) -> None:
+        counts = {table: reader.count(table) for table in self.source.tables if table != "MLMDEnv"}
+        self.total = sum(counts.values())
+        self._tick("types")
+        types = reader.types()
+        for table in ("Type", "TypeProperty", "ParentType"):
+            self.report.source_rows[table] = counts[table]
+        converter = Converter(self.source.identity, types)
+        self._apply(converter.type_events())
+        for table, phase in PHASES[:3]:
+            kind = table.lower()
+            for page in reader.node_pages(kind, page_size):
+                converted = converter.node_events(page)
+                self._count_page(page)
+                self._recognise(converted)
+                self._apply(converted)
+                self._tick(phase)
+        for table, phase in PHASES[3:]:
+            for pairs in reader.memberships(table, page_size * 10):
+                self.report.source_rows[table] = self.report.source_rows.get(table, 0) + len(pairs)
+                self._apply(converter.membership_events(table, pairs))
+                self._tick(phase)
+        for table in self.source.tables:
+            if table != "MLMDEnv":
+                self.report.source_rows.setdefault(table, 0)
+
+    def _tick(self, phase: str) -> None:
+        if self.progress is not None:
+            self.progress(phase, self.report.rows, self.total)
+
+    def _count_page(self, page: NodePage) -> None:
+        tables = _PAGE_TABLES[page.kind]
+        sizes = [len(page.rows), sum(map(len, page.properties.values()))]
+        if page.kind == "context":
+            sizes.append(sum(map(len, page.parents.values())))
+        elif page.kind == "execution":
+            sizes += [sum(map(len, page.events.values())), sum(map(len, page.paths.values()))]
+        for table, size in zip(tables, sizes):
+            self.report.source_rows[table] = self.report.source_rows.get(table, 0) + size
+
+    def _recognise(self, converted: Converted) -> None:
+        """Count the pipelines and runs TFX and KFP conventions name."""
+        for event in converted.events:
+            if isinstance(event, ContextUpserted):
+                if event.type in PIPELINE_CONTEXT_TYPES:
+                    self.report.pipelines.append(event.name)
+                elif event.type in RUN_CONTEXT_TYPES:
+                    self.report.runs += 1
+
+    def _apply(self, converted: Converted) -> None:
+        events, dead = converted.events, converted.dead
+        self.report.events += len(events)
+        self.report.dead_lettered += len(dead)
+        self.report.dead_letters.extend(letter for _, letter in dead)
+        if self.dry_run:
+            self._count_new(events)
+            return
+        assert self.engine is not None
+        engine = self.engine
+
+        def attempt() -> ApplyReport:
+            with session_scope(engine) as session:
+                applied = apply_in_session(session, events)
+                write_dead_letters(session, dead)
+                return applied
+
+        try:
+            result = retry_transient(attempt, self.settings)
+        except StoreError as exc:
+            if exc.retriable or not events:
+                raise
+            result = self._apply_isolating(events, dead)
+        self.report.applied += result.applied
+        self.report.duplicates += result.duplicates
+        self.report.dead_lettered += result.dead_lettered
+        self.report.dead_letters.extend(result.dead_letters)
+
+    def _apply_isolating(self, events: list[Any], dead: list[tuple[RawRecord, DeadLetter]]) -> ApplyReport:
+        """The store refused the batch (a value one backend cannot hold): apply it as
+        records, which halves the batch until the refused event is a dead letter."""
+        assert self.engine is not None
+        engine = self.engine
+        records = [RawRecord(dump_event(e), f"mlmd:{self.source.identity}:event:{e.event_id}") for e in events]
+        result = retry_transient(lambda: apply_records(engine, records), self.settings)
+        if dead:
+            retry_transient(lambda: _write_dead(engine, dead), self.settings)
+        return result
+
+    def _count_new(self, events: list[Any]) -> None:
+        ids = {str(e.event_id) for e in events}
+        known: set[str] = set()
+        if self.migrated and ids:
+            assert self.engine is not None
+            with session_scope(self.engine, write=False) as session:
+                known = existing_keys(session, AppliedEventRow.__table__, "event_id", ids)
+        self.report.would_apply += len(ids - known)
+        self.report.duplicates += len(events) - len(ids - known)
+
+
+def _write_dead(engine: Engine, dead: list[tuple[RawRecord, DeadLetter]]) -> None:
+    with session_scope(engine) as session:
+        write_dead_letters(session, dead)
