@@ -17,35 +17,15 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
+from metatrail.schemas.construct import defaults, fill, make  # noqa: F401 (make: the SDK builds nested models with it)
 from metatrail.schemas.events import EVENT_MODELS, ProducerInfo
 from metatrail.schemas.ids import new_id
 
 E = TypeVar("E", bound=BaseModel)
 
 _UTC = timezone.utc
-#: model -> (static defaults, names of fields whose default is a fresh list/dict)
-_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], tuple[tuple[str, type], ...]]] = {}
-
-
-def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[tuple[str, type], ...]]:
-    cached = _DEFAULTS.get(cls)
-    if cached is None:
-        static: dict[str, Any] = {}  # every field, in declaration order (the JSON order)
-        fresh: list[tuple[str, type]] = []
-        for name, field in cls.model_fields.items():
-            static[name] = None if field.default is PydanticUndefined else field.default
-            if field.default_factory in (list, dict):
-                fresh.append((name, field.default_factory))
-        cached = (static, tuple(fresh))
-        _DEFAULTS[cls] = cached
-    return cached
-
-
 _PRODUCER: list[ProducerInfo] = []
-_new = object.__new__
-_set = object.__setattr__
 
 
 def producer_info() -> ProducerInfo:
@@ -73,7 +53,7 @@ def build(cls: type[E], occurred_at: datetime | None = None, **values: Any) -> E
     to share it between the events of one call), this process's ``producer``, the schema
     version and ``kind``.
     """
-    static, fresh = _DEFAULTS.get(cls) or _defaults(cls)
+    static, fresh = defaults(cls)
     data = static.copy()
     for name, factory in fresh:
         if name not in values:
@@ -82,12 +62,7 @@ def build(cls: type[E], occurred_at: datetime | None = None, **values: Any) -> E
     data["occurred_at"] = occurred_at or datetime.now(_UTC)
     data["producer"] = _PRODUCER[0] if _PRODUCER else producer_info()
     data.update(values)
-    model = _new(cls)
-    _set(model, "__dict__", data)
-    _set(model, "__pydantic_fields_set__", set(values))
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
+    return fill(cls, data, set(values))
 
 
 def serialize(event: BaseModel) -> bytes:
@@ -136,13 +111,3 @@ def record(event: BaseModel) -> tuple[str, str, bytes]:
 def known_kinds() -> frozenset[str]:
     """Every kind ``build`` can make (all of this schema version)."""
     return frozenset(EVENT_MODELS)
-
-
-def make(cls: type[E], **values: Any) -> E:
-    """A nested (non-envelope) model from ALL of its field values, unvalidated."""
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", values)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
-    return model

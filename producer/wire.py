@@ -68,6 +68,7 @@ _EXECUTION = (
     "trigger_id",
     "inputs",
     "outputs",
+    "origin",
     "kind",
 )
 FIELDS[ExecutionStarted] = _EXECUTION
@@ -87,6 +88,7 @@ FIELDS[ArtifactRecorded] = (
     "properties",
     "custom_properties",
     "context_ids",
+    "origin",
 )
 FIELDS[MetricsLogged] = (*_ENVELOPE, "kind", "execution_id", "context_id", "points")
 
@@ -140,7 +142,7 @@ def now() -> str:
 
 def ref(artifact_id: str, role: str) -> str:
     """An ``ArtifactRef`` (an edge's far end)."""
-    return f'{{"artifact_id":"{artifact_id}","role":{text(role)}}}'
+    return f'{{"artifact_id":"{artifact_id}","role":{text(role)},"edge_type":null,"recorded_at":null}}'
 
 
 def _property(value: PropertyValue) -> str:
@@ -323,7 +325,7 @@ def execution_event(
         f'"custom_properties":{properties(custom_properties) if custom_properties else "{}"},'
         f'"code_version":{model(code_version)},"environment":{model(environment)},'
         f'"fingerprint":{execution.fingerprint},"trigger_id":{uuid_text(trigger_id)},'
-        f'"inputs":[{",".join(inputs)}],"outputs":[{",".join(outputs)}]{tail}}}'
+        f'"inputs":[{",".join(inputs)}],"outputs":[{",".join(outputs)}],"origin":null{tail}}}'
     )
     return event_id, execution.key, payload.encode()
 
@@ -348,7 +350,7 @@ def artifact_recorded(
         f'"name":{optional_text(a.name)},"version":{optional_text(a.version)},'
         f'"properties":{properties(props) if props else "{}"},'
         f'"custom_properties":{properties(custom) if custom else "{}"},'
-        f'"context_ids":{scoped.context_ids}}}'
+        f'"context_ids":{scoped.context_ids},"origin":null}}'
     )
     return event_id, scoped.key or artifact_id, payload.encode()
 

@@ -172,21 +172,19 @@ class TypeRegistered(_Envelope):
     base_type: TypeName | None = None
 
 
-class _Imported(_Model):
-    """What an importer keeps of a node's origin (``None``: not said)."""
+class Origin(_Model):
+    """Where an importer found a node: its id in the MLMD store it came from, MLMD's
+    ``external_id``, and when the source system created it (the node's ``created_at`` is
+    the earliest time any event says; ``updated_at`` the latest)."""
 
-    #: The node's id in the MLMD store it was imported from.
     mlmd_id: MlmdId | None = None
-    #: MLMD's ``external_id`` of the node.
     external_id: ExternalId | None = None
-    #: When the source system created the node, if earlier than ``occurred_at`` (the node's
-    #: ``created_at`` is the earliest time any event says; ``updated_at`` the latest).
     created_at: AwareDatetime | None = None
 
     _utc_created = field_validator("created_at")(lambda v: None if v is None else _utc(v))
 
 
-class ContextUpserted(_Imported, _Envelope):
+class ContextUpserted(_Envelope):
     """A pipeline, run, experiment or other grouping, with its parents."""
 
     kind: Literal["context.upserted"] = "context.upserted"
@@ -196,9 +194,11 @@ class ContextUpserted(_Imported, _Envelope):
     parent_ids: list[UUID] = Field(default_factory=list)
     properties: Properties = Field(default_factory=dict)
     custom_properties: Properties = Field(default_factory=dict)
+    #: Set by importers (MLMD): the node's id and times in the system it came from.
+    origin: Origin | None = None
 
 
-class ArtifactRecorded(_Imported, _Envelope):
+class ArtifactRecorded(_Envelope):
     """An artifact exists (or is about to): its uri, content digest and properties."""
 
     kind: Literal["artifact.recorded"] = "artifact.recorded"
@@ -212,6 +212,7 @@ class ArtifactRecorded(_Imported, _Envelope):
     properties: Properties = Field(default_factory=dict)
     custom_properties: Properties = Field(default_factory=dict)
     context_ids: list[UUID] = Field(default_factory=list)
+    origin: Origin | None = None
 
 
 class ArtifactStateChanged(_Envelope):
@@ -223,7 +224,7 @@ class ArtifactStateChanged(_Envelope):
     reason: str | None = None
 
 
-class _ExecutionEvent(_Imported, _Envelope):
+class _ExecutionEvent(_Envelope):
     """What any execution event may say about its execution; ``None`` means "not said"."""
 
     execution_id: UUID
@@ -238,6 +239,7 @@ class _ExecutionEvent(_Imported, _Envelope):
     trigger_id: UUID | None = None
     inputs: list[ArtifactRef] = Field(default_factory=list)
     outputs: list[ArtifactRef] = Field(default_factory=list)
+    origin: Origin | None = None
 
     @model_validator(mode="after")
     def _edge_types_match_lists(self) -> _ExecutionEvent:

@@ -8,14 +8,21 @@ two processes that never talk still agree on the id.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 #: Namespace of every derived id metatrail makes.
 NAMESPACE = uuid.UUID("5f1b0c1e-6d0a-4a8e-9b7e-3c2d1e0f4a5b")
+_NAMESPACE_BYTES = NAMESPACE.bytes
+_sha1 = hashlib.sha1
+#: A UUIDv5's version (5) and RFC 4122 variant bits, as ``uuid.UUID(version=5)`` sets them.
+_V5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V5_SET = (5 << 76) | (0x8000 << 48)
 
 _lock = threading.Lock()
 #: Our own generator, seeded from the OS: the user's ``random`` (or numpy) state is never
@@ -120,8 +127,25 @@ def jitter(low: float, high: float) -> float:
 
 
 def derived_id(kind: str, *parts: object) -> uuid.UUID:
-    """A deterministic UUIDv5 from a kind and the parts that identify the thing."""
-    return uuid.uuid5(NAMESPACE, "\x1f".join([kind, *(str(p) for p in parts)]))
+    """A deterministic UUIDv5 from a kind and the parts that identify the thing: exactly
+    ``uuid.uuid5(NAMESPACE, "\\x1f".join([kind, *map(str, parts)]))``, built without
+    ``uuid.UUID``'s argument checks (importers derive one per node and event)."""
+    name = "\x1f".join([kind, *[p if isinstance(p, str) else str(p) for p in parts]])
+    value = int.from_bytes(_sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16], "big")
+    return _uuid((value & _V5_CLEAR) | _V5_SET)
+
+
+def derived_ids(kind: str, *prefix: object) -> Callable[[object], uuid.UUID]:
+    """``f(last) == derived_id(kind, *prefix, last)``, for deriving many ids that share a
+    prefix (an importer's nodes of one store): the prefix is hashed once."""
+    head = _sha1(_NAMESPACE_BYTES + "\x1f".join([kind, *(str(p) for p in prefix), ""]).encode("utf-8"))
+
+    def derive(last: object) -> uuid.UUID:
+        h = head.copy()
+        h.update((last if isinstance(last, str) else str(last)).encode("utf-8"))
+        return _uuid((int.from_bytes(h.digest()[:16], "big") & _V5_CLEAR) | _V5_SET)
+
+    return derive
 
 
 def context_id(type_name: str, name: str) -> uuid.UUID:

@@ -27,6 +27,7 @@ from metatrail.schemas import (
     ExecutionStarted,
     MetricPoint,
     MetricsLogged,
+    Origin,
     StepRegistered,
     StepInput,
     TypeRegistered,
@@ -72,7 +73,7 @@ def pipeline_events(draw: Any) -> list[Any]:
                     name=f"c{i}{draw(st.sampled_from(['a', 'A', 'a ', 'á']))}",
                     parent_ids=draw(st.lists(st.sampled_from(contexts), max_size=2)),
                     properties=typed(draw(PROPS)),
-                    mlmd_id=draw(st.sampled_from([None, i + 1, i + 2])),
+                    origin=draw(st.sampled_from([None, Origin(mlmd_id=i + 1), Origin(mlmd_id=i + 2)])),
                 )
             )
     for aid in artifacts:
@@ -86,9 +87,9 @@ def pipeline_events(draw: Any) -> list[Any]:
                     state=draw(st.sampled_from(["LIVE", "PENDING"])),
                     properties=typed(draw(PROPS)), custom_properties=typed(draw(PROPS)),
                     context_ids=draw(st.lists(st.sampled_from(contexts), max_size=2)),
-                    mlmd_id=draw(st.sampled_from([None, 1, 2])),
-                    external_id=draw(st.sampled_from([None, "x1", "x2"])),
-                    created_at=draw(st.one_of(st.none(), st.just(when()))),
+                    origin=draw(st.one_of(st.none(), st.builds(
+                        Origin, mlmd_id=st.sampled_from([None, 1, 2]), external_id=st.sampled_from([None, "x1", "x2"]),
+                        created_at=st.one_of(st.none(), st.just(when()))))),
                 )
             )
         if draw(st.booleans()):
@@ -119,13 +120,14 @@ def pipeline_events(draw: Any) -> list[Any]:
         if draw(st.booleans()):  # as an importer reports it, any state, with its own times
             typed_refs = [
                 ArtifactRef(artifact_id=a, role=draw(st.sampled_from(["", "model:0"])),
-                            edge_type=draw(st.sampled_from([None, "OUTPUT", "DECLARED_OUTPUT", "PENDING_OUTPUT"])))
+                            edge_type=draw(st.sampled_from([None, "OUTPUT", "DECLARED_OUTPUT", "PENDING_OUTPUT"])),
+                            recorded_at=draw(st.one_of(st.none(), st.just(when()))))
                 for a in draw(st.lists(st.sampled_from(artifacts), max_size=3))
             ]
             events.append(
                 ExecutionRecorded(
-                    **common(), outputs=typed_refs, mlmd_id=draw(st.sampled_from([None, 5])),
-                    created_at=draw(st.one_of(st.none(), st.just(when()))),
+                    **common(), outputs=typed_refs,
+                    origin=draw(st.one_of(st.none(), st.just(Origin(mlmd_id=5, created_at=when())))),
                     state=draw(st.sampled_from(["NEW", "UNKNOWN", "RUNNING", "CANCELED", "COMPLETE"])),
                     started_at=draw(st.one_of(st.none(), st.just(when()))),
                     ended_at=draw(st.one_of(st.none(), st.just(when()))),

@@ -207,8 +207,8 @@ def test_execution_events_are_written_as_pydantic_writes_them(
         environment=environment,
         fingerprint=fingerprint,
         trigger_id=trigger_id,
-        inputs=[make(ArtifactRef, artifact_id=a, role=r) for a, r in inputs],
-        outputs=[make(ArtifactRef, artifact_id=a, role=r) for a, r in outputs],
+        inputs=[make(ArtifactRef, artifact_id=a, role=r, edge_type=None, recorded_at=None) for a, r in inputs],
+        outputs=[make(ArtifactRef, artifact_id=a, role=r, edge_type=None, recorded_at=None) for a, r in outputs],
         **extra,
     )
     _same(written, model)

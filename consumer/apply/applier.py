@@ -31,7 +31,7 @@ from metatrail.consumer.apply.plan import (
     widen,
 )
 from metatrail.consumer.apply.report import ApplyReport
-from metatrail.consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by
+from metatrail.consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by, settled_ids
 from metatrail.consumer.store.engine import session_scope
 from metatrail.consumer.store.models import (
     AppliedEventRow,
@@ -139,6 +139,12 @@ def _merge_kind(session: Session, kind: str, plan: Plan, report: ApplyReport, wr
     if not drafts and not property_drafts:
         return
     node_table, property_table = _NODE_TABLES[kind]
+    # A mere reference to a node that is already recorded changes nothing: skip it
+    # without reading (and locking) its whole row. Importers and executions reference
+    # many such nodes (their inputs, a context's members).
+    settled = settled_ids(session, node_table, [i for i, d in drafts.items() if d.references_only])
+    if settled:
+        drafts = {i: d for i, d in drafts.items() if i not in settled}
     stored = load_rows(session, node_table, "id", drafts)
     old_nodes = {key[0] for key in property_drafts} & set(stored)
     stored_properties = {

@@ -79,29 +79,29 @@ def merge_node(row: dict[str, Any], draft: NodeDraft) -> dict[str, Any]:
     """The row after the draft: per field group the greatest stamp wins; created/updated
     come from describing events once there are any, from references before that."""
     merged = _take_newer_groups(dict(row), draft)
-    for column, value in draft.min_values.items():
+    for column, value in (draft.min_values or {}).items():
         merged[column] = _min(merged.get(column), value)
-    for column, value in draft.max_values.items():
+    for column, value in (draft.max_values or {}).items():
         merged[column] = _max(merged.get(column), value)
-    if draft.described_at:
-        first, last = min(draft.described_at), max(draft.described_at)
+    if draft.described is not None:
+        first, last = draft.described
         if merged.get("is_placeholder", True):
             merged["created_at"], merged["updated_at"] = first, last
         else:
             merged["created_at"] = _min(merged["created_at"], first)
             merged["updated_at"] = _max(merged["updated_at"], last)
         merged["is_placeholder"] = False
-    elif merged.get("is_placeholder", True) and draft.referenced_at:
-        merged["created_at"] = _min(merged.get("created_at"), min(draft.referenced_at))
-        merged["updated_at"] = _max(merged.get("updated_at"), max(draft.referenced_at))
+    elif merged.get("is_placeholder", True) and draft.referenced is not None:
+        merged["created_at"] = _min(merged.get("created_at"), draft.referenced[0])
+        merged["updated_at"] = _max(merged.get("updated_at"), draft.referenced[1])
     return merged
 
 
 def merge_step(row: dict[str, Any] | None, step_id: str, draft: NodeDraft) -> dict[str, Any]:
     start: dict[str, Any] = dict(row) if row else {"id": step_id, "field_stamps": {}, "registered_at": None}
     merged = _take_newer_groups(start, draft)
-    if draft.described_at:
-        merged["registered_at"] = _min(merged.get("registered_at"), min(draft.described_at))
+    if draft.described is not None:
+        merged["registered_at"] = _min(merged.get("registered_at"), draft.described[0])
     return merged
 
 

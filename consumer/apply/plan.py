@@ -68,16 +68,22 @@ def stamp_of(event: Event) -> str:
     return f"{when}Z|{sid(event.event_id)}"
 
 
-@dataclass
 class NodeDraft:
-    """What a batch says about one node."""
+    """What a batch says about one node: field groups with their stamps, the first and
+    last time an event described it and referenced it, and columns that keep their
+    smallest value. Containers are made when first needed: most drafts of a large batch
+    are mere references (an edge's far end, a context's member)."""
 
-    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stamps: dict[str, str] = field(default_factory=dict)
-    described_at: list[datetime] = field(default_factory=list)
-    referenced_at: list[datetime] = field(default_factory=list)
-    min_values: dict[str, datetime] = field(default_factory=dict)
-    max_values: dict[str, datetime] = field(default_factory=dict)
+    __slots__ = ("groups", "stamps", "described", "referenced", "min_values", "max_values")
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.stamps: dict[str, str] = {}
+        #: (first, last) time an event described / referenced the node; None: none did.
+        self.described: tuple[datetime, datetime] | None = None
+        self.referenced: tuple[datetime, datetime] | None = None
+        self.min_values: dict[str, datetime] | None = None
+        self.max_values: dict[str, datetime] | None = None
 
     def offer(self, name: str, values: dict[str, Any], stamp: str) -> None:
         """Offer a field group; the greatest stamp wins."""
@@ -85,12 +91,29 @@ class NodeDraft:
             self.stamps[name] = stamp
             self.groups[name] = values
 
+    def saw_described(self, when: datetime) -> None:
+        span = self.described
+        self.described = (when, when) if span is None else (min(span[0], when), max(span[1], when))
+
+    def saw_referenced(self, when: datetime) -> None:
+        span = self.referenced
+        self.referenced = (when, when) if span is None else (min(span[0], when), max(span[1], when))
+
+    @property
+    def references_only(self) -> bool:
+        """Whether the batch only names this node (an edge's or a member's far end)."""
+        return self.described is None and not self.stamps and not self.min_values and not self.max_values
+
     def offer_min(self, column: str, value: datetime) -> None:
+        if self.min_values is None:
+            self.min_values = {}
         current = self.min_values.get(column)
         if current is None or value < current:
             self.min_values[column] = value
 
     def offer_max(self, column: str, value: datetime) -> None:
+        if self.max_values is None:
+            self.max_values = {}
         current = self.max_values.get(column)
         if current is None or value > current:
             self.max_values[column] = value
@@ -145,12 +168,12 @@ class Plan:
 
     def describe(self, kind: str, node_id: object, when: datetime) -> NodeDraft:
         draft = self.node(kind, node_id)
-        draft.described_at.append(when)
+        draft.saw_described(when)
         return draft
 
     def reference(self, kind: str, node_id: object, when: datetime) -> NodeDraft:
         draft = self.node(kind, node_id)
-        draft.referenced_at.append(when)
+        draft.saw_referenced(when)
         return draft
 
     def offer_properties(
@@ -175,15 +198,17 @@ class Plan:
         self.types[(kind, name)] = (merged, pick_description(desc, description), pick_base(base, base_type))
 
     def describe_origin(self, kind: str, node_id: str, e: Any, stamp: str) -> NodeDraft:
-        """Describe a node at the event's time (and at its source's creation time when an
-        importer gives one), with the MLMD id and external id it says."""
+        """Describe a node at the event's time, and with what an importer says of its
+        origin (the source's creation time, MLMD id and external id)."""
         draft = self.describe(kind, node_id, e.occurred_at)
-        if e.created_at is not None:
-            draft.described_at.append(e.created_at)
-        if e.mlmd_id is not None:
-            draft.offer("mlmd_id", {"mlmd_id": e.mlmd_id}, stamp)
-        if e.external_id is not None:
-            draft.offer("external_id", {"external_id": e.external_id}, stamp)
+        origin = e.origin
+        if origin is not None:
+            if origin.created_at is not None:
+                draft.saw_described(origin.created_at)
+            if origin.mlmd_id is not None:
+                draft.offer("mlmd_id", {"mlmd_id": origin.mlmd_id}, stamp)
+            if origin.external_id is not None:
+                draft.offer("external_id", {"external_id": origin.external_id}, stamp)
         return draft
 
 
@@ -372,7 +397,7 @@ def _plan_metrics(plan: Plan, e: MetricsLogged) -> None:
 
 def _plan_step(plan: Plan, e: StepRegistered) -> None:
     draft = plan.steps.setdefault(sid(e.step_id), NodeDraft())
-    draft.described_at.append(e.occurred_at)
+    draft.saw_described(e.occurred_at)
     draft.offer(
         "*",
         {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import String, Table, any_, bindparam, select, tuple_
+from sqlalchemy import String, Table, any_, bindparam, false, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,17 @@ def load_rows_by(
         stmt = select(table).where(_member_of(session, table.c[column], part))
         rows.extend(dict(r) for r in session.execute(stmt).mappings())
     return rows
+
+
+def settled_ids(session: Session, table: Table, ids: Iterable[str]) -> set[str]:
+    """The ids among ``ids`` of nodes already recorded (not placeholders). Not locked:
+    a recorded node never goes back to being a placeholder."""
+    ordered = sorted(set(ids))
+    found: set[str] = set()
+    for part in chunks(ordered):
+        stmt = select(table.c.id).where(_member_of(session, table.c.id, part), table.c.is_placeholder == false())
+        found.update(session.execute(stmt).scalars())
+    return found
 
 
 def existing_keys(session: Session, table: Table, key: str, ids: Iterable[str]) -> set[str]:

@@ -15,6 +15,7 @@ MLMD's finer event types kept as the edge type); attributions and associations -
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from metatrail.consumer.apply.report import DeadLetter, RawRecord
 from metatrail.consumer.mlmd.reader import NodePage, TypeInfo
 from metatrail.consumer.mlmd.values import property_value
+from metatrail.schemas.construct import construct, make
 from metatrail.schemas.events import (
     ArtifactRecorded,
     ArtifactRef,
@@ -36,10 +38,12 @@ from metatrail.schemas.events import (
     ContextUpserted,
     Event,
     ExecutionRecorded,
+    Origin,
+    ProducerInfo,
     TypeRegistered,
 )
-from metatrail.schemas.ids import derived_id
-from metatrail.schemas.values import Properties, PropertyValue
+from metatrail.schemas.ids import derived_ids
+from metatrail.schemas.values import Properties
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ARTIFACT_STATES = ("UNKNOWN", "PENDING", "LIVE", "MARKED_FOR_DELETION", "DELETED", "ABANDONED", "REFERENCE")
@@ -90,19 +94,30 @@ def role_of(steps: Iterable[tuple[Any, Any, Any]]) -> str:
 
 
 class Converter:
-    """Converts the rows of one store (``identity``) whose types are ``types``."""
+    """Converts the rows of one store (``identity``) whose types are ``types``.
+
+    Events are built without pydantic's validation (``construct``): the values come from
+    typed columns, and what the contract limits (lengths, empty names) is checked here
+    first, a failed check making the node a dead letter. The tests re-validate every event
+    this makes."""
 
     def __init__(self, identity: str, types: dict[int, TypeInfo]) -> None:
         self.identity = identity
         self.types = types
         self.type_names = {t.id: type_name(t.name) for t in types.values()}
+        self._ids = {kind: functools.lru_cache(maxsize=1 << 16)(derived_ids("mlmd", identity, kind))
+                     for kind in ("artifact", "execution", "context")}
+        self._event_ids = derived_ids("mlmd-event", identity)
+        #: Who writes the events: this process.
+        self._producer = ProducerInfo.current()
 
     def node_id(self, kind: str, mlmd_id: int) -> UUID:
-        return derived_id("mlmd", self.identity, kind, mlmd_id)
+        """The metatrail id of an MLMD node: ``derived_id("mlmd", identity, kind, mlmd_id)``."""
+        return self._ids[kind](mlmd_id)
 
     def _event_id(self, kind: str, mlmd_id: Any, *content: Any) -> UUID:
         digest = hashlib.blake2b(repr(content).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-        return derived_id("mlmd-event", self.identity, kind, mlmd_id, digest)
+        return self._event_ids(f"{kind}\x1f{mlmd_id}\x1f{digest}")
 
     # -- types --------------------------------------------------------------------------
     def type_events(self) -> Converted:
@@ -111,13 +126,14 @@ class Converter:
             kind = TYPE_KINDS.get(t.kind)
             if kind is None:
                 continue
-            props = {n[:MAX_PROPERTY_NAME]: PROPERTY_KINDS[k] for n, k in t.properties.items() if k in PROPERTY_KINDS}
+            props = {n[:MAX_PROPERTY_NAME]: PROPERTY_KINDS[k] for n, k in t.properties.items()
+                     if k in PROPERTY_KINDS and n}
             parents = [self.type_names[p] for p in t.parents if p in self.type_names]
             content = (t.name, t.kind, t.description, sorted(props.items()), sorted(parents))
-            self._build(out, "type", t.id, content, lambda: TypeRegistered(
-                event_id=self._event_id("type", t.id, content), occurred_at=EPOCH, type_kind=kind,
-                name=self.type_names[t.id], properties=props, description=t.description or None,
-                base_type=min(parents) if parents else None))
+            self._build(out, "type", t.id, content, lambda: construct(
+                TypeRegistered, event_id=self._event_id("type", t.id, content), occurred_at=EPOCH,
+                producer=self._producer, type_kind=kind, name=self.type_names[t.id], properties=props,
+                description=t.description or None, base_type=min(parents) if parents else None))
         return out
 
     # -- nodes --------------------------------------------------------------------------
@@ -132,55 +148,76 @@ class Converter:
         plain: Properties = {}
         custom: Properties = {}
         for name, is_custom, i, d, s, b, proto, raw in rows:
-            value: PropertyValue = property_value(i, d, s, b, proto, raw)
-            (custom if is_custom else plain)[str(name)[:MAX_PROPERTY_NAME]] = value
+            if not name:
+                raise ValueError("a property has an empty name")
+            (custom if is_custom else plain)[str(name)[:MAX_PROPERTY_NAME]] = property_value(i, d, s, b, proto, raw)
         return plain, custom
+
+    def _origin(self, mlmd_id: int, external_id: Any, created: Any) -> Origin:
+        return make(Origin, mlmd_id=mlmd_id, external_id=_text("external_id", external_id, 255),
+                    created_at=millis(created))
 
     def _artifact(self, out: Converted, row: tuple[Any, ...], page: NodePage) -> None:
         mlmd_id, type_id, uri, state, name, external_id, created, updated = row
         props = page.properties.get(mlmd_id, [])
-        plain, custom = self._properties(props)
-        self._build(out, "artifact", mlmd_id, (row, props), lambda: ArtifactRecorded(
-            event_id=self._event_id("artifact", mlmd_id, row, props), occurred_at=millis(max(created or 0, updated or 0)),
-            artifact_id=self.node_id("artifact", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
-            uri=uri or "", state=ARTIFACT_STATES[state] if state in range(7) else "UNKNOWN", name=name or None,
-            properties=plain, custom_properties=custom, mlmd_id=mlmd_id, external_id=external_id or None,
-            created_at=millis(created)))
+
+        def make_event() -> Event:
+            plain, custom = self._properties(props)
+            return construct(
+                ArtifactRecorded, event_id=self._event_id("artifact", mlmd_id, row, props),
+                occurred_at=millis(max(created or 0, updated or 0)), producer=self._producer,
+                artifact_id=self.node_id("artifact", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
+                uri=_text("uri", uri, 2048) or "", state=ARTIFACT_STATES[state] if state in range(7) else "UNKNOWN",
+                name=_text("name", name, 255), properties=plain, custom_properties=custom,
+                origin=self._origin(mlmd_id, external_id, created))
+
+        self._build(out, "artifact", mlmd_id, (row, props), make_event)
 
     def _execution(self, out: Converted, row: tuple[Any, ...], page: NodePage) -> None:
         mlmd_id, type_id, state_code, name, external_id, created, updated = row
         props = page.properties.get(mlmd_id, [])
         events = page.events.get(mlmd_id, [])
         paths = [page.paths.get(e[0], []) for e in events]
-        state = EXECUTION_STATES[state_code] if state_code in range(7) else "UNKNOWN"
-        plain, custom = self._properties(props)
-        inputs: list[ArtifactRef] = []
-        outputs: list[ArtifactRef] = []
-        for (_, artifact_id, _, edge_code, at), steps in zip(events, paths):
-            edge_type = EDGE_TYPES[edge_code] if edge_code in range(8) else "UNKNOWN"
-            ref = ArtifactRef(artifact_id=self.node_id("artifact", artifact_id), role=role_of(steps),
-                              edge_type=None if edge_type in ("INPUT", "OUTPUT") else edge_type,
-                              recorded_at=millis(at) if at is not None else None)
-            (outputs if edge_type in OUTPUT_TYPES else inputs).append(ref)
-        when = millis(max(created or 0, updated or 0))
-        self._build(out, "execution", mlmd_id, (row, props, events, paths), lambda: ExecutionRecorded(
-            event_id=self._event_id("execution", mlmd_id, row, props, events, paths), occurred_at=when,
-            execution_id=self.node_id("execution", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
-            name=name or None, state=state, started_at=millis(created), ended_at=when if state in TERMINAL else None,
-            parameters=plain, custom_properties=custom, inputs=inputs, outputs=outputs, mlmd_id=mlmd_id,
-            external_id=external_id or None, created_at=millis(created)))
+
+        def make_event() -> Event:
+            state = EXECUTION_STATES[state_code] if state_code in range(7) else "UNKNOWN"
+            plain, custom = self._properties(props)
+            inputs: list[ArtifactRef] = []
+            outputs: list[ArtifactRef] = []
+            for (_, artifact_id, _, edge_code, at), steps in zip(events, paths):
+                edge_type = EDGE_TYPES[edge_code] if edge_code in range(8) else "UNKNOWN"
+                ref = make(ArtifactRef, artifact_id=self.node_id("artifact", artifact_id), role=role_of(steps),
+                           edge_type=None if edge_type in ("INPUT", "OUTPUT") else edge_type,
+                           recorded_at=millis(at) if at is not None else None)
+                (outputs if edge_type in OUTPUT_TYPES else inputs).append(ref)
+            when = millis(max(created or 0, updated or 0))
+            return construct(
+                ExecutionRecorded, event_id=self._event_id("execution", mlmd_id, row, props, events, paths),
+                occurred_at=when, producer=self._producer, execution_id=self.node_id("execution", mlmd_id),
+                type=self.type_names.get(type_id, "Unknown"), name=_text("name", name, 255), state=state,
+                started_at=millis(created), ended_at=when if state in TERMINAL else None, parameters=plain,
+                custom_properties=custom, inputs=inputs, outputs=outputs,
+                origin=self._origin(mlmd_id, external_id, created))
+
+        self._build(out, "execution", mlmd_id, (row, props, events, paths), make_event)
 
     def _context(self, out: Converted, row: tuple[Any, ...], page: NodePage) -> None:
         mlmd_id, type_id, name, external_id, created, updated = row
         props = page.properties.get(mlmd_id, [])
         parents = sorted(page.parents.get(mlmd_id, []))
-        plain, custom = self._properties(props)
-        self._build(out, "context", mlmd_id, (row, props, parents), lambda: ContextUpserted(
-            event_id=self._event_id("context", mlmd_id, row, props, parents),
-            occurred_at=millis(max(created or 0, updated or 0)), context_id=self.node_id("context", mlmd_id),
-            type=self.type_names.get(type_id, "Unknown"), name=name, parent_ids=[self.node_id("context", p) for p in parents],
-            properties=plain, custom_properties=custom, mlmd_id=mlmd_id, external_id=external_id or None,
-            created_at=millis(created)))
+
+        def make_event() -> Event:
+            plain, custom = self._properties(props)
+            if not name:
+                raise ValueError("a context needs a name")
+            return construct(
+                ContextUpserted, event_id=self._event_id("context", mlmd_id, row, props, parents),
+                occurred_at=millis(max(created or 0, updated or 0)), producer=self._producer,
+                context_id=self.node_id("context", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
+                name=_text("name", name, 255), parent_ids=[self.node_id("context", p) for p in parents],
+                properties=plain, custom_properties=custom, origin=self._origin(mlmd_id, external_id, created))
+
+        self._build(out, "context", mlmd_id, (row, props, parents), make_event)
 
     # -- memberships --------------------------------------------------------------------
     def membership_events(self, table: str, pairs: list[tuple[int, int]]) -> Converted:
@@ -194,24 +231,35 @@ class Converter:
         for context, members in by_context.items():
             members.sort()
             ids = [self.node_id(member_kind, m) for m in members]
-            self._build(out, table.lower(), context, members, lambda: ContextMembersAdded(
-                event_id=self._event_id(table.lower(), context, members), occurred_at=EPOCH,
-                context_id=self.node_id("context", context),
+            self._build(out, table.lower(), context, members, lambda: construct(
+                ContextMembersAdded, event_id=self._event_id(table.lower(), context, members), occurred_at=EPOCH,
+                producer=self._producer, context_id=self.node_id("context", context),
                 artifact_ids=ids if member_kind == "artifact" else [],
                 execution_ids=ids if member_kind == "execution" else []))
         return out
 
     # -- common -------------------------------------------------------------------------
-    def _build(self, out: Converted, kind: str, mlmd_id: Any, content: Any, make: Any) -> None:
-        """Append ``make()``'s event, or a dead letter naming the source row when the
-        contract cannot hold it (a uri longer than 2,048 characters, ...)."""
+    def _build(self, out: Converted, kind: str, mlmd_id: Any, content: Any, make_event: Any) -> None:
+        """Append ``make_event()``'s event, or a dead letter naming the source row when the
+        contract cannot hold it (a uri longer than 2,048 characters, an empty name...)."""
         try:
-            out.events.append(make())
+            out.events.append(make_event())
         except (ValidationError, ValueError) as exc:
             key = f"mlmd:{self.identity}:{kind}:{mlmd_id}"
             payload = json.dumps({"mlmd_store": self.identity, "kind": kind, "mlmd_id": mlmd_id, "rows": repr(content)})
             reason = f"MLMD {kind} {mlmd_id} cannot be imported: {_first_error(exc)}"
             out.dead.append((RawRecord(payload=payload.encode("utf-8"), source_key=key), DeadLetter(key, reason)))
+
+
+def _text(field_name: str, value: Any, limit: int) -> str | None:
+    """A text column as the contract takes it: None for NULL or empty; ValueError when
+    longer than the contract's limit."""
+    if value is None or value == "":
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if len(text) > limit:
+        raise ValueError(f"{field_name} is {len(text)} characters, longer than the {limit} metatrail keeps")
+    return text
 
 
 def _first_error(exc: Exception) -> str:

@@ -22,6 +22,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from metatrail.schemas.construct import make
 from metatrail.schemas.values import INT_MAX, INT_MIN, PropertyValue
 
 STRUCT_PREFIX = "mlmd-struct::"
@@ -35,30 +36,33 @@ class WireError(ValueError):
 
 def property_value(int_value: Any, double_value: Any, string_value: Any, bool_value: Any,
                    proto_value: Any, byte_value: Any) -> PropertyValue:
-    """The typed value of one MLMD property row (columns a schema lacks given as None)."""
+    """The typed value of one MLMD property row (columns a schema lacks given as None).
+
+    Built without validation (``make``): every branch gives the type its tag says (an
+    int in the 64-bit range, a float, a str, a bool, JSON data without NaN)."""
     if int_value is not None:
         value = int(int_value)
         if INT_MIN <= value <= INT_MAX:
-            return PropertyValue(type="int", value=value)
-        return PropertyValue(type="string", value=str(value))
+            return make(PropertyValue, type="int", value=value)
+        return make(PropertyValue, type="string", value=str(value))
     if double_value is not None:
-        return PropertyValue(type="float", value=float(double_value))
+        return make(PropertyValue, type="float", value=float(double_value))
     if string_value is not None:
         text = string_value.decode("utf-8", "replace") if isinstance(string_value, bytes) else str(string_value)
         if text.startswith(STRUCT_PREFIX):
             try:
-                return PropertyValue(type="json", value=decode_struct(_unbase64(text[len(STRUCT_PREFIX):])))
-            except WireError:
+                return make(PropertyValue, type="json", value=decode_struct(_unbase64(text[len(STRUCT_PREFIX):])))
+            except (WireError, UnicodeDecodeError):
                 pass  # not a struct after all: keep the text as it is
-        return PropertyValue(type="string", value=text)
+        return make(PropertyValue, type="string", value=text)
     if bool_value is not None:
-        return PropertyValue(type="bool", value=bool(bool_value))
+        return make(PropertyValue, type="bool", value=bool(bool_value))
     if proto_value is not None:
-        return PropertyValue(type="json", value=decode_any(proto_value))
+        return make(PropertyValue, type="json", value=decode_any(proto_value))
     if byte_value is not None:
         raw = byte_value.encode("latin-1") if isinstance(byte_value, str) else bytes(byte_value)
-        return PropertyValue(type="json", value={"bytes": base64.b64encode(raw).decode("ascii")})
-    return PropertyValue(type="json", value=None)
+        return make(PropertyValue, type="json", value={"bytes": base64.b64encode(raw).decode("ascii")})
+    return make(PropertyValue, type="json", value=None)
 
 
 def decode_any(stored: Any) -> dict[str, str]:
