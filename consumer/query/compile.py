@@ -31,6 +31,8 @@ from sqlalchemy import ColumnElement, FromClause, String, Table, and_, false, li
 
 from metatrail.consumer.query import sqlparts as sp
 from metatrail.consumer.query.filters import And, Compare, Expr, LineageOf, Not, Or
+from metatrail.consumer.query.mlmd_syntax import ALIAS, Scope, needs_joins, node_fields, uses_mlmd_syntax
+from metatrail.consumer.query.mlmd_syntax import compare as mlmd_compare
 from metatrail.consumer.query.reach import artifact_reach, executions_next_to
 from metatrail.consumer.store import models as m
 from metatrail.consumer.store.models import STRING_KEY_LEN
@@ -59,7 +61,7 @@ ARTIFACT = Entity(
     "artifact",
     m.ArtifactRow.__table__,  # type: ignore[arg-type]
     m.ArtifactPropertyRow.__table__,  # type: ignore[arg-type]
-    frozenset({"id", "type", "name", "uri", "state", "version", "digest"}),
+    frozenset({"id", "type", "name", "uri", "state", "version", "digest", "external_id"}),
     frozenset({"created_at", "updated_at"}),
     (m.AttributionRow.__table__, "artifact_id", "context_id"),  # type: ignore[arg-type]
 )
@@ -67,7 +69,7 @@ EXECUTION = Entity(
     "execution",
     m.ExecutionRow.__table__,  # type: ignore[arg-type]
     m.ExecutionPropertyRow.__table__,  # type: ignore[arg-type]
-    frozenset({"id", "type", "name", "state", "fingerprint", "cached_from", "trigger_id"}),
+    frozenset({"id", "type", "name", "state", "fingerprint", "cached_from", "trigger_id", "external_id"}),
     frozenset({"created_at", "updated_at", "started_at", "ended_at"}),
     (m.AssociationRow.__table__, "execution_id", "context_id"),  # type: ignore[arg-type]
 )
@@ -75,7 +77,7 @@ CONTEXT = Entity(
     "context",
     m.ContextRow.__table__,  # type: ignore[arg-type]
     m.ContextPropertyRow.__table__,  # type: ignore[arg-type]
-    frozenset({"id", "type", "name"}),
+    frozenset({"id", "type", "name", "external_id"}),
     frozenset({"created_at", "updated_at"}),
     (m.ParentContextRow.__table__, "context_id", "parent_id"),  # type: ignore[arg-type]
 )
@@ -108,9 +110,30 @@ class Compiler:
         self._ids = dict(ids or {})
         self._names = itertools.count()
         self._deindex = False
+        #: The aliases of the MLMD-syntax filter being compiled (None: native syntax).
+        self._scope: Scope | None = None
+
+    def _name(self, prefix: str) -> str:
+        return f"{prefix}{next(self._names)}"
 
     def compile(self, expr: Expr, entity: Entity, node: FromClause | None = None) -> ColumnElement[bool]:
-        return self._expr(expr, entity, entity.table if node is None else node)
+        """The filter as a condition on ``node`` (default: the entity's table). A filter in
+        MLMD's syntax is one condition over the node joined with the aliases it names (see
+        :mod:`metatrail.consumer.query.mlmd_syntax`)."""
+        node = entity.table if node is None else node
+        if not uses_mlmd_syntax(expr):
+            return self._expr(expr, entity, node)
+        saved = self._scope
+        try:
+            if not needs_joins(expr):
+                self._scope = Scope(entity.kind, node, self._name)
+                return self._expr(expr, entity, node)
+            inner = entity.table.alias(self._name("mt"))
+            self._scope = Scope(entity.kind, inner, self._name)
+            cond = self._expr(expr, entity, inner)
+            return node.c.id.in_(select(inner.c.id).select_from(self._scope.joined).where(cond))
+        finally:
+            self._scope = saved
 
     def _expr(self, expr: Expr, ent: Entity, node: FromClause) -> ColumnElement[bool]:
         if isinstance(expr, And):
@@ -126,6 +149,10 @@ class Compiler:
     # -- fields -------------------------------------------------------------------------
     def _compare(self, c: Compare, ent: Entity, node: FromClause) -> ColumnElement[bool]:
         head = c.field[0]
+        if self._scope is not None:
+            mlmd = self._mlmd_compare(c, ent, node)
+            if mlmd is not None:
+                return mlmd
         if head in PROPERTY_HEADS and (head != "parameters" or ent is EXECUTION):
             if len(c.field) != 2:
                 raise FilterError(f"position {c.pos}: expected {head}.<key>, got {'.'.join(c.field)!r}", c.pos)
@@ -139,6 +166,27 @@ class Compiler:
             f"position {c.pos}: unknown field {'.'.join(c.field)!r} for {ent.kind}s; expected one of {expected}",
             c.pos,
         )
+
+    def _mlmd_compare(self, c: Compare, ent: Entity, node: FromClause) -> ColumnElement[bool] | None:
+        """An MLMD-syntax predicate (None: a native one, compiled as usual)."""
+        assert self._scope is not None
+        head = c.field[0]
+        if ALIAS.match(head) or (head in ("properties", "custom_properties") and len(c.field) == 3):
+            if node is not self._scope.node:
+                raise FilterError(f"position {c.pos}: {'.'.join(c.field)} cannot be used inside context.<field>",
+                                  c.pos)
+            expr, kind = self._scope.field(c)
+            return mlmd_compare(expr, kind, c, self.dialect)
+        if len(c.field) != 1:
+            return None
+        if head == "type_id":
+            raise FilterError(f"position {c.pos}: type_id (MLMD's type number) is not imported; compare type", c.pos)
+        fields = node_fields(ent.kind, node)
+        values = c.value if isinstance(c.value, tuple) else (c.value,)
+        if head not in fields or (head == "id" and any(isinstance(v, str) for v in values)):
+            return None  # a native field (or a metatrail id)
+        expr, kind = fields[head]
+        return mlmd_compare(expr, kind, c, self.dialect)
 
     def _column(self, c: Compare, ent: Entity, node: FromClause, name: str) -> ColumnElement[bool]:
         col: Any = node.c[name]
@@ -156,7 +204,7 @@ class Compiler:
             if c.op == "IN":
                 return col.in_(times)
             if c.op == "NOT IN":
-                return and_(col.is_not(None), col.not_in(times))
+                return self._present(col, col.not_in(times))
             return sp.compare_op(col, c.op, times[0])
         for v in values:
             if not isinstance(v, str):
@@ -165,16 +213,21 @@ class Compiler:
         if c.op == "=":
             return sp.str_eq(col, strs[0], self.dialect)
         if c.op == "!=":
-            return and_(col.is_not(None), not_(sp.str_eq(col, strs[0], self.dialect)))
+            return self._present(col, not_(sp.str_eq(col, strs[0], self.dialect)))
         if c.op == "IN":
             return sp.str_in(col, strs, self.dialect)
         if c.op == "NOT IN":
-            return and_(col.is_not(None), not_(sp.str_in(col, strs, self.dialect)))
+            return self._present(col, not_(sp.str_in(col, strs, self.dialect)))
         if c.op in ("LIKE", "NOT LIKE"):
             sp.check_like_pattern(strs[0], c.pos)
             cond = sp.like(col, strs[0], self.dialect)
-            return cond if c.op == "LIKE" else and_(col.is_not(None), not_(cond))
+            return cond if c.op == "LIKE" else self._present(col, not_(cond))
         return sp.str_cmp(col, c.op, strs[0], self.dialect)
+
+    def _present(self, col: Any, cond: ColumnElement[bool]) -> ColumnElement[bool]:
+        """A negative comparison: native syntax says it holds only where the column has a
+        value (two-valued); MLMD's syntax leaves SQL's three-valued logic as it is."""
+        return cond if self._scope is not None else and_(col.is_not(None), cond)
 
     def _property(self, c: Compare, ent: Entity, node: FromClause, custom: bool, key: str) -> ColumnElement[bool]:
         p = ent.props.alias(f"p{next(self._names)}")

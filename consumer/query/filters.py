@@ -15,7 +15,11 @@ inside; keys with odd characters in backticks: ``properties.`my key```)::
                         | "IS" ["NOT"] "NULL" )
     op         := "=" | "!=" | "<>" | "<" | "<=" | ">" | ">="
     field      := name ("." name)*          e.g. type, properties.lr, context.name
-    value      := STRING | NUMBER | "TRUE" | "FALSE"
+    value      := STRING | NUMBER | "TRUE" | "FALSE" | NAME (an MLMD enum value: LIVE, FAILED...)
+
+MLMD's ``filter_query`` syntax parses with the same grammar (``contexts_a.name``,
+``properties.span.int_value``, ``state = LIVE``); the compiler gives it MLMD's meaning
+(:mod:`metatrail.consumer.query.mlmd_syntax`).
 
 Parsing knows nothing about tables: :mod:`metatrail.consumer.query.compile` checks field names
 against the entity and turns the tree into SQLAlchemy expressions with bound parameters.
@@ -31,6 +35,14 @@ from dataclasses import dataclass
 from typing import Union
 
 from metatrail.schemas.errors import FilterError
+
+
+
+class Bare(str):
+    """A bare name in a value's place: an MLMD enum value (``state = LIVE``,
+    ``last_known_state IN (FAILED, CANCELED)``, ``events_0.type = INPUT``). The compiler
+    accepts it only where an enum is compared."""
+
 
 Literal_ = Union[str, int, float, bool]
 
@@ -321,6 +333,9 @@ class _Parser:
         if tok.kind == "keyword" and tok.value in ("TRUE", "FALSE"):
             self._advance()
             return tok.value == "TRUE"
+        if tok.kind == "ident":
+            self._advance()
+            return Bare(str(tok.value))
         self._fail("a value (a quoted string, a number, TRUE or FALSE)")
         raise AssertionError  # unreachable
 
