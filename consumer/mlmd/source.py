@@ -123,8 +123,12 @@ def _inspect(engine: Engine, label: str) -> MlmdSource:
         inspector = inspect(engine)
         names = inspector.get_table_names()
     except DBAPIError as exc:
-        what = "an SQLite database" if engine.dialect.name == "sqlite" else "a readable database"
-        raise SourceError(f"{label} is not {what}: {short_error(exc)}") from exc
+        reason = short_error(exc)
+        if engine.dialect.name != "sqlite":
+            raise SourceError(f"{label}: cannot read it as an MLMD store: {reason}") from exc
+        if "malformed" in reason or "corrupt" in reason:
+            raise SourceError(f"{label} is damaged or truncated: {reason}") from exc
+        raise SourceError(f"{label} is not an SQLite database: {reason}") from exc
     by_lower = {n.lower(): n for n in names}
     if "mlmdenv" not in by_lower:
         raise SourceError(f"{label} is not an MLMD store (it has no MLMDEnv table)")
