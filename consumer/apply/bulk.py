@@ -58,6 +58,9 @@ def _sqlite_bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
+_TIME_CONVERTERS = (_utc_sqlite_text, _utc_naive)
+
+
 def _converter(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:
     if isinstance(column_type, UTCDateTime):
         return _utc_sqlite_text if dialect == "sqlite" else _utc_naive
@@ -107,8 +110,11 @@ def _tuples(rows: Sequence[dict[str, Any]], columns: tuple[str, ...], converters
     if all(conv is None for conv in converters):
         return list(map(getter, rows))
     cols: list[Any] = list(zip(*map(getter, rows)))
+    times: dict[Any, Any] = {}  # a batch repeats its times (an event's stamps): convert each once
     for i, conv in enumerate(converters):
-        if conv is not None:
+        if conv in _TIME_CONVERTERS:
+            cols[i] = [times[v] if v in times else times.setdefault(v, conv(v)) for v in cols[i]]
+        elif conv is not None:
             cols[i] = map(conv, cols[i])
     return list(zip(*cols))
 

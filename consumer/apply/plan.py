@@ -179,10 +179,13 @@ class Plan:
     def offer_properties(
         self, kind: str, node_id: object, props: Properties, is_custom: bool, event: Event
     ) -> None:
+        if not props:
+            return
         table = self.properties[kind]
+        node, at, event_id = sid(node_id), event.occurred_at, sid(event.event_id)
         for name, value in props.items():
-            key = (sid(node_id), is_custom, name)
-            new = PropertyDraft(value, event.occurred_at, sid(event.event_id))
+            key = (node, is_custom, name)
+            new = PropertyDraft(value, at, event_id)
             old = table.get(key)
             if old is None or new.stamp > old.stamp:
                 table[key] = new
@@ -193,7 +196,11 @@ class Plan:
     ) -> None:
         if not name:
             return
-        known, desc, base = self.types.get((kind, name), ({}, None, None))
+        entry = self.types.get((kind, name))
+        if (entry is not None and description is None and base_type is None
+                and all(entry[0].get(n) == k for n, k in props.items())):
+            return  # nothing new (a batch describes many nodes of one type)
+        known, desc, base = entry or ({}, None, None)
         merged = widen(known, props)
         self.types[(kind, name)] = (merged, pick_description(desc, description), pick_base(base, base_type))
 

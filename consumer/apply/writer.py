@@ -3,10 +3,11 @@ rows (the writes are in ``metatrail.consumer.apply.bulk``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import String, Table, any_, bindparam, false, select, tuple_
+from sqlalchemy import String, Table, any_, bindparam, false, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -14,10 +15,16 @@ from metatrail.consumer.store.batching import chunks
 
 
 def _member_of(session: Session, column: Any, values: Sequence[str]) -> Any:
-    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter instead
-    of hundreds (psycopg handles each placeholder in Python)."""
-    if session.get_bind().dialect.name == "postgresql":
+    """``column IN values``; on PostgreSQL ``column = ANY(array)`` and on SQLite ``column
+    IN (SELECT value FROM json_each(?))``: one parameter instead of hundreds (the drivers,
+    and SQLAlchemy's expanding IN, handle each placeholder in Python)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         return column == any_(bindparam("members", list(values), type_=ARRAY(String())))
+    if dialect == "sqlite":
+        members = select(literal_column("value")).select_from(
+            func.json_each(bindparam("members", json.dumps(list(values)), type_=String())))
+        return column.in_(members)
     return column.in_(values)
 
 

@@ -10,10 +10,12 @@ Memory holds one page of source rows and its events at a time.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from queue import Empty, Queue
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,6 +45,8 @@ _PAGE_TABLES = {"context": ("Context", "ContextProperty", "ParentContext"),
                 "artifact": ("Artifact", "ArtifactProperty"),
                 "execution": ("Execution", "ExecutionProperty", "Event", "EventPath")}
 
+#: Pages read and converted ahead of the one being applied (memory: this many pages more).
+PREFETCH_PAGES = 2
 #: SQLite page cache of the importing connection, KiB (allocated as pages are read).
 SQLITE_CACHE_KIB = 262_144
 
@@ -140,42 +144,35 @@ class _Run:
     def go(self, reader: Reader, page_size: int) -> None:
         counts = {table: reader.count(table) for table in self.source.tables if table != "MLMDEnv"}
         self.total = sum(counts.values())
-        self._tick("types")
-        types = reader.types()
-        for table in ("Type", "TypeProperty", "ParentType"):
-            self.report.source_rows[table] = counts[table]
-        converter = Converter(self.source.identity, types)
-        self._apply(converter.type_events())
-        for table, phase in PHASES[:3]:
-            kind = table.lower()
-            for page in reader.node_pages(kind, page_size):
-                converted = converter.node_events(page)
-                self._count_page(page)
-                self._recognise(converted)
-                self._apply(converted)
-                self._tick(phase)
-        for table, phase in PHASES[3:]:
-            for pairs in reader.memberships(table, page_size * 10):
-                self.report.source_rows[table] = self.report.source_rows.get(table, 0) + len(pairs)
-                self._apply(converter.membership_events(table, pairs))
-                self._tick(phase)
         for table in self.source.tables:
             if table != "MLMDEnv":
-                self.report.source_rows.setdefault(table, 0)
+                self.report.source_rows[table] = 0
+        self._tick("types")
+        # Reading and converting the next pages overlaps applying this one: the database
+        # works (SQLite in C, a server over the network) without holding the GIL.
+        for phase, converted, rows in prefetch(self._batches(reader, page_size, counts), PREFETCH_PAGES):
+            for table, n in rows.items():
+                self.report.source_rows[table] += n
+            self._recognise(converted)
+            self._apply(converted)
+            self._tick(phase)
+
+    def _batches(self, reader: Reader, page_size: int,
+                 counts: dict[str, int]) -> Iterator[tuple[str, Converted, dict[str, int]]]:
+        """(phase, events of a page, source rows per table in it), page by page."""
+        types = reader.types()
+        converter = Converter(self.source.identity, types)
+        yield "types", converter.type_events(), {t: counts[t] for t in ("Type", "TypeProperty", "ParentType")}
+        for table, phase in PHASES[:3]:
+            for page in reader.node_pages(table.lower(), page_size):
+                yield phase, converter.node_events(page), _page_rows(page)
+        for table, phase in PHASES[3:]:
+            for pairs in reader.memberships(table, page_size * 10):
+                yield phase, converter.membership_events(table, pairs), {table: len(pairs)}
 
     def _tick(self, phase: str) -> None:
         if self.progress is not None:
             self.progress(phase, self.report.rows, self.total)
-
-    def _count_page(self, page: NodePage) -> None:
-        tables = _PAGE_TABLES[page.kind]
-        sizes = [len(page.rows), sum(map(len, page.properties.values()))]
-        if page.kind == "context":
-            sizes.append(sum(map(len, page.parents.values())))
-        elif page.kind == "execution":
-            sizes += [sum(map(len, page.events.values())), sum(map(len, page.paths.values()))]
-        for table, size in zip(tables, sizes):
-            self.report.source_rows[table] = self.report.source_rows.get(table, 0) + size
 
     def _recognise(self, converted: Converted) -> None:
         """Count the pipelines and runs TFX and KFP conventions name."""
@@ -238,6 +235,57 @@ class _Run:
                 known = existing_keys(session, AppliedEventRow.__table__, "event_id", ids)
         self.report.would_apply += len(ids - known)
         self.report.duplicates += len(events) - len(ids - known)
+
+
+def _page_rows(page: NodePage) -> dict[str, int]:
+    """Source rows per MLMD table in a page of nodes."""
+    sizes = [len(page.rows), sum(map(len, page.properties.values()))]
+    if page.kind == "context":
+        sizes.append(sum(map(len, page.parents.values())))
+    elif page.kind == "execution":
+        sizes += [sum(map(len, page.events.values())), sum(map(len, page.paths.values()))]
+    return dict(zip(_PAGE_TABLES[page.kind], sizes))
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+    """The items of ``items``, made by a background thread at most ``depth`` ahead of
+    the caller. An exception in the thread is raised here; when the caller stops early
+    (or fails), the thread is stopped and joined before this returns."""
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                queue.put((True, item))
+            queue.put((True, done))
+        except BaseException as exc:  # handed to the caller's thread
+            queue.put((False, exc))
+
+    thread = threading.Thread(target=produce, name="metatrail-mlmd-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = queue.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a put on a full queue until the thread ends
+            try:
+                queue.get(timeout=0.05)
+            except Empty:
+                pass
+        thread.join()
 
 
 def _write_dead(engine: Engine, dead: list[tuple[RawRecord, DeadLetter]]) -> None:

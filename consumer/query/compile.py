@@ -17,6 +17,9 @@ backend):
   field, properties included). On contexts it means a parent context.
 * ``upstream_of('<id>'[, hops])`` / ``downstream_of(...)``: reachable through lineage edges
   from the node (itself excluded), for artifacts and executions.
+* MLMD's ``filter_query`` syntax (``contexts_a.name``, ``properties.span.int_value``,
+  ``state = LIVE``, ``create_time_since_epoch``...): a filter that uses any of it has MLMD's
+  meaning as a whole (:mod:`metatrail.consumer.query.mlmd_syntax`).
 """
 
 from __future__ import annotations

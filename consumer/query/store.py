@@ -174,7 +174,8 @@ class Store:
         include_retired: bool = False,
     ) -> Page[Any]:
         """One page of artifacts, executions or contexts matching ``filter`` (see
-        :mod:`metatrail.consumer.query.compile` for the language), ordered by ``order_by``
+        :mod:`metatrail.consumer.query.compile` for the language, MLMD's ``filter_query``
+        syntax included), ordered by ``order_by``
         (``"created_at"``, ``"name desc"``, ``"-properties.accuracy"``; default
         ``created_at``), then id. Placeholders and DELETED/ABANDONED artifacts are left
         out unless ``include_retired``. Pass ``page.next_cursor`` back for the next page.
@@ -296,7 +297,8 @@ class Store:
     def compare(self, ids: Sequence[str], *, metrics: Collection[str] | None = None) -> Comparison:
         """Params and metrics of runs (contexts) or executions side by side. For a run,
         params are its own properties plus its executions' parameters as
-        ``<execution type>.<name>``; metrics its own plus ``<execution type>.<key>``.
+        ``<execution type>.<name>``; metrics its own plus ``<execution type>.<key>``
+        (imported TFX and Kubeflow steps are named by component: ``compare.step_label``).
         Ids may be unambiguous prefixes. Raises ``NotFoundError`` for an unknown id."""
         with self._raw() as raw:
             full = [full_id(raw, i, ("context", "execution")) for i in ids]
