@@ -172,3 +172,28 @@ def test_each_alias_is_one_join_and_property_joins_name_their_key(dialect: str) 
     sql = str(compiled.compile(dialect={"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect(),
                                         "mariadb": mysql.dialect()}[dialect]))
     assert sql.count("JOIN mt_attributions") == 2 and sql.count("JOIN mt_artifact_properties") == 1
+
+
+@pytest.mark.parametrize("query", [
+    "properties.span.int_value = 7",
+    "properties.span.int_value >= 7 AND properties.span.int_value < 9 AND type = 'Model'",
+    "custom_properties.`plugins.mlflow.run_id`.string_value = 'mlflow-2'",
+    "contexts_a.name = 'run-1'",
+    "events_e.type = OUTPUT AND events_e.execution_id = 2",
+    "id = 5",
+])
+def test_mlmd_filters_find_rows_through_indexes(query: str, source: tuple[Path, Any], sqlite_url: str) -> None:
+    """SQLite's plan searches an index for every table the filter touches (no full scan)."""
+    from sqlalchemy import select
+    from sqlalchemy.dialects import sqlite
+
+    path, _ = source
+    with Store.open(sqlite_url) as store:
+        import_mlmd(str(path), store.engine)
+        entity = ENTITIES["artifact"]
+        cond = Compiler("sqlite").compile(parse_filter(query), entity)
+        sql = str(select(entity.table.c.id).where(cond).compile(dialect=sqlite.dialect(),
+                                                                 compile_kwargs={"literal_binds": True}))
+        with store.engine.connect() as conn:
+            plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    assert plan and not [step for step in plan if step.startswith("SCAN")], plan

@@ -134,7 +134,8 @@ class Compiler:
             inner = entity.table.alias(self._name("mt"))
             self._scope = Scope(entity.kind, inner, self._name)
             cond = self._expr(expr, entity, inner)
-            return node.c.id.in_(select(inner.c.id).select_from(self._scope.joined).where(cond))
+            hints = self._scope.hints(expr)
+            return node.c.id.in_(select(inner.c.id).select_from(self._scope.joined).where(cond, *hints))
         finally:
             self._scope = saved
 

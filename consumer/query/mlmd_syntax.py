@@ -46,6 +46,7 @@ from sqlalchemy import ColumnElement, FromClause, Table, and_, case, false, not_
 from metatrail.consumer.query import sqlparts as sp
 from metatrail.consumer.query.filters import And, Bare, Compare, Expr, LineageOf, Not, Or
 from metatrail.consumer.store import models as m
+from metatrail.consumer.store.models import STRING_KEY_LEN
 from metatrail.schemas.errors import FilterError
 
 ALIAS = re.compile(r"^(contexts|parent_contexts|child_contexts|artifacts|executions|events)_\w+$")
@@ -134,6 +135,8 @@ class Scope:
         self.new_name = new_name
         self.joined: FromClause = node
         self._aliases: dict[tuple[str, ...], dict[str, Field]] = {}
+        #: the property rows of each property alias
+        self._raw: dict[tuple[str, ...], FromClause] = {}
 
     def field(self, c: Compare) -> Field:
         """The SQL expression and value kind of an MLMD field. Raises ``FilterError``."""
@@ -163,7 +166,39 @@ class Scope:
                      "double_value": (case((props.c.value_type == "float", props.c.double_value)), "double"),
                      "string_value": (props.c.string_value, "text"), "bool_value": (props.c.bool_value, "bool")}
             self._aliases[("property", str(custom), key)] = found
+            self._raw[("property", str(custom), key)] = props
         return found[column]
+
+    def hints(self, expr: Expr) -> list[ColumnElement[bool]]:
+        """Conditions implied by the filter's top-level property comparisons, on the
+        indexed value columns (ints and floats in ``double_value``, a string's
+        ``string_key``): added to the filter, they let the index on (name, is_custom,
+        value) find the property rows first. Strict ranges hint non-strictly (a float copy
+        of a large int may round)."""
+        tops = list(expr.items) if isinstance(expr, And) else [expr]
+        out: list[ColumnElement[bool]] = []
+        for c in tops:
+            if not (isinstance(c, Compare) and c.field[0] in ("properties", "custom_properties") and len(c.field) == 3
+                    and c.op in ("=", "IN", "<", "<=", ">", ">=")):
+                continue
+            found = self._aliases.get(("property", str(c.field[0] == "custom_properties"), c.field[1]))
+            raw = self._raw.get(("property", str(c.field[0] == "custom_properties"), c.field[1]))
+            if found is None or raw is None:
+                continue
+            values = c.value if isinstance(c.value, tuple) else (c.value,)
+            op = {"<": "<=", ">": ">="}.get(c.op, c.op)
+            column = c.field[2]
+            if column in ("int_value", "double_value") and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                floats = [float(v) for v in values]
+                out.append(raw.c.double_value.in_(floats) if op == "IN" else sp.compare_op(raw.c.double_value, op, floats[0]))
+            elif column == "string_value" and all(isinstance(v, str) and not isinstance(v, Bare) for v in values):
+                keys = sorted({str(v)[:STRING_KEY_LEN] for v in values})
+                if op == "IN":
+                    out.append(raw.c.string_key.in_(keys))
+                elif op == "=":
+                    out.append(raw.c.string_key == keys[0])
+        return out
 
     def _alias(self, c: Compare, head: str) -> dict[str, Field]:
         found = self._aliases.get((head,))
