@@ -368,3 +368,41 @@ def test_a_node_the_contract_cannot_hold_is_dead_lettered_and_the_rest_imported(
     assert import_mlmd(str(path), engine).dead_lettered == 1  # still refused, stored once
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(DeadLetterRow.__table__)).scalar_one() == 1
+
+
+def test_every_converted_event_is_a_valid_contract_event(built: Path) -> None:
+    """The converter builds events without pydantic's validation: each must survive it."""
+    from metatrail.consumer.mlmd.convert import Converter
+    from metatrail.consumer.mlmd.reader import Reader
+    from metatrail.consumer.mlmd.source import open_source
+    from metatrail.schemas import dump_event, parse_event
+
+    sources = [built] + [p for p in (shared_store_or_none(n) for n in SHARED_STORES) if p is not None]
+    checked = 0
+    for path in sources:
+        source = open_source(str(path))
+        try:
+            with source.engine.connect() as conn:
+                reader = Reader(source, conn)
+                converter = Converter(source.identity, reader.types())
+                batches = [converter.type_events()]
+                for kind in ("context", "artifact", "execution"):
+                    batches += [converter.node_events(page) for page in reader.node_pages(kind, 7)]
+                for table in ("Attribution", "Association"):
+                    batches += [converter.membership_events(table, pairs) for pairs in reader.memberships(table, 7)]
+        finally:
+            source.close()
+        for batch in batches:
+            assert not batch.dead
+            for event in batch.events:
+                wire = dump_event(event)
+                assert dump_event(parse_event(wire)) == wire
+                checked += 1
+    assert checked > 100
+
+
+def shared_store_or_none(name: str) -> Path | None:
+    from tests.fixtures.mlmd_stores import SHARED_MLMD
+
+    path = SHARED_MLMD / name
+    return path if path.is_file() else None
