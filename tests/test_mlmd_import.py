@@ -252,6 +252,13 @@ def test_a_grown_store_imports_what_is_new_or_changed(tmp_path: Path, engine: En
         assert store.executions(f"id = {new_id}").items[0].state == "RUNNING"
 
 
+def test_a_dry_run_into_no_store_creates_none(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "none" / "metadata.db"
+    assert main(["import", "mlmd", str(built), "--url", f"sqlite:///{target}", "--dry-run", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["would_apply"] == report["events"] > 0 and not target.parent.exists()
+
+
 def test_dry_run_counts_and_writes_nothing(built: Path, engine: Engine) -> None:
     dry = import_mlmd(str(built), engine, dry_run=True)
     assert dry.would_apply == dry.events > 0 and dry.applied == 0

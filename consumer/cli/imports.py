@@ -5,13 +5,15 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import Engine
 
 from metatrail.consumer.cli.app import import_app
 from metatrail.consumer.cli.output import console, err_console, print_json
 from metatrail.consumer.mlmd import ImportReport, import_mlmd
 from metatrail.consumer.service.gcpolicy import tune_for_batches
-from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.engine import open_engine, open_existing
 from metatrail.consumer.store.migrate import upgrade
+from metatrail.schemas.errors import StoreNotFoundError
 from metatrail.schemas.settings import load_settings
 
 #: What the end of an import lists, in this order (MLMD's tables).
@@ -34,10 +36,10 @@ def mlmd(
     importing the same store again changes nothing; a store that grew imports what is new.
     Schema versions 6 to 10 (TFX, Kubeflow Pipelines)."""
     settings = load_settings()
-    engine = open_engine(url or settings.store_url)
+    engine = _target(url or settings.store_url, dry_run)
     tune_for_batches()
     try:
-        if not dry_run:
+        if engine is not None and not dry_run:
             upgrade(engine)
         show = not as_json and err_console.is_terminal
         with Progress(TextColumn("{task.description:<13}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -50,11 +52,23 @@ def mlmd(
             report = import_mlmd(location, engine, dry_run=dry_run, page_size=page_size, progress=progress,
                                  settings=settings)
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
     if as_json:
         print_json(report.to_json())
         return
     _print_report(report)
+
+
+def _target(url: str, dry_run: bool) -> Engine | None:
+    """The store to import into: made (and migrated) if need be; for a dry run, which
+    writes nothing, the existing store or None (then everything counts as new)."""
+    if not dry_run:
+        return open_engine(url)
+    try:
+        return open_existing(url)
+    except StoreNotFoundError:
+        return None
 
 
 def _print_report(report: ImportReport) -> None:
