@@ -5,7 +5,8 @@ associations. Each page becomes one batch of events applied through the one appl
 (``metatrail.consumer.apply``) in one transaction, with the page's dead letters: a node is
 never visible with half its properties or edges, an interrupted import leaves whole
 pages, and running it again completes it (the events it already applied are duplicates).
-Memory holds one page of source rows and its events at a time.
+Memory holds a few pages of source rows and their events at a time (the one applied and
+``PREFETCH_PAGES`` read ahead).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class _Run:
         self.progress = progress
         self.total = 0
         #: A dry run against a store that was never migrated: everything is new.
-        self.migrated = engine is not None and inspect(engine).has_table(AppliedEventRow.__tablename__)
+        self.migrated = dry_run and engine is not None and _has_store(engine)
 
     def go(self, reader: Reader, page_size: int) -> None:
         counts = {table: reader.count(table) for table in self.source.tables if table != "MLMDEnv"}
@@ -235,6 +236,13 @@ class _Run:
                 known = existing_keys(session, AppliedEventRow.__table__, "event_id", ids)
         self.report.would_apply += len(ids - known)
         self.report.duplicates += len(events) - len(ids - known)
+
+
+def _has_store(engine: Engine) -> bool:
+    try:
+        return bool(inspect(engine).has_table(AppliedEventRow.__tablename__))
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the metatrail store: {short_error(exc)}") from exc
 
 
 def _page_rows(page: NodePage) -> dict[str, int]:

@@ -61,12 +61,6 @@ class NodePage:
     events: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)
     paths: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)
 
-    @property
-    def source_rows(self) -> int:
-        """Rows of the source this page holds (what progress and throughput count)."""
-        return (len(self.rows) + sum(map(len, self.properties.values())) + sum(map(len, self.parents.values()))
-                + sum(map(len, self.events.values())) + sum(map(len, self.paths.values())))
-
 
 class Reader:
     """Reads one store through one connection (one snapshot where the backend gives one)."""
