@@ -2,7 +2,7 @@
 MLMD's event type (in the key, so an OUTPUT and a DECLARED_OUTPUT edge stay two edges)
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-29 14:30:00.000000
 """
 
