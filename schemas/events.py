@@ -216,12 +216,15 @@ class ArtifactRecorded(_Envelope):
 
 
 class ArtifactStateChanged(_Envelope):
-    """An artifact is retired (DELETED, ABANDONED, ...) or revived, with the reason."""
+    """An artifact is retired (DELETED, ABANDONED, ...) or revived, with the reason.
+    ``custom_properties`` record the circumstances with the artifact (who asked, the bad
+    artifact it descends from: ``metatrail impact --retire``); they merge like any other."""
 
     kind: Literal["artifact.state_changed"] = "artifact.state_changed"
     artifact_id: UUID
     state: ArtifactState
     reason: str | None = None
+    custom_properties: Properties = Field(default_factory=dict)
 
 
 class _ExecutionEvent(_Envelope):

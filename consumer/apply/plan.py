@@ -294,6 +294,7 @@ def _plan_artifact(plan: Plan, e: ArtifactRecorded) -> None:
 def _plan_artifact_state(plan: Plan, e: ArtifactStateChanged) -> None:
     draft = plan.reference("artifact", e.artifact_id, e.occurred_at)
     draft.offer("state", {"state": e.state, "state_reason": e.reason}, stamp_of(e))
+    plan.offer_properties("artifact", e.artifact_id, e.custom_properties, True, e)
 
 
 def _plan_execution(
