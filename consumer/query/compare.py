@@ -22,7 +22,7 @@ ASSOC = m.AssociationRow.__table__
 PARENTS = m.ParentContextRow.__table__
 
 
-def _last_values(raw: Raw, column: str, ids: list[str]) -> dict[str, dict[str, float]]:
+def last_values(raw: Raw, column: str, ids: list[str]) -> dict[str, dict[str, float]]:
     """owner id -> key -> last value (highest step, then latest time, then event order)."""
     out: dict[str, dict[str, float]] = {}
     for part in chunks(ids, 900):
@@ -71,8 +71,8 @@ def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Compari
     members = _run_executions(raw, [i for i in ids if i in contexts])
     member_ids = sorted({e for es in members.values() for e in es})
     member_nodes = load_nodes(raw, "execution", member_ids)
-    exec_metrics = _last_values(raw, "execution_id", sorted(set(member_ids) | set(executions)))
-    ctx_metrics = _last_values(raw, "context_id", [i for i in ids if i in contexts])
+    exec_metrics = last_values(raw, "execution_id", sorted(set(member_ids) | set(executions)))
+    ctx_metrics = last_values(raw, "context_id", [i for i in ids if i in contexts])
 
     columns: list[RunColumn] = []
     params: list[dict[str, Any]] = []
@@ -193,4 +193,4 @@ def _history_row(r: Any, run_col: bool | None) -> MetricHistoryRow:
     )
 
 
-__all__ = ["compare", "metric_history"]
+__all__ = ["compare", "last_values", "metric_history"]

@@ -23,6 +23,8 @@ from sqlalchemy.types import NullType
 from metatrail.consumer.query import compare as cmp
 from metatrail.consumer.query.compile import ARTIFACT, ENTITIES, Compiler, Entity
 from metatrail.consumer.query.convert import metric_points
+from metatrail.consumer.query.diff import diff as diff_nodes
+from metatrail.consumer.query.diffmodel import Diff
 from metatrail.consumer.query.domain import (
     RETIRED_STATES,
     Artifact,
@@ -36,6 +38,8 @@ from metatrail.consumer.query.domain import (
 )
 from metatrail.consumer.query.filters import parse_filter
 from metatrail.consumer.query.idrefs import context_ref, full_id, lineage_refs, resolve, short_ids
+from metatrail.consumer.query.impact import Impact
+from metatrail.consumer.query.impact import impact as impact_of
 from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
 from metatrail.consumer.query.liveness import DEFAULT_STALE_AFTER, Liveness
 from metatrail.consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
@@ -244,13 +248,37 @@ class Store:
         """
         if direction not in ("upstream", "downstream", "both"):
             raise FilterError(f"direction must be upstream, downstream or both, got {direction!r}")
-        if max_hops < 0:
-            raise FilterError(f"expected a hop count >= 0, got {max_hops}", param="max_hops")
-        if limit < 1:
-            raise FilterError(f"expected a node limit >= 1, got {limit}", param="limit")
+        _check_walk(max_hops, limit)
         with self._raw() as raw:
             start = full_id(raw, node_id, ("artifact", "execution"))
             return lineage_graph(raw, start, direction, max_hops, types, limit)
+
+    # -- why different -------------------------------------------------------------------
+    def diff(self, a: str, b: str, *, max_hops: int = DEFAULT_MAX_HOPS, limit: int = DEFAULT_LIMIT) -> Diff:
+        """Why ``b`` differs from ``a`` (two models or other artifacts, executions or run
+        contexts; ids or unambiguous prefixes): both upstream lineages aligned step by
+        step, what differs in each aligned pair, the targets' metrics with per-slice
+        deltas, and a verdict naming the most upstream change (see
+        :mod:`metatrail.consumer.query.diff`). ``max_hops`` and ``limit`` bound each walk
+        as in ``lineage``. Raises ``NotFoundError``, ``AmbiguousIdError``, or
+        ``FilterError`` for two nodes of different kinds."""
+        _check_walk(max_hops, limit)
+        with self._raw() as raw:
+            return diff_nodes(raw, a, b, max_hops, limit)
+
+    def impact(self, artifact_id: str, *, max_hops: int = DEFAULT_MAX_HOPS, limit: int = DEFAULT_LIMIT) -> Impact:
+        """The blast radius of an artifact found bad: everything downstream, grouped by
+        type (deployed artifacts and models first), the executions that read it, and the
+        registered steps fixed data would start again (see
+        :mod:`metatrail.consumer.query.impact`, which also plans a retire). Raises
+        ``NotFoundError`` or ``AmbiguousIdError``."""
+        _check_walk(max_hops, limit)
+        with self._raw() as raw:
+            match = resolve(raw, artifact_id, ("artifact",))
+            found = load_nodes(raw, "artifact", [match.id])
+            if match.id not in found:
+                raise NotFoundError(f"no artifact with id {match.id!r}")
+            return impact_of(raw, found[match.id], max_hops, limit)
 
     # -- warm start ---------------------------------------------------------------------
     def latest(self, artifact_type: str, *, context: str | None = None, where: str | None = None) -> Artifact | None:
@@ -360,6 +388,14 @@ def _page_query(kind: str, filter: str | None, order_by: str | None, include_ret
     query = select(*cols).where(*_conditions(entity, filter, include_retired, dialect, ids))
     query = apply_order(query, list(keys), table, dialect).limit(limit + 1)
     return _PageQuery(query, keys, tuple(key_columns))
+
+
+def _check_walk(max_hops: int, limit: int) -> None:
+    """A walk's bounds, or ``FilterError`` naming the parameter at fault."""
+    if max_hops < 0:
+        raise FilterError(f"expected a hop count >= 0, got {max_hops}", param="max_hops")
+    if limit < 1:
+        raise FilterError(f"expected a node limit >= 1, got {limit}", param="limit")
 
 
 def _conditions(entity: Entity, filter: str | None, include_retired: bool, dialect: str,
