@@ -16,6 +16,7 @@ from metatrail.consumer.cli import dlq  # noqa: F401
 from metatrail.consumer.cli import status  # noqa: F401
 from metatrail.consumer.cli import demo  # noqa: F401
 from metatrail.consumer.cli import flush  # noqa: F401
+from metatrail.consumer.cli import diff  # noqa: F401
 from metatrail.consumer.cli import imports  # noqa: F401
 from metatrail.consumer.cli.app import app
 from metatrail.schemas.errors import FilterError, MetatrailError

@@ -117,13 +117,18 @@ class _Aligner:
         return out
 
     def key_of(self, *field_names: str) -> Callable[[str], Hashable]:
-        """A key function: these fields of the node with that id on either side."""
+        """A key function: these fields of the node with that id on either side (None
+        when they are all unknown)."""
+        a_nodes, b_nodes = self.a.nodes, self.b.nodes
+
         def key(x: str) -> Hashable:
-            node = self.a.nodes.get(x) or self.b.nodes.get(x)
+            node = a_nodes.get(x) or b_nodes.get(x)
             if node is None:
                 return None
-            values = tuple(getattr(node, f, None) for f in field_names)
-            return None if all(v is None for v in values) else values if len(values) > 1 else values[0]
+            if len(field_names) == 1:
+                return getattr(node, field_names[0], None)  # type: ignore[no-any-return]
+            values = tuple([getattr(node, f, None) for f in field_names])
+            return None if values.count(None) == len(values) else values
         return key
 
     def follow(self, am: ArtMatch, producers: bool) -> None:

@@ -44,6 +44,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def value_change(key: str, a: Any, b: Any) -> ValueChange | None:
     """The change from ``a`` to ``b`` (None when they are the same)."""
+    if type(a) is type(b) and a == b:  # the common case first: most values did not move
+        return None
     if _same(a, b):
         return None
     change = "added" if a is None else "removed" if b is None else "changed"
@@ -98,16 +100,25 @@ def artifact_pair(role: str, type_: str | None, a: Artifact | None, b: Artifact 
     if a is None or b is None:
         status: ArtifactStatus = "added" if a is None else "removed"
         return ArtifactPair(role, type_, status, a, b)
-    fields = tuple(c for f in ARTIFACT_FIELDS if (c := value_change(f, getattr(a, f), getattr(b, f))) is not None)
-    props = compare_maps(node_properties(a), node_properties(b), by_movement=True)
     if a.id == b.id:
-        status = "same"
-    elif a.digest and b.digest:
+        return ArtifactPair(role, type_, "same", a, b)
+    fields = tuple(c for f in ARTIFACT_FIELDS if (c := value_change(f, getattr(a, f), getattr(b, f))) is not None)
+    if (a.properties == b.properties and a.custom_properties == b.custom_properties
+            and _plain(a.properties, b.properties, a.custom_properties, b.custom_properties)):
+        props: tuple[ValueChange, ...] = ()  # the common case, without flattening
+    else:
+        props = compare_maps(node_properties(a), node_properties(b), by_movement=True)
+    if a.digest and b.digest:
         status = "equal" if a.digest == b.digest else "changed"
     else:
         moved = any(c.key in ("uri", "version", "digest") for c in fields) or bool(props)
         status = "changed" if moved else "equal"
     return ArtifactPair(role, type_, status, a, b, fields, props)
+
+
+def _plain(*maps: Mapping[str, Any]) -> bool:
+    """No bool among the top-level values (``True == 1`` would hide a change of kind)."""
+    return not any(isinstance(v, bool) for m in maps for v in m.values())
 
 
 def step_details(a: Execution, b: Execution) -> dict[str, Any]:

@@ -119,8 +119,13 @@ def _metrics(raw: Raw, a: Side, b: Side, steps: Sequence[StepPair]) -> tuple[Met
     """The targets' metrics side by side: those of the target's producer (or the target
     execution, or a run's executions and the run itself) and of the steps that read the
     target. A CACHED execution's metrics are those of the run it reused."""
-    owners = [s for s in steps if s.kind == "consumer"
-              or (s.kind == "lineage" and ((s.a is not None and s.a.id in a.roots) or (s.b is not None and s.b.id in b.roots)))]
+    def owns(s: StepPair) -> bool:
+        if s.kind == "consumer":
+            return True
+        heads_a, heads_b = set(a.members or a.roots), set(b.members or b.roots)
+        return (s.a is not None and s.a.id in heads_a) or (s.b is not None and s.b.id in heads_b)
+
+    owners = [s for s in steps if owns(s)]
     labels = Counter(s.type or s.name or "?" for s in owners)
 
     def source(x: Execution | None) -> str | None:

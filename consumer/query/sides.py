@@ -55,7 +55,10 @@ class Side:
     observers and consumers only."""
 
     target: Target
+    #: where the tree starts: the target's producer, the target execution, a run's last steps.
     roots: list[str]
+    #: the executions whose metrics are the target's: the target execution, a run's executions.
+    members: list[str] = field(default_factory=list)
     nodes: dict[str, Artifact | Execution] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -94,30 +97,49 @@ def build_side(raw: Raw, target: Target, max_hops: int, limit: int) -> Side:
     than ``MAX_RUN_EXECUTIONS`` executions."""
     side = Side(target=target, roots=[])
     if isinstance(target, Context):
-        members = sorted(r[0] for r in raw.rows("SELECT execution_id FROM mt_associations WHERE context_id = ?",
-                                                 (target.id,)))
-        if len(members) > MAX_RUN_EXECUTIONS:
-            raise FilterError(f"diff: run {target.name or target.id} has {len(members)} executions; "
-                              f"at most {MAX_RUN_EXECUTIONS} can be compared (diff two of its models instead)")
-        starts = members
+        side.members = _run_members(raw, side, target)
+        starts = _terminal(side, side.members)
     else:
         starts = [target.id]
     graphs = [lineage_graph(raw, s, "upstream", max_hops, None, limit) for s in starts]
     _absorb(side, graphs)
+    producers = _producer_edges(graphs)
     if isinstance(target, Artifact):
         side.reference_time = target.created_at
         side.scope.add(target.id)
-        made_by = _producer_edges(graphs).get(target.id)
+        made_by = producers.get(target.id)
         side.roots = [_of_record(side, made_by)] if made_by else []
     else:
         side.roots = [s for s in starts if isinstance(side.nodes.get(s), Execution)]
-        # The walk upstream of an execution keeps its inputs only: read its outputs too.
-        _load_steps(raw, side, side.roots)
-        times = [t for t in (side.nodes[r].created_at for r in side.roots) if t is not None]
+        if isinstance(target, Execution):
+            side.members = list(side.roots)
+            # The walk upstream of an execution keeps its inputs only: read its outputs too.
+            _load_steps(raw, side, side.roots)
+        times = [t for t in (side.execution(m).created_at for m in side.members) if t is not None]
         side.reference_time = target.created_at if isinstance(target, Execution) else max(times, default=None)
-    _tree(side, graphs)
+    _tree(side, graphs, producers)
     side.pipelines = _pipelines(raw, target, side.roots)
     return side
+
+
+def _run_members(raw: Raw, side: Side, run: Context) -> list[str]:
+    """The executions of a run, with their edges loaded. Raises ``FilterError`` above
+    ``MAX_RUN_EXECUTIONS``."""
+    members = sorted(r[0] for r in raw.rows("SELECT execution_id FROM mt_associations WHERE context_id = ?",
+                                             (run.id,)))
+    if len(members) > MAX_RUN_EXECUTIONS:
+        raise FilterError(f"diff: run {run.name or run.id} has {len(members)} executions; "
+                          f"at most {MAX_RUN_EXECUTIONS} can be compared (diff two of its models instead)")
+    _load_steps(raw, side, members)
+    return [m for m in members if m in side.nodes]
+
+
+def _terminal(side: Side, members: Sequence[str]) -> list[str]:
+    """The run's last steps: those whose outputs no other step of the run reads (so that
+    depth counts steps back from the end of the run). All of them when none is last."""
+    read = {art for m in members for _, art in side.inputs.get(m, ())}
+    last = [m for m in members if not any(art in read for _, art in side.outputs.get(m, ()))]
+    return last or list(members)
 
 
 def _absorb(side: Side, graphs: Sequence[LineageGraph]) -> None:
@@ -151,7 +173,7 @@ def _of_record(side: Side, producers: Sequence[str]) -> str:
     return known[0] if known else sorted(producers)[0]
 
 
-def _tree(side: Side, graphs: Sequence[LineageGraph]) -> None:
+def _tree(side: Side, graphs: Sequence[LineageGraph], producers: dict[str, list[str]]) -> None:
     """Breadth-first from the roots over producers of record: places, inputs, outputs."""
     inputs: dict[str, set[tuple[str, str]]] = {}
     outputs: dict[str, set[tuple[str, str]]] = {}
@@ -161,7 +183,6 @@ def _tree(side: Side, graphs: Sequence[LineageGraph]) -> None:
                 inputs.setdefault(e.target, set()).add((e.role, e.source))
             else:
                 outputs.setdefault(e.source, set()).add((e.role, e.target))
-    producers = _producer_edges(graphs)
     queue: deque[str] = deque()
     for root in side.roots:
         side.places[root] = Place(1, _label(side.execution(root)), "lineage")
