@@ -11,7 +11,7 @@ import typer
 from metatrail.consumer.cli.app import app
 from metatrail.consumer.cli.diffview import print_diff, print_impact, print_retire
 from metatrail.consumer.cli.output import console, print_json
-from metatrail.consumer.cli.query import JSON_OPTION, URL_OPTION, _open
+from metatrail.consumer.cli.query import JSON_OPTION, URL_OPTION, open_store
 from metatrail.consumer.query.impact import retire_events, retire_plan
 from metatrail.consumer.query.lineage import DEFAULT_MAX_HOPS
 from metatrail.schemas.errors import FilterError
@@ -32,7 +32,7 @@ def diff(
     step, the metrics side by side per slice, and the first difference."""
     if hops < 0:
         raise FilterError(f"diff: --hops must be 0 or more, got {hops}")
-    store = _open(url)
+    store = open_store(url)
     try:
         result = store.diff(a, b, max_hops=hops)
     finally:
@@ -69,7 +69,7 @@ def impact(
         raise FilterError(f"impact: --state must be one of {', '.join(_RETIRE_STATES)}, got {state!r}")
     if hops < 0:
         raise FilterError(f"impact: --hops must be 0 or more, got {hops}")
-    store = _open(url)
+    store = open_store(url)
     try:
         found = store.impact(artifact_id, max_hops=hops)
         if not (retire or dry_run):

@@ -1,5 +1,6 @@
 """What the demo prints at the end, read back from the store: the newest model's lineage,
-the two runs' per-slice metrics side by side, and where to look next."""
+the two runs' per-slice metrics side by side, why day 2's model differs (the verdict of
+``metatrail diff``), and where to look next."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from metatrail.consumer.cli.diffview import verdict_lines
+from metatrail.consumer.demo.components import PIPELINE
 from metatrail.consumer.query.domain import Artifact, Execution, LineageGraph
 from metatrail.consumer.query.store import Store
 from metatrail.schemas.urls import mask_url
@@ -121,7 +124,10 @@ def evaluation_from_store(store: Store, execution_id: str) -> dict[str, Any]:
 
 
 def print_summary(console: Console, store_url: str, results: list[Any], model_id: str | None) -> None:
-    """The end of the demo: lineage, comparison, where the store is, what to run next."""
+    """The end of the demo: lineage, comparison, why day 2's model differs (the diff's
+    verdict), where the store is, what to run next."""
+    models = [r.model_id for r in results if r.model_id]
+    story = None
     with Store.open(store_url) as store:
         if model_id:
             graph = store.lineage(model_id, "upstream", max_hops=20)
@@ -134,7 +140,11 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
             if "Evaluator" in r.execution_ids
         ]
         evaluator_ids = [r.execution_ids["Evaluator"] for r in results if "Evaluator" in r.execution_ids]
-        short = store.short_ids([*evaluator_ids, *([model_id] if model_id else [])])  # as tables print them
+        if len(models) == 2:
+            story = store.diff(models[0], models[1])
+        raw = store.latest("ImpressionLog", context=PIPELINE)
+        named = [*evaluator_ids, *models, *([model_id] if model_id else []), *([raw.id] if raw else [])]
+        short = store.short_ids(named)  # as tables print them
     drifted = {
         a["slice"].split("=", 1)[-1]
         for r in results
@@ -147,13 +157,28 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
     for r in results:
         verdict = "[green]deployed[/]" if r.pushed else "[red]not deployed[/]"
         console.print(f"Pusher, day {r.day}: {verdict} — {r.push_reason}", soft_wrap=True)
+    if story is not None:
+        console.print()
+        console.print("[bold]Why day 2's model differs from day 1's[/] (metatrail diff, on the lineage alone)")
+        for line in verdict_lines(story):
+            console.print(line, soft_wrap=True)
+        unchanged = [s.type for s in story.steps if s.kind == "lineage" and s.status in ("same", "unchanged")]
+        if unchanged:
+            console.print("  [dim]unchanged:[/] " + ", ".join(f"{t} (served from the cache)" if any(
+                s.type == t and s.cache is not None and s.cache.b_reused_a for s in story.steps) else t
+                for t in unchanged if t), soft_wrap=True)
     console.print()
     database = store_url.split("///", 1)[-1] if store_url.startswith("sqlite") else store_url
     where = Path(database).resolve() if store_url.startswith("sqlite") else mask_url(database)
     console.print(f"[bold]Store:[/] {where}", soft_wrap=True)
     console.print("[bold]Explore it:[/]")
     evaluators = " ".join(short[i] for i in evaluator_ids)
-    cmds = [
+    cmds = []
+    if len(models) == 2:
+        cmds.append(f"metatrail diff {short[models[0]]} {short[models[1]]}")
+    if raw is not None:
+        cmds.append(f"metatrail impact {short[raw.id]} --dry-run")
+    cmds += [
         "metatrail ls executions --filter \"context.name = 'shoe-ctr'\"",
         "metatrail ls artifacts --filter \"type = 'ExampleAnomalies' AND properties.drift = TRUE\"",
     ]
