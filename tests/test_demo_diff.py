@@ -98,7 +98,7 @@ def test_diff_of_the_two_days_tells_the_drift_story(demo: tuple[Store, str]) -> 
 
 def test_impact_of_day_two_raw_data(demo: tuple[Store, str], store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     store, out = demo
-    raw1, raw2 = _by_day(store, "ImpressionLog")
+    _, raw2 = _by_day(store, "ImpressionLog")
     model1, model2 = _by_day(store, "Model")
     pushed1, pushed2 = _by_day(store, "PushedModel")
     found = store.impact(raw2)

@@ -161,6 +161,23 @@ def test_cache_hit_executions_and_runs(engine: Engine) -> None:
     assert same.verdict.text == "no difference: A and B have the same lineage and content"
 
 
+def test_two_datasets_nothing_recorded_made(engine: Engine) -> None:
+    r = Runs()
+    a, b = ctr_run(r, "day-1"), ctr_run(r, "day-2", aucs={"auc": 0.7})
+    r.apply(engine)
+    d = Store(engine).diff(a["raw"], b["raw"])
+    assert d.target is not None and d.target.status == "equal"  # same content, another file
+    assert [(s.type, s.kind, s.status) for s in d.steps] == [("ExampleGen", "consumer", "unchanged")]
+    raw3 = r.artifact("day-3:raw", "Dataset", content="rows-3", rows=1200)
+    r.apply(engine)
+    d = Store(engine).diff(a["raw"], raw3)
+    assert d.target is not None and d.target.status == "changed"
+    assert [(c.key, c.a, c.b) for c in d.target.properties] == [("rows", 1000, 1200)]
+    assert d.verdict.text.startswith("first difference: the Datasets themselves (no step that made them is "
+                                     "recorded): ctr/day-3:raw (sha256 ")
+    assert [(s.type, s.status) for s in d.steps] == [("ExampleGen", "removed")]
+
+
 def test_two_runs(engine: Engine) -> None:
     r = Runs()
     r.run = "day-1"

@@ -126,7 +126,7 @@ class _Aligner:
             if node is None:
                 return None
             if len(field_names) == 1:
-                return getattr(node, field_names[0], None)  # type: ignore[no-any-return]
+                return getattr(node, field_names[0], None)
             values = tuple([getattr(node, f, None) for f in field_names])
             return None if values.count(None) == len(values) else values
         return key
@@ -138,7 +138,7 @@ class _Aligner:
         if producers:
             pa, pb = self.a.producer.get(am.a), self.b.producer.get(am.b)
             if (pa in self.a.places and pb in self.b.places and pa not in self.of_a and pb not in self.of_b
-                    and self.a.execution(pa).type == self.b.execution(pb).type):  # type: ignore[arg-type]
+                    and self.a.execution(pa).type == self.b.execution(pb).type):
                 self.pair(pa, pb)
         groups: dict[tuple[str, str, str], tuple[list[str], list[str]]] = {}
         for side, art, i in ((self.a, am.a, 0), (self.b, am.b, 1)):

@@ -52,7 +52,7 @@ def diff(raw: Raw, a_ref: str, b_ref: str, max_hops: int, limit: int) -> Diff:
     steps.sort(key=_step_order)
     target = None
     if target_match is not None:
-        target = artifact_pair("target", target_match.type, ta, tb)  # type: ignore[arg-type]
+        target = artifact_pair("target", target_match.type, ta, tb)
     metrics = _metrics(raw, side_a, side_b, steps)
     verdict = build_verdict(side_a, side_b, steps, target, metrics)
     return Diff(ta, tb, aligned=True, verdict=verdict, target=target, steps=tuple(steps), metrics=metrics,

@@ -34,6 +34,8 @@ from metatrail.schemas.errors import FilterError
 OBSERVER_ROUNDS = 3
 #: Most executions of a run context a diff walks from.
 MAX_RUN_EXECUTIONS = 200
+#: Most known executions a reader query leaves out in SQL (the rest are dropped after).
+MAX_SKIP = 400
 
 Target = Artifact | Execution | Context
 
@@ -253,13 +255,17 @@ def _is_pipeline(type_: str | None) -> bool:
     return bool(type_) and type_.lower().rsplit(".", 1)[-1] == "pipeline"  # type: ignore[union-attr]
 
 
-def _reader_edges(raw: Raw, artifact_ids: Iterable[str]) -> list[tuple[str, str, str]]:
-    """(execution id, artifact id, role) of every INPUT edge from these artifacts."""
+def _reader_edges(raw: Raw, artifact_ids: Iterable[str], known: Iterable[str] = ()) -> list[tuple[str, str, str]]:
+    """(execution id, artifact id, role) of every INPUT edge from these artifacts, except
+    into the ``known`` executions (the lineage's own: most readers of its artifacts, left
+    in the database rather than sent and dropped)."""
+    skip = sorted(set(known))[: MAX_SKIP]
+    not_in = f" AND execution_id NOT IN {raw.in_list(len(skip))}" if skip else ""
     out: list[tuple[str, str, str]] = []
-    for part in chunks(sorted(set(artifact_ids)), CHUNK):
+    for part in chunks(sorted(set(artifact_ids)), CHUNK - len(skip)):
         sql = (f"SELECT execution_id, artifact_id, role FROM mt_edges "
-               f"WHERE artifact_id IN {raw.in_list(len(part))} AND direction = 'INPUT'")
-        out.extend((r[0], r[1], r[2]) for r in raw.rows(sql, part))
+               f"WHERE artifact_id IN {raw.in_list(len(part))} AND direction = 'INPUT'{not_in}")
+        out.extend((r[0], r[1], r[2]) for r in raw.rows(sql, [*part, *skip]))
     return sorted(out)
 
 
@@ -298,13 +304,16 @@ def add_neighbours(raw: Raw, a: Side, b: Side) -> None:
 
 
 def _adopt(side: Side, ex: str, anchor: str, role: str, kind: str) -> None:
-    """Place ``ex`` as a reader of ``anchor`` (the one artifact its place hangs from)."""
+    """Place ``ex`` as a reader of ``anchor`` (the one artifact its place hangs from). An
+    observer's outputs join the side's scope (their readers are observers too); a
+    consumer's do not: what was made from the target is not part of why it differs."""
     depth, anchor_key = side.artifact_keys.get(anchor, (0, ""))
     side.readers.setdefault(anchor, []).append((role, ex))
     key = f"{anchor_key}>{role}>{_label(side.execution(ex))}"
     side.places[ex] = Place(depth, key, kind)
     for _, out in side.outputs.get(ex, ()):
-        side.scope.add(out)
+        if kind == "observer":
+            side.scope.add(out)
         side.producer.setdefault(out, ex)
         side.artifact_keys.setdefault(out, (depth, key))
 
@@ -314,7 +323,9 @@ def _observe(raw: Raw, side: Side, other: Side) -> bool:
     was added."""
     anchors = sorted(side.scope - other.scope - side.looked_at - {side.target.id})
     side.looked_at.update(anchors)
-    for ex, art, role in _reader_edges(raw, anchors):
+    known = [x for x in side.walked | other.walked | set(side.places)
+             if isinstance(side.nodes.get(x) or other.nodes.get(x), Execution)]
+    for ex, art, role in _reader_edges(raw, anchors, known):
         if ex not in side.walked and ex not in other.walked and ex not in side.places:
             side.pending.setdefault(ex, []).append((art, role))
     unloaded = [x for x in side.pending if x not in side.inputs]

@@ -213,7 +213,11 @@ def build_verdict(a: Side, b: Side, steps: Sequence[StepPair], target: ArtifactP
     drop = largest_drop(metrics)
     if not candidates:
         moved = any(s.status in ("changed", "added", "removed") for s in steps)
-        if target is not None and target.status in ("same", "equal") and not moved:
+        if target is not None and target.status == "changed" and not any(s.kind == "lineage" for s in steps):
+            da, db = describe_artifacts(target)
+            text = (f"first difference: the {target.type or 'artifact'}s themselves (no step that made them is "
+                    f"recorded): {db} instead of {da}")
+        elif target is not None and target.status in ("same", "equal") and not moved:
             text = "no difference: A and B have the same lineage and content"
         elif moved:
             text = "no step on the lineage changed; the steps around it did (see below)"
