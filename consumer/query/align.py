@@ -111,8 +111,9 @@ class _Aligner:
             for role, art in items:
                 groups.setdefault((role, side.artifact(art).type or ""), ([], []))[i].append(art)
         out: list[ArtMatch] = []
+        keys = [self.key_of(f) for f in ("uri", "name", "digest")]
         for (role, type_), (xa, xb) in sorted(groups.items()):
-            pairs = pair_items(xa, xb, [self.key_of(f) for f in ("uri", "name", "digest")])
+            pairs = [(xa[0], xb[0])] if len(xa) == 1 and len(xb) == 1 else pair_items(xa, xb, keys)
             out.extend(ArtMatch(role, type_ or None, pa, pb) for pa, pb in pairs)
         return out
 

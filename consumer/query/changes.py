@@ -102,7 +102,11 @@ def artifact_pair(role: str, type_: str | None, a: Artifact | None, b: Artifact 
         return ArtifactPair(role, type_, status, a, b)
     if a.id == b.id:
         return ArtifactPair(role, type_, "same", a, b)
-    fields = tuple(c for f in ARTIFACT_FIELDS if (c := value_change(f, getattr(a, f), getattr(b, f))) is not None)
+    fields: list[ValueChange] = []
+    for f in ARTIFACT_FIELDS:  # texts or None: plain equality is exact
+        va, vb = getattr(a, f), getattr(b, f)
+        if va != vb:
+            fields.append(ValueChange(f, va, vb, "added" if va is None else "removed" if vb is None else "changed"))
     if (a.properties == b.properties and a.custom_properties == b.custom_properties
             and _plain(a.properties, b.properties, a.custom_properties, b.custom_properties)):
         props: tuple[ValueChange, ...] = ()  # the common case, without flattening
@@ -113,12 +117,16 @@ def artifact_pair(role: str, type_: str | None, a: Artifact | None, b: Artifact 
     else:
         moved = any(c.key in ("uri", "version", "digest") for c in fields) or bool(props)
         status = "changed" if moved else "equal"
-    return ArtifactPair(role, type_, status, a, b, fields, props)
+    return ArtifactPair(role, type_, status, a, b, tuple(fields), props)
 
 
 def _plain(*maps: Mapping[str, Any]) -> bool:
     """No bool among the top-level values (``True == 1`` would hide a change of kind)."""
-    return not any(isinstance(v, bool) for m in maps for v in m.values())
+    for m in maps:
+        for v in m.values():
+            if v is True or v is False:
+                return False
+    return True
 
 
 def step_details(a: Execution, b: Execution) -> dict[str, Any]:
