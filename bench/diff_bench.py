@@ -121,7 +121,8 @@ def run_events(r: int, rng: random.Random) -> list[Any]:
     execution(evaluator, "Evaluator", [ArtifactRef(artifact_id=previous, role="model")],  # type: ignore[arg-type]
               [ArtifactRef(artifact_id=evaluation, role="evaluation")], at(10 * STEPS + 1), {})
     points = [MetricPoint(key="auc", value=rng.random(), timestamp=at(10 * STEPS + 2))]
-    points += [MetricPoint(key=f"auc/slice-{s}", value=rng.random(), timestamp=at(10 * STEPS + 2)) for s in range(SLICES)]
+    points += [MetricPoint(key=f"auc/slice-{s}", value=rng.random(), timestamp=at(10 * STEPS + 2))
+               for s in range(SLICES)]
     events.append(MetricsLogged(execution_id=evaluator, points=points, occurred_at=at(10 * STEPS + 2)))
     return events
 

@@ -19,7 +19,8 @@ pytestmark = [
 
 
 @pytest.fixture
-def demo(store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Store, str]]:
+def demo(store_url: str, monkeypatch: pytest.MonkeyPatch,
+         capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Store, str]]:
     """`metatrail demo --framework numpy` with its store on each backend; the store and
     what the demo printed."""
     monkeypatch.setenv("METATRAIL_STORE_URL", store_url)
@@ -57,7 +58,7 @@ def test_diff_of_the_two_days_tells_the_drift_story(demo: tuple[Store, str]) -> 
     example_gen = _one(d.steps, "ExampleGen")
     raw = next(p for p in example_gen.inputs if p.role == "raw")
     assert raw.status == "changed" and raw.a is not None and raw.b is not None
-    assert raw.a.uri.endswith("impressions-day1.csv") and raw.b.uri.endswith("impressions-day2.csv")  # type: ignore[union-attr]
+    assert (raw.a.uri or "").endswith("impressions-day1.csv") and (raw.b.uri or "").endswith("impressions-day2.csv")
     changed = [s for s in d.steps if s.kind == "lineage" and s.status == "changed" and s.inputs]
     assert changed[0] is example_gen  # the most upstream step with inputs that changed
 
@@ -96,7 +97,8 @@ def test_diff_of_the_two_days_tells_the_drift_story(demo: tuple[Store, str]) -> 
     assert "largest drop: Evaluator auc/mens_dress" in out
 
 
-def test_impact_of_day_two_raw_data(demo: tuple[Store, str], store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_impact_of_day_two_raw_data(demo: tuple[Store, str], store_url: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     store, out = demo
     _, raw2 = _by_day(store, "ImpressionLog")
     model1, model2 = _by_day(store, "Model")

@@ -210,7 +210,8 @@ def test_bad_arguments(engine: Engine, store_url: str, capsys: pytest.CaptureFix
     assert "--hops" in capsys.readouterr().err
 
 
-def test_cli_prints_the_verdict_and_the_steps(engine: Engine, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_the_verdict_and_the_steps(engine: Engine, store_url: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     r = Runs()
     a = ctr_run(r, "day-1")
     b = ctr_run(r, "day-2", raw=a["raw"], examplegen=a["examplegen"], examples=a["examples"],

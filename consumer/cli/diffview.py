@@ -108,7 +108,8 @@ def _step_branch(tree: Tree, s: StepPair, props: int) -> None:
     if s.state is not None:
         branch.add(f"state {escape(fmt(s.state.a))} → {escape(fmt(s.state.b))}")
     t = s.timing
-    if t is not None and t.a_seconds is not None and t.b_seconds is not None and _slower_or_faster(t.a_seconds, t.b_seconds):
+    if t is not None and t.a_seconds is not None and t.b_seconds is not None \
+            and _slower_or_faster(t.a_seconds, t.b_seconds):
         branch.add(f"[dim]time {t.a_seconds:.3g} s → {t.b_seconds:.3g} s[/]")
 
 
@@ -148,7 +149,8 @@ def metrics_table(metrics: Sequence[MetricDelta], title: str = "Metrics of the t
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for m in metrics:
         if m.a is not None or m.b is not None or not m.slices:
-            table.add_row(escape(m.step), escape(m.metric), "overall", fmt(m.a), fmt(m.b), _delta_cell(m.delta, m.relative))
+            table.add_row(escape(m.step), escape(m.metric), "overall", fmt(m.a), fmt(m.b),
+                          _delta_cell(m.delta, m.relative))
         shown = m.slices if max_slices is None else m.slices[:max_slices]
         for sl in shown:
             table.add_row("", "", escape(sl.slice), fmt(sl.a), fmt(sl.b), _delta_cell(sl.delta, sl.relative))

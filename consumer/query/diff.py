@@ -98,7 +98,8 @@ def _step_pair(a: Side, b: Side, m: StepMatch) -> StepPair:
     status = step_status(xa, xb, details, inputs + outputs)
     node = xb or xa
     assert node is not None
-    return StepPair(key=place.key, kind=place.kind, depth=place.depth, type=node.type, name=node.name,  # type: ignore[arg-type]
+    return StepPair(key=place.key, kind=place.kind, depth=place.depth,  # type: ignore[arg-type]
+                    type=node.type, name=node.name,
                     status=status, a=xa, b=xb, inputs=inputs, outputs=outputs, **details)
 
 

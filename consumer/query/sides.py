@@ -255,17 +255,37 @@ def _is_pipeline(type_: str | None) -> bool:
     return bool(type_) and type_.lower().rsplit(".", 1)[-1] == "pipeline"  # type: ignore[union-attr]
 
 
-def _reader_edges(raw: Raw, artifact_ids: Iterable[str], known: Iterable[str] = ()) -> list[tuple[str, str, str]]:
-    """(execution id, artifact id, role) of every INPUT edge from these artifacts, except
-    into the ``known`` executions (the lineage's own: most readers of its artifacts, left
-    in the database rather than sent and dropped)."""
-    skip = sorted(set(known))[: MAX_SKIP]
-    not_in = f" AND execution_id NOT IN {raw.in_list(len(skip))}" if skip else ""
+def _reader_edges(raw: Raw, artifact_ids: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(execution id, artifact id, role) of every INPUT edge from these artifacts."""
     out: list[tuple[str, str, str]] = []
-    for part in chunks(sorted(set(artifact_ids)), CHUNK - len(skip)):
+    for part in chunks(sorted(set(artifact_ids)), CHUNK):
         sql = (f"SELECT execution_id, artifact_id, role FROM mt_edges "
-               f"WHERE artifact_id IN {raw.in_list(len(part))} AND direction = 'INPUT'{not_in}")
-        out.extend((r[0], r[1], r[2]) for r in raw.rows(sql, [*part, *skip]))
+               f"WHERE artifact_id IN {raw.in_list(len(part))} AND direction = 'INPUT'")
+        out.extend((r[0], r[1], r[2]) for r in raw.rows(sql, part))
+    return sorted(out)
+
+
+def _readers_around(raw: Raw, executions: Iterable[str], known: Iterable[str],
+                    shared: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(execution id, artifact id, role) of the INPUT edges from any artifact these
+    executions read or wrote, into executions other than the ``known`` ones (the
+    lineage's own) and, when they are few, from artifacts other than the ``shared``
+    ones. Asked by execution (a few ids, the primary key) rather than by artifact (up
+    to thousands of ids): the same answer, far less to send and plan."""
+    skip_x = sorted(set(known))[:MAX_SKIP]
+    skip_a = sorted(set(shared))
+    skip_a = skip_a if len(skip_a) <= MAX_SKIP else []
+    cond = ""
+    if skip_x:
+        cond += f" AND r.execution_id NOT IN {raw.in_list(len(skip_x))}"
+    if skip_a:
+        cond += f" AND s.artifact_id NOT IN {raw.in_list(len(skip_a))}"
+    out: set[tuple[str, str, str]] = set()
+    for part in chunks(sorted(set(executions)), CHUNK - len(skip_x) - len(skip_a)):
+        sql = (f"SELECT r.execution_id, r.artifact_id, r.role FROM mt_edges s "
+               f"JOIN mt_edges r ON r.artifact_id = s.artifact_id AND r.direction = 'INPUT' "
+               f"WHERE s.execution_id IN {raw.in_list(len(part))}{cond}")
+        out.update((r[0], r[1], r[2]) for r in raw.rows(sql, [*part, *skip_x, *skip_a]))
     return sorted(out)
 
 
@@ -321,12 +341,15 @@ def _adopt(side: Side, ex: str, anchor: str, role: str, kind: str) -> None:
 def _observe(raw: Raw, side: Side, other: Side) -> bool:
     """One round: readers of this side's own artifacts that belong to it. True when any
     was added."""
-    anchors = sorted(side.scope - other.scope - side.looked_at - {side.target.id})
+    anchors = side.scope - other.scope - side.looked_at - {side.target.id}
     side.looked_at.update(anchors)
+    # Every artifact of the scope is an input or output of a placed step.
+    around = [x for x in side.places
+              if any(a in anchors for _, a in (*side.inputs.get(x, ()), *side.outputs.get(x, ())))]
     known = [x for x in side.walked | other.walked | set(side.places)
              if isinstance(side.nodes.get(x) or other.nodes.get(x), Execution)]
-    for ex, art, role in _reader_edges(raw, anchors, known):
-        if ex not in side.walked and ex not in other.walked and ex not in side.places:
+    for ex, art, role in _readers_around(raw, around, known, side.scope & other.scope) if around else []:
+        if art in anchors and ex not in side.walked and ex not in other.walked and ex not in side.places:
             side.pending.setdefault(ex, []).append((art, role))
     unloaded = [x for x in side.pending if x not in side.inputs]
     if unloaded:

@@ -127,7 +127,8 @@ def _phrases(step: StepPair, by_b: dict[str, StepPair]) -> list[str]:
 def _cause(p: ArtifactPair, by_b: dict[str, StepPair]) -> str:
     """What made B's artifact different, when its producer is a changed source step."""
     for step in by_b.values():
-        if p.b is not None and step.status == "changed" and any(o.b is not None and o.b.id == p.b.id for o in step.outputs):
+        made_it = p.b is not None and any(o.b is not None and o.b.id == p.b.id for o in step.outputs)
+        if made_it and step.status == "changed":
             settings = _settings(step)
             return f"{step.type or step.name} {settings[0]}" if settings else ""
     return ""
