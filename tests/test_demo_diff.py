@@ -91,7 +91,8 @@ def test_diff_of_the_two_days_tells_the_drift_story(demo: tuple[Store, str]) -> 
     assert (decision["pushed"].a, decision["pushed"].b) == (True, False)
 
     # The demo told the same story at its end, and how to ask for it.
-    assert f"metatrail diff {model1} {model2}" in out
+    short = store.short_ids([model1, model2])
+    assert f"metatrail diff {short[model1]} {short[model2]}" in out
     assert "first difference: ExampleGen read raw/impressions-day2.csv" in out
     assert "SchemaGen (served from the cache)" in out or "unchanged: SchemaGen" in out
     assert "largest drop: Evaluator auc/mens_dress" in out
@@ -111,8 +112,9 @@ def test_impact_of_day_two_raw_data(demo: tuple[Store, str], store_url: str,
     decision = found.groups[0].artifacts[0]
     assert decision.deployed is False and "mens_dress" in decision.artifact.properties["reason"]
     assert [s.name for s in found.steps][0] == "example_gen"
-    assert f"metatrail impact {raw2} --dry-run" in out
+    short = store.short_ids([raw2, model1, model2])
+    assert f"metatrail impact {short[raw2]} --dry-run" in out
 
-    assert main(["impact", raw2, "--url", store_url]) == 0
+    assert main(["impact", short[raw2], "--url", store_url]) == 0
     printed = capsys.readouterr().out
-    assert model2 in printed and model1 not in printed and "not deployed" in printed
+    assert short[model2] in printed and short[model1] not in printed and "not deployed" in printed

@@ -85,7 +85,8 @@ def test_cli_impact_dry_run_and_retire(engine: Engine, store_url: str, capsys: p
     assert main(["impact", day2["raw"], "--url", store_url]) == 0
     out = capsys.readouterr().out
     assert "5 artifacts downstream" in out and "not deployed" in out and "AUC of slice a fell" in out
-    assert day2["model"] in out and day1["model"] not in out
+    short = store.short_ids([day1["model"], day2["model"]])
+    assert short[day2["model"]] in out and short[day1["model"]] not in out
     assert "Fixed data would start again:" in out and "examplegen" in out
 
     assert main(["impact", day2["raw"], "--retire", "--dry-run", "--url", store_url, "--json"]) == 0

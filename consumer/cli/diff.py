@@ -9,7 +9,7 @@ import socket
 import typer
 
 from metatrail.consumer.cli.app import app
-from metatrail.consumer.cli.diffview import print_diff, print_impact, print_retire
+from metatrail.consumer.cli.diffview import impact_ids, print_diff, print_impact, print_retire
 from metatrail.consumer.cli.output import console, print_json
 from metatrail.consumer.cli.query import JSON_OPTION, URL_OPTION, open_store
 from metatrail.consumer.query.impact import retire_events, retire_plan
@@ -30,17 +30,16 @@ def diff(
 ) -> None:
     """Why B differs from A: both lineages aligned step by step, what changed in each
     step, the metrics side by side per slice, and the first difference."""
-    if hops < 0:
-        raise FilterError(f"diff: --hops must be 0 or more, got {hops}")
     store = open_store(url)
     try:
         result = store.diff(a, b, max_hops=hops)
+        short = {} if as_json else store.short_ids([result.a.id, result.b.id])
     finally:
         store.close()
     if as_json:
         print_json(result.to_json())
         return
-    print_diff(console, result, props)
+    print_diff(console, result, props, short)
 
 
 def _who() -> str:
@@ -67,13 +66,12 @@ def impact(
     steps fixed data would start again; --retire marks them all (--dry-run: show only)."""
     if state not in _RETIRE_STATES:
         raise FilterError(f"impact: --state must be one of {', '.join(_RETIRE_STATES)}, got {state!r}")
-    if hops < 0:
-        raise FilterError(f"impact: --hops must be 0 or more, got {hops}")
     store = open_store(url)
     try:
         found = store.impact(artifact_id, max_hops=hops)
+        short = {} if as_json else store.short_ids(impact_ids(found))
         if not (retire or dry_run):
-            print_json(found.to_json()) if as_json else print_impact(console, found)
+            print_json(found.to_json()) if as_json else print_impact(console, found, short)
             return
         changes = retire_plan(found, state)
         why = reason or f"made from {found.source.type or 'artifact'} {found.source.id}, found bad"
@@ -90,5 +88,5 @@ def impact(
             "dry_run": dry_run, "state": state, "reason": why, "requested_by": who,
             "changes": [c.to_json() for c in changes], "applied": applied}})
         return
-    print_impact(console, found)
-    print_retire(console, changes, state, dry_run, why, who)
+    print_impact(console, found, short)
+    print_retire(console, changes, state, dry_run, why, who, short)

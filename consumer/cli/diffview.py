@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console, RenderableType
 from rich.markup import escape
@@ -34,14 +34,14 @@ def short_uri(uri: str | None) -> str:
     return rel if not rel.startswith("../../") else uri
 
 
-def node_line(label: str, node: Artifact | Execution | Context) -> str:
-    """One node on one line: kind, type, name, state, full id, local path, creation time."""
+def node_line(label: str, node: Artifact | Execution | Context, short: Mapping[str, str] | None = None) -> str:
+    """One node on one line: kind, type, name, state, (short) id, local path, creation time."""
     parts = [f"[bold]{escape(label)}[/]", node.kind, escape(node.type or "?")]
     if node.name:
         parts.append(escape(node.name))
     if isinstance(node, (Artifact, Execution)):
         parts.append(escape(f"[{node.state}]"))
-    parts.append(node.id)
+    parts.append((short or {}).get(node.id, node.id))
     if isinstance(node, Artifact) and node.uri:
         parts.append(f"[dim]{escape(short_uri(node.uri))}[/]")
     if node.created_at is not None:
@@ -159,10 +159,10 @@ def metrics_table(metrics: Sequence[MetricDelta], title: str = "Metrics of the t
     return table
 
 
-def print_diff(console: Console, d: Diff, props: int = 5) -> None:
+def print_diff(console: Console, d: Diff, props: int = 5, short: Mapping[str, str] | None = None) -> None:
     """The header and verdict (long lines kept whole, so they can be searched), then the
-    steps and the metrics."""
-    lines = [node_line("A", d.a), node_line("B", d.b)]
+    steps and the metrics. ``short``: id -> its short form (``Store.short_ids``)."""
+    lines = [node_line("A", d.a, short), node_line("B", d.b, short)]
     pipes = sorted(set(d.pipelines.get("a", [])) | set(d.pipelines.get("b", [])))
     if pipes:
         lines.append(f"[dim]pipeline {escape(', '.join(pipes))}[/]")
@@ -179,12 +179,18 @@ def print_diff(console: Console, d: Diff, props: int = 5) -> None:
             console.print(metrics_table(d.metrics))
 
 
-def print_impact(console: Console, found: Impact) -> None:
+def impact_ids(found: Impact) -> list[str]:
+    """The ids an impact prints (for ``Store.short_ids``)."""
+    return [found.source.id, *(a.id for a in found.artifacts())]
+
+
+def print_impact(console: Console, found: Impact, short: Mapping[str, str] | None = None) -> None:
     """The bad artifact, then what lies downstream by type (deployed and models first),
-    then the steps fixed data would start again."""
+    then the steps fixed data would start again. ``short``: id -> its short form."""
     src = found.source
     c = found.counts
-    console.print(node_line("impact of", src), soft_wrap=True)
+    ids = short or {}
+    console.print(node_line("impact of", src, ids), soft_wrap=True)
     if found.pipelines:
         console.print(f"[dim]pipeline {escape(', '.join(found.pipelines))}[/]", soft_wrap=True)
     parts: list[RenderableType] = []
@@ -200,7 +206,7 @@ def print_impact(console: Console, found: Impact) -> None:
             reason = a.properties.get("reason")
             if isinstance(reason, str) and reason:
                 bits.append("— " + escape(fmt(reason)))
-            bits.append(f"[dim]by {escape(i.made_by or '?')}, {i.hops} hops, {a.id}[/]")
+            bits.append(f"[dim]by {escape(i.made_by or '?')}, {i.hops} hops, {ids.get(a.id, a.id)}[/]")
             if a.uri:
                 bits.append(f"[dim]{escape(short_uri(a.uri))}[/]")
             branch.add(" ".join(b for b in bits if b))
@@ -219,12 +225,15 @@ def print_impact(console: Console, found: Impact) -> None:
 
 
 def print_retire(console: Console, changes: Sequence[RetireChange], state: str, dry_run: bool, reason: str,
-                 by: str) -> None:
+                 by: str, short: Mapping[str, str] | None = None) -> None:
     verb = "would mark" if dry_run else "marked"
+    ids = short or {}
     console.print(Text(f"{verb} {len(changes)} artifacts {state} (reason: {reason}; by {by})", style="bold"),
                   soft_wrap=True)
     for c in changes:
-        console.print(Text(f"  {c.type or '?'} {c.name or ''} {c.id}: {c.state_from} → {c.state_to}"), soft_wrap=True)
+        console.print(Text(f"  {c.type or '?'} {c.name or ''} {ids.get(c.id, c.id)}: {c.state_from} → {c.state_to}"),
+                      soft_wrap=True)
 
 
-__all__ = ["metrics_table", "print_diff", "print_impact", "print_retire", "short_uri", "steps_tree", "verdict_lines"]
+__all__ = ["impact_ids", "metrics_table", "print_diff", "print_impact", "print_retire", "short_uri", "steps_tree",
+           "verdict_lines"]
