@@ -24,10 +24,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     # --- where recorded events go -------------------------------------------------------
-    transport: Literal["embedded", "kafka", "file"] = Field(
+    transport: Literal["embedded", "kafka", "file", "http"] = Field(
         "embedded",
         description="Where the producer delivers events: 'embedded' (apply in-process to the "
-        "local store), 'kafka', or 'file' (JSONL, for debugging and `metatrail ingest`).",
+        "local store), 'kafka', 'http' (a `metatrail serve` team server: also used for cache "
+        "lookups and warm start), or 'file' (JSONL, for debugging and `metatrail ingest`).",
     )
     store_url: str = Field(
         "sqlite:///.metatrail/metadata.db",
@@ -128,6 +129,41 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
     kafka_ssl_check_hostname: bool = Field(True, description="Verify the broker's host name.")
 
+    # --- HTTP transport (a team server) ---------------------------------------------------
+    http_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="Base URL of the team server for METATRAIL_TRANSPORT=http, e.g. "
+        "http://metatrail.example:8181 (the API is under /api/v1).",
+    )
+    http_token: SecretStr | None = Field(
+        None, description="Bearer token for the team server (`metatrail token create`)."
+    )
+    http_timeout_s: float = Field(
+        30.0, gt=0, description="Timeout of one request to the team server."
+    )
+
+    # --- team server (`metatrail serve`) --------------------------------------------------
+    server_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address `metatrail serve` listens on. Any non-loopback address needs at "
+        "least one token in the store (or --insecure).",
+    )
+    server_port: int = Field(8181, ge=0, le=65535, description="Port of `metatrail serve`.")
+    server_max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Largest request body `POST /api/v1/events` accepts, after gunzip; larger "
+        "is answered 413.",
+    )
+    server_shutdown_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM the server stops accepting connections and waits this long "
+        "for requests in flight to finish.",
+    )
+
     # --- store ---------------------------------------------------------------------------
     db_retry_attempts: int = Field(
         8, ge=1, description="Attempts at a batch when the DB fails transiently, before giving up."
@@ -153,6 +189,8 @@ class Settings(BaseSettings):
                 "METATRAIL_REDACT must list words (comma-separated) or be 'off', got "
                 f"{self.redact!r}"
             )
+        if self.transport == "http" and not self.http_url:
+            raise ValueError("METATRAIL_TRANSPORT is 'http' but METATRAIL_HTTP_URL is not set")
         if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_mechanism:
             raise ValueError(
                 "METATRAIL_KAFKA_SECURITY_PROTOCOL is SASL_* but METATRAIL_KAFKA_SASL_MECHANISM is not set"

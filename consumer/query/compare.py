@@ -77,12 +77,21 @@ def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Compari
     columns: list[RunColumn] = []
     params: list[dict[str, Any]] = []
     metrics: list[dict[str, float]] = []
+    codes: list[dict[str, Any]] = []
+    environments: list[dict[str, Any]] = []
     for node_id in ids:
         node: Context | Execution = contexts.get(node_id) or executions[node_id]
         runs = [member_nodes[x] for x in members.get(node_id, []) if x in member_nodes]
         columns.append(_column(node, runs))
         p: dict[str, Any] = {}
         mt: dict[str, float] = {}
+        code: dict[str, Any] = {}
+        env: dict[str, Any] = {}
+        for prefix, ex in _executions_of(node, members, member_nodes):
+            code.update(_flat(ex.code_version, prefix))
+            env.update(_flat(ex.environment, prefix))
+        codes.append(code)
+        environments.append(env)
         if isinstance(node, Context):
             p.update(node.properties)
             p.update({f"custom.{k}": v for k, v in node.custom_properties.items()})
@@ -109,6 +118,8 @@ def compare(raw: Raw, ids: list[str], wanted: Collection[str] | None) -> Compari
         columns=tuple(columns),
         params={k: tuple(p.get(k) for p in params) for k in param_keys},
         metrics={k: tuple(mt.get(k) for mt in metrics) for k in metric_keys},
+        code=_side_by_side(codes),
+        environment=_side_by_side(environments),
     )
 
 
@@ -124,6 +135,30 @@ def _column(node: Context | Execution, members: list[Execution]) -> RunColumn:
         start, end, state = min(starts, default=None), max(ends, default=None), node.status
     duration = (end - start).total_seconds() if start is not None and end is not None else None
     return RunColumn(node.id, node.kind, node.type, node.name, node.created_at, start, end, duration, state)
+
+
+def _executions_of(node: Context | Execution, members: dict[str, list[str]],
+                   member_nodes: dict[str, Execution]) -> list[tuple[str, Execution]]:
+    """(key prefix, execution) whose code and environment a column shows."""
+    if isinstance(node, Execution):
+        return [("", node)]
+    found = [member_nodes[x] for x in members.get(node.id, []) if x in member_nodes]
+    return [((ex.type or "execution") + ".", ex) for ex in found]
+
+
+def _flat(value: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
+    """A code version or environment as flat keys (``packages.numpy``); empty values left out."""
+    out: dict[str, Any] = {}
+    for key, item in (value or {}).items():
+        if isinstance(item, dict):
+            out.update(_flat(item, f"{prefix}{key}."))
+        elif item is not None:
+            out[prefix + key] = item
+    return out
+
+
+def _side_by_side(cells: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    return {k: tuple(c.get(k) for c in cells) for k in sorted({k for c in cells for k in c})}
 
 
 def metric_history(

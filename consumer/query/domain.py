@@ -229,19 +229,25 @@ class RunColumn(_JSON):
 
 @dataclass(frozen=True)
 class Comparison:
-    """Params and metrics side by side: ``params[key][i]`` / ``metrics[key][i]`` belong to
-    ``columns[i]`` (None where absent). Metric cells hold the last value (highest step,
-    then latest timestamp)."""
+    """Params, metrics, code versions and environments side by side: ``params[key][i]``
+    (and likewise) belongs to ``columns[i]`` (None where absent). Metric cells hold the
+    last value (highest step, then latest timestamp). ``code`` and ``environment`` are the
+    executions' code version and environment flattened (``git_commit``,
+    ``packages.numpy``), prefixed ``<execution type>.`` for a run's executions."""
 
     columns: tuple[RunColumn, ...]
     params: dict[str, tuple[Any, ...]]
     metrics: dict[str, tuple[float | None, ...]]
+    code: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    environment: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    #: The sections, in the order a table shows them.
+    SECTIONS = ("params", "metrics", "code", "environment")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "columns": [c.to_json() for c in self.columns],
-            "params": {k: _jsonable(list(v)) for k, v in self.params.items()},
-            "metrics": {k: _jsonable(list(v)) for k, v in self.metrics.items()},
+            **{s: {k: _jsonable(list(v)) for k, v in getattr(self, s).items()} for s in self.SECTIONS},
         }
 
 

@@ -36,10 +36,13 @@ from metatrail.consumer.query.domain import (
     MetricPoint,
     Page,
 )
+from metatrail.consumer.query.detail import NodeDetail, node_detail
 from metatrail.consumer.query.filters import parse_filter
 from metatrail.consumer.query.idrefs import context_ref, full_id, lineage_refs, resolve, short_ids
 from metatrail.consumer.query.impact import Impact
 from metatrail.consumer.query.impact import impact as impact_of
+from metatrail.consumer.query.frontier import FrontierNode, frontier
+from metatrail.consumer.query.series import MIN_POINTS, MetricSeries, metric_series, run_executions
 from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
 from metatrail.consumer.query.liveness import DEFAULT_STALE_AFTER, Liveness
 from metatrail.consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
@@ -143,6 +146,17 @@ class Store:
         if match.id not in found:  # deleted between the two statements
             raise NotFoundError(f"no {match.kind} with id {match.id!r}")
         return found[match.id]  # type: ignore[no-any-return]
+
+    def detail(self, node_id: str, kinds: Sequence[Kind] = NODE_KINDS) -> NodeDetail:
+        """The node (id or unambiguous prefix) with its contexts, producing and consuming
+        executions, inputs and outputs, parent and child contexts (see
+        :mod:`metatrail.consumer.query.detail`). Raises ``NotFoundError`` / ``AmbiguousIdError``."""
+        with self._raw() as raw:
+            match = resolve(raw, node_id, tuple(kinds))
+            found = load_nodes(raw, match.kind, [match.id])
+            if match.id not in found:
+                raise NotFoundError(f"no {match.kind} with id {match.id!r}")
+            return node_detail(raw, found[match.id])
 
     def artifact(self, artifact_id: str) -> Artifact:
         """The artifact with this id or unambiguous id prefix."""
@@ -279,6 +293,11 @@ class Store:
             if match.id not in found:
                 raise NotFoundError(f"no artifact with id {match.id!r}")
             return impact_of(raw, found[match.id], max_hops, limit)
+    def frontier(self, graph: LineageGraph) -> tuple[FrontierNode, ...]:
+        """For each node of ``graph`` with neighbours outside it, how many upstream and
+        downstream (see :mod:`metatrail.consumer.query.frontier`)."""
+        with self._raw() as raw:
+            return frontier(raw, graph)
 
     # -- warm start ---------------------------------------------------------------------
     def latest(self, artifact_type: str, *, context: str | None = None, where: str | None = None) -> Artifact | None:
@@ -321,6 +340,25 @@ class Store:
         query = query.order_by(t.c.key, t.c.step, t.c.timestamp, t.c.event_id, t.c.seq)
         with self._read() as conn:
             return metric_points(conn.execute(query))
+
+    def metric_series(self, key: str, *, executions: Sequence[str] = (), contexts: Sequence[str] = (),
+                      max_points: int = 1000) -> list[MetricSeries]:
+        """Samples of metric ``key`` in step order, one series per execution and per
+        context (ids or unambiguous prefixes) that logged it, each downsampled to at most
+        ``max_points`` keeping every bucket's extremes. A context stands for its own
+        samples and its executions'. Raises ``NotFoundError`` for an unknown id,
+        ``FilterError`` for ``max_points`` below 2."""
+        if max_points < MIN_POINTS:
+            raise FilterError(f"max_points must be at least {MIN_POINTS}, got {max_points}")
+        with self._raw() as raw:
+            owners: list[tuple[str, str]] = []
+            for ref in executions:
+                owners.append(("execution", resolve(raw, ref, ("execution",)).id))
+            for ref in contexts:
+                cid = resolve(raw, ref, ("context",)).id
+                owners.append(("context", cid))
+                owners.extend(("execution", x) for x in run_executions(raw, cid))
+            return metric_series(raw, key, list(dict.fromkeys(owners)), max_points)
 
     def compare(self, ids: Sequence[str], *, metrics: Collection[str] | None = None) -> Comparison:
         """Params and metrics of runs (contexts) or executions side by side. For a run,

@@ -60,9 +60,13 @@ class ReplayOutcome:
         return self.result in _DONE
 
 
-def list_dead_letters(engine: Engine, *, limit: int = 50, pending_only: bool = False) -> list[DeadLetterInfo]:
-    """Newest dead letters first; ``pending_only`` leaves out those already replayed."""
+def list_dead_letters(engine: Engine, *, limit: int = 50, pending_only: bool = False,
+                      before_id: int | None = None) -> list[DeadLetterInfo]:
+    """Newest dead letters first; ``pending_only`` leaves out those already replayed;
+    ``before_id`` starts after (older than) that dead letter (paging)."""
     query = select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(DeadLetterRow.id < before_id)
     if pending_only:
         query = query.where(DeadLetterRow.replayed_at.is_(None))
     with session_scope(engine, write=False) as session:

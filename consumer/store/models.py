@@ -397,3 +397,19 @@ class TriggerClaimRow(Base):
     #: When the worker finished the attempt, and how ('ran', 'failed', ...).
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class TokenRow(Base):
+    """An API token of the team server (``metatrail token create``). Only the SHA-256 of
+    the token is stored: the token itself is shown once, when it is created."""
+
+    __tablename__ = "mt_tokens"
+    id: Mapped[str] = _id(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    #: 'read', 'write' or 'admin' (each includes the ones before it).
+    scope: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("token_hash"),)

@@ -113,13 +113,16 @@ def local_path(uri: str | None) -> str | None:
     return None
 
 
-def unusable(artifact: Artifact) -> str | None:
+def unusable(artifact: Artifact, check_files: bool = True) -> str | None:
     """Why a cached output cannot be reused (not LIVE, never recorded, its local file
-    gone), or None when it can."""
+    gone), or None when it can. ``check_files=False``: a server, which cannot see the
+    caller's files, leaves that check to the caller."""
     if artifact.is_placeholder:
         return "was never recorded"
     if artifact.state != "LIVE":
         return f"is {artifact.state}"
+    if not check_files:
+        return None
     path = local_path(artifact.uri)
     if path is not None and not os.path.exists(path):
         return f"file {path} no longer exists"
@@ -127,10 +130,11 @@ def unusable(artifact: Artifact) -> str | None:
 
 
 def _unusable_outputs(
-    stored: list[tuple[Artifact | None, str]], check: Callable[[Artifact], str | None] | None
+    stored: list[tuple[Artifact | None, str]], check: Callable[[Artifact], str | None] | None,
+    check_files: bool = True,
 ) -> str | None:
     for art, role in stored:
-        reason = "is missing" if art is None else unusable(art)
+        reason = "is missing" if art is None else unusable(art, check_files)
         if reason is None and art is not None and check is not None:
             reason = check(art)
         if reason is not None:
@@ -192,7 +196,25 @@ def find_cached_execution(
     ``check(output)`` (if given) returns None rather than a reason (the producer checks
     the file's content there). ``misses``, if given, gets one line per candidate passed
     over, saying why."""
+    found = cached_executions(session, fingerprint, candidates=candidates, check=check, misses=misses)
+    return found[0] if found else None
+
+
+def cached_executions(
+    session: Session,
+    fingerprint: str,
+    *,
+    candidates: int = 5,
+    check: Callable[[Artifact], str | None] | None = None,
+    misses: list[str] | None = None,
+    check_files: bool = True,
+    limit: int = 1,
+) -> list[CachedExecution]:
+    """Up to ``limit`` of the ``candidates`` newest COMPLETE executions with this
+    fingerprint whose outputs are all reusable (see ``find_cached_execution``), newest
+    first. The team server asks with ``check_files=False`` and several candidates."""
     runs, props_stmt, shape_stmt = _cache_statements()
+    found: list[CachedExecution] = []
     conn = session.connection()
     rows = conn.execute(runs, {"fingerprint": fingerprint, "candidates": candidates}).all()
     by_run: dict[str, list[Any]] = {}
@@ -202,7 +224,7 @@ def find_cached_execution(
         if outputs[0].role is None:  # no OUTPUT edge at all: nothing to reuse
             continue
         stored = [(_artifact_of(r), r.role) for r in outputs]
-        reason = _unusable_outputs(stored, check)
+        reason = _unusable_outputs(stored, check, check_files)
         if reason is not None:
             if misses is not None:
                 misses.append(f"execution {execution_id}: {reason}")
@@ -217,8 +239,10 @@ def find_cached_execution(
             for art, role in stored
             if art is not None
         ]
-        return CachedExecution(execution_id, outs, shape if isinstance(shape, dict) else None)
-    return None
+        found.append(CachedExecution(execution_id, outs, shape if isinstance(shape, dict) else None))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def _artifact_of(row: Any) -> Artifact | None:

@@ -1,0 +1,22 @@
+"""JSON responses straight from domain objects' ``to_json()`` (no second validation pass:
+the domain objects are already what the response models describe)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+
+class JSONBody(Response):
+    """A compact JSON response (NaN never appears: domain objects spell it "NaN")."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def json_body(content: Any, status_code: int = 200) -> JSONBody:
+    return JSONBody(content, status_code=status_code)

@@ -1,0 +1,35 @@
+"""api tokens of the team server: only their SHA-256 is stored
+
+Revision ID: 0005
+Revises: 0003
+Create Date: 2026-11-23 10:00:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import metatrail.consumer.store.types
+
+revision = '0005'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('mt_tokens',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=True),
+    sa.Column('scope', sa.String(length=16), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
+    sa.Column('revoked_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_mt_tokens_token_hash'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('mt_tokens')
