@@ -71,8 +71,8 @@ def _settings() -> Settings:
     return emitter.settings()
 
 
-def _flush_embedded(settings: Settings) -> None:
-    if settings.transport != "embedded":
+def _flush_before_read(settings: Settings) -> None:
+    if settings.transport not in ("embedded", "http"):
         return
     try:
         from metatrail.producer import emitter
@@ -80,6 +80,66 @@ def _flush_embedded(settings: Settings) -> None:
         emitter.flush(timeout_s=settings.exit_flush_timeout_s)
     except Exception as exc:  # a flush problem must not break the call; the read may be stale
         log.warning("metatrail: could not flush before reading the store: %s", exc)
+
+
+def _api(settings: Settings) -> Any:
+    from metatrail.producer.httpapi import ApiClient
+
+    return ApiClient.from_settings(settings)
+
+
+def _artifact_from_json(data: dict[str, Any]) -> Artifact:
+    """A producer ``Artifact`` for an artifact the server answered (``ArtifactOut``)."""
+    return Artifact(
+        data.get("uri") or "",
+        data.get("type"),
+        name=data.get("name"),
+        version=data.get("version"),
+        properties=dict(data.get("properties") or {}),
+        custom_properties=dict(data.get("custom_properties") or {}),
+        digest=data.get("digest"),
+        state=data.get("state"),
+        compute_digest=False,
+        id=data["id"],
+    )
+
+
+def output_file_present(uri: str | None) -> bool:
+    """Whether a cached output's local file (a ``file://`` or scheme-less uri) still exists
+    here; True for any other uri (s3://..., nothing to check)."""
+    import os
+    from urllib.parse import unquote, urlparse
+
+    if not uri:
+        return True
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return os.path.exists(unquote(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return os.path.exists(uri)
+    return True
+
+
+def _find_cached_remote(fingerprint: str, settings: Settings, misses: list[str] | None) -> CachedResult | None:
+    """The server's candidates (LIVE outputs, newest first); the first whose local files
+    exist here and still hold the recorded content."""
+    from urllib.parse import quote
+
+    answer = _api(settings).get(f"/cache/{quote(fingerprint, safe='')}")
+    for candidate in (answer or {}).get("candidates", []):
+        outputs = [(_artifact_from_json(o["artifact"]), str(o["role"])) for o in candidate["outputs"]]
+        reason = None
+        for artifact, role in outputs:
+            why = (None if output_file_present(artifact.uri) else f"file {artifact.uri} no longer exists") \
+                or changed_content(artifact)  # type: ignore[arg-type]
+            if why is not None:
+                reason = f"output {role!r} {why}"
+                break
+        if reason is None:
+            return CachedResult(UUID(candidate["execution_id"]), outputs, candidate.get("return_shape"))
+        if misses is not None:
+            misses.append(f"execution {candidate['execution_id']}: {reason}")
+    return None
 
 
 def _store_exists(settings: Settings) -> bool:
@@ -128,7 +188,15 @@ def find_cached(
     settings = settings or _settings()
     if not settings.cache_enabled:
         return None
-    _flush_embedded(settings)
+    _flush_before_read(settings)
+    if settings.transport == "http":
+        try:
+            return _find_cached_remote(fingerprint, settings, misses)
+        except (MetatrailError, KeyError, TypeError, ValueError) as exc:
+            if settings.strict:
+                raise
+            log.warning("metatrail: cache lookup failed, running the call: %s", exc)
+            return None
     if not _store_exists(settings):
         return None
     try:
@@ -165,7 +233,33 @@ def latest(
     ``role`` (``base_model``), so lineage shows what training continued from. Returns
     None when there is none yet. Blocking (one store read)."""
     settings = settings or _settings()
-    _flush_embedded(settings)
+    _flush_before_read(settings)
+    if settings.transport == "http":
+        artifact = _latest_remote(type, pipeline, settings)
+    else:
+        artifact = _latest_local(type, pipeline, settings)
+    if artifact is None:
+        return None
+    from metatrail.producer.recorder import current_execution
+
+    handle = current_execution()
+    if handle is not None:
+        handle.add_input(artifact, role)
+    return artifact
+
+
+def _latest_remote(type: str, pipeline: str | None, settings: Settings) -> Artifact | None:
+    """Raises ``TransportError`` when the server cannot answer (a warm start that silently
+    started cold would be worse than an error)."""
+    from metatrail.schemas.ids import context_id
+
+    scope = str(context_id("Pipeline", pipeline)) if pipeline else None
+    answer = _api(settings).get("/artifacts/latest", type=type, context=scope)
+    found = (answer or {}).get("artifact")
+    return _artifact_from_json(found) if found else None
+
+
+def _latest_local(type: str, pipeline: str | None, settings: Settings) -> Artifact | None:
     if not _store_exists(settings):
         return None
     from metatrail.consumer.query.store import Store
@@ -175,12 +269,4 @@ def latest(
 
     scope = str(context_id(PIPELINE_CONTEXT_TYPE, pipeline)) if pipeline else None
     stored = Store(shared_engine(settings.store_url)).latest(type, context=scope)
-    if stored is None:
-        return None
-    artifact = to_producer_artifact(stored)
-    from metatrail.producer.recorder import current_execution
-
-    handle = current_execution()
-    if handle is not None:
-        handle.add_input(artifact, role)
-    return artifact
+    return None if stored is None else to_producer_artifact(stored)

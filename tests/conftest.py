@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.broker"]
+pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.broker", "tests.fixtures.server"]
 
 
 @pytest.fixture(autouse=True)

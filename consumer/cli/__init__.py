@@ -18,6 +18,8 @@ from metatrail.consumer.cli import demo  # noqa: F401
 from metatrail.consumer.cli import flush  # noqa: F401
 from metatrail.consumer.cli import diff  # noqa: F401
 from metatrail.consumer.cli import imports  # noqa: F401
+from metatrail.consumer.cli import serve  # noqa: F401
+from metatrail.consumer.cli import token  # noqa: F401
 from metatrail.consumer.cli.app import app
 from metatrail.schemas.errors import FilterError, MetatrailError
 

@@ -1,4 +1,4 @@
-"""Transports: ``embedded`` (default), ``kafka`` and ``file``, behind one ``Transport`` protocol."""
+"""Transports: ``embedded`` (default), ``kafka``, ``http`` and ``file``, behind one ``Transport`` protocol."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ def make_transport(settings: Settings) -> Transport:
         from metatrail.producer.transports.kafka import KafkaTransport
 
         return KafkaTransport(settings)
+    if settings.transport == "http":
+        from metatrail.producer.transports.http import HttpTransport
+
+        return HttpTransport(settings)
     if settings.transport == "file":
         from metatrail.producer.transports.file import FileTransport
 
