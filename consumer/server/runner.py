@@ -10,9 +10,14 @@ flight finish (at most ``METATRAIL_SERVER_SHUTDOWN_TIMEOUT_S``), runs the app's 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 from metatrail.consumer.query.store import Store
 from metatrail.consumer.server.app import create_app
@@ -59,6 +64,27 @@ def build(settings: Settings, store_url: str, host: str, insecure: bool) -> tupl
     return store, create_app(settings, store, open_without_tokens=is_loopback(host) or insecure)
 
 
+def _server_class(uvicorn: Any) -> Any:
+    class Server(uvicorn.Server):  # type: ignore[misc,name-defined]
+        """uvicorn's server, except that a SIGTERM / SIGINT that ended a graceful shutdown
+        is not raised again afterwards: the drain succeeded, the process exits 0 (as
+        ``metatrail consume`` does), and an orchestrator sees a clean stop."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def serve(settings: Settings, *, host: str, port: int, store_url: str, insecure: bool = False,
           sock: socket.socket | None = None) -> None:
     """Serve until SIGTERM / SIGINT (blocking). Raises ``ConfigError`` (exposure rule,
@@ -71,7 +97,7 @@ def serve(settings: Settings, *, host: str, port: int, store_url: str, insecure:
     try:
         config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False,
                                 timeout_graceful_shutdown=settings.server_shutdown_timeout_s, lifespan="on")
-        server = uvicorn.Server(config)
+        server = _server_class(uvicorn)(config)
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         store.close()

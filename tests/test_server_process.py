@@ -1,0 +1,123 @@
+"""``metatrail serve`` as a real process: it refuses to expose an open server, SIGTERM
+lets a request in flight finish before it exits, and a token never shows up in its logs
+or in the store in clear."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from metatrail.schemas.events import ArtifactRecorded
+from metatrail.schemas.ids import new_id
+from metatrail.schemas.parse import dump_event
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(store: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METATRAIL_")}
+    env["METATRAIL_STORE_URL"] = store
+    return env
+
+
+def start(args: list[str], store: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "metatrail", "serve", *args], env=env_for(store),
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the server exited early:\n{log.read_text()}"
+        try:
+            if httpx.get(url + "/api/v1/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"the server did not start:\n{log.read_text()}")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def test_a_public_address_without_tokens_is_refused_in_one_line(store: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "metatrail", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                          env=env_for(store), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refusing to serve on 0.0.0.0" in lines[0] and "--insecure" in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_sigterm_lets_the_request_in_flight_finish(store: str, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start(["--port", str(port)], store, log)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        body = b"\n".join(dump_event(ArtifactRecorded(artifact_id=new_id(), type="Data", uri=f"s3://{i}"))
+                          for i in range(200))
+        head = (f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+            conn.sendall(head + body[: len(body) // 2])
+            time.sleep(0.5)  # the request is in flight: headers and half the body received
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert proc.poll() is None, "the server exited with a request in flight"
+            conn.sendall(body[len(body) // 2:])
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        status, _, rest = answer.partition(b"\r\n")
+        assert status.startswith(b"HTTP/1.1 200"), answer[:500]
+        assert b'"applied":200' in rest
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "Traceback" not in log.read_text()
+
+
+def test_the_token_never_reaches_logs_or_the_store_in_clear(store: str, tmp_path: Path) -> None:
+    created = subprocess.run([sys.executable, "-m", "metatrail", "token", "create", "--scope", "write"],
+                             env=env_for(store), capture_output=True, text=True, timeout=120)
+    token = created.stdout.strip()
+    assert created.returncode == 0 and token.startswith("mt_") and token not in created.stderr
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start(["--port", str(port)], store, log)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        api = f"http://127.0.0.1:{port}/api/v1"
+        good = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(api + "/artifacts", headers=good).status_code == 200
+        assert httpx.post(api + "/events", headers=good, content=b"not json\n").json()["dead_lettered"] == 1
+        assert httpx.get(api + "/artifacts", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
+        assert httpx.get(api + "/nothing", headers=good).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    text = log.read_text()
+    assert "GET /api/v1/artifacts" in text, "the access log is on (the check below means something)"
+    assert token not in text and token[3:20] not in text
+    db = Path(store.removeprefix("sqlite:///"))
+    for path in [db, *db.parent.glob(db.name + "-*")]:
+        assert token.encode() not in path.read_bytes(), f"the token is in {path.name} in clear"
