@@ -9,7 +9,7 @@ OpenAPI document). Non-finite floats travel as the strings ``"NaN"``, ``"Infinit
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -274,8 +274,11 @@ class DeadLetterPage(_Out):
     next_page_token: str | None = None
 
 
+DeadLetterId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
 class ReplayRequest(_Out):
-    ids: list[int] | None = Field(None, max_length=10_000, description="Dead letters to replay; null: every one not yet in the store.")
+    ids: list[DeadLetterId] | None = Field(None, max_length=10_000, description="Dead letters to replay; null: every one not yet in the store.")
 
 
 class ReplayOutcomeOut(_Out):

@@ -31,7 +31,7 @@ def dead_letters(
     before = None
     if page_token:
         cursor = decode_page_token(page_token, _SCOPE + str(pending))
-        if not cursor.isdigit():
+        if not cursor.isdigit() or int(cursor) > 2**63:
             raise FilterError("page_token is not a token this server handed out")
         before = int(cursor)
     letters = list_dead_letters(state.engine, limit=page_size + 1, pending_only=pending, before_id=before)
