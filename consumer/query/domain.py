@@ -20,7 +20,12 @@ Direction = Literal["upstream", "downstream", "both"]
 RETIRED_STATES: frozenset[str] = frozenset({"DELETED", "ABANDONED"})
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case first: most fields are plain
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
@@ -36,10 +41,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class _JSON:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready data (field order kept)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        values = self.__dict__
+        return {name: _jsonable(values[name]) for name in names}
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """A metric's samples over steps, for charts: one series per execution (or run), cut down
 on the server to at most ``max_points`` points that keep each stretch's extremes.
 
-Downsampling: the samples, in step order, are split into ``max_points // 2`` buckets of
-equal count; each bucket keeps its lowest and highest sample (in their own order), so a
-spike or a dip survives however far a chart is zoomed out, and the first NaN of a bucket
-(a diverging run) is kept too. Samples without a step come after the stepped ones, in
-time order.
+Downsampling: the step range is split into ``max_points // 3`` buckets of equal width;
+each bucket keeps its lowest and highest sample and its first non-finite one (a diverging
+run), so a spike or a dip survives however far a chart is zoomed out. The buckets are
+computed by the database (only the kept rows leave it: a 100,000-sample series is one
+index scan). Downsampled points carry no timestamp (charts are over steps). Samples
+without a step come after the stepped ones, in time order (cut down in Python: they are
+rare).
 """
 
 from __future__ import annotations
@@ -45,16 +47,20 @@ class MetricSeries(_JSON):
     points: tuple[SeriesPoint, ...]
 
 
-def _samples(raw: Raw, column: str, owner: str, key: str) -> list[tuple[Any, ...]]:
-    k = raw.quote("key")
-    base = f"SELECT step, value, nonfinite, timestamp FROM mt_metrics WHERE {column} = ? AND {k} = ?"
-    stepped = raw.rows(base + " AND step IS NOT NULL ORDER BY step, event_id, seq", [owner, key])
-    unstepped = raw.rows(base + " AND step IS NULL ORDER BY timestamp, event_id, seq", [owner, key])
-    return stepped + unstepped
+def _where(raw: Raw, column: str) -> str:
+    return f"{column} = ? AND {raw.quote('key')} = ?"
+
+
+def _all_samples(raw: Raw, where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Every sample, stepped ones in step order, then the others in time order."""
+    base = f"SELECT step, value, nonfinite, timestamp FROM mt_metrics WHERE {where}"
+    stepped = raw.rows(base + " AND step IS NOT NULL ORDER BY step, event_id, seq", params)
+    return stepped + raw.rows(base + " AND step IS NULL ORDER BY timestamp, event_id, seq", params)
 
 
 def _keep(values: Sequence[float], max_points: int) -> list[int]:
-    """Indexes of the samples to keep (see the module docstring)."""
+    """Indexes of the samples to keep: per bucket of equal count, the lowest, the highest
+    and the first NaN (used for samples that have no step)."""
     n = len(values)
     if n <= max_points:
         return list(range(n))
@@ -66,7 +72,7 @@ def _keep(values: Sequence[float], max_points: int) -> list[int]:
         if start >= end:
             continue
         span = range(start, end)
-        finite = [i for i in span if not math.isnan(get(i))] if any(math.isnan(v) for v in values[start:end]) else span
+        finite = [i for i in span if not math.isnan(get(i))]
         picks = set()
         if finite:
             picks.add(min(finite, key=get))
@@ -77,19 +83,77 @@ def _keep(values: Sequence[float], max_points: int) -> list[int]:
     return kept
 
 
+def _bucket_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int,
+                     buckets: int) -> tuple[list[tuple[Any, ...]], int]:
+    """(step, value, nonfinite) of each step bucket's lowest and highest finite sample and
+    first non-finite one, and how many stepped samples there are; computed in the
+    database, so only these rows leave it (the owner index covers step, value and
+    nonfinite: each pass reads the index alone)."""
+    width = max(1, -(-(hi - lo + 1) // buckets))
+    div = "DIV" if raw.dialect in ("mysql", "mariadb") else "/"
+    bucket = f"((step - {int(lo)}) {div} {int(width)})"
+    stepped = f"FROM mt_metrics WHERE {where} AND step IS NOT NULL"
+    rows: list[tuple[Any, ...]] = []
+    if raw.dialect == "sqlite":  # a bare column takes the row of the group's one MIN / MAX
+        low = raw.rows(f"SELECT step, MIN(value), COUNT(*), COUNT(nonfinite) {stepped} GROUP BY {bucket}", params)
+        high = raw.rows(f"SELECT step, MAX(value) {stepped} GROUP BY {bucket}", params)
+        total, odd = sum(r[2] for r in low), sum(r[3] for r in low)
+        rows = [(r[0], r[1], None) for r in low + high if r[1] is not None]
+    else:
+        counts = raw.rows(f"SELECT COUNT(*), COUNT(nonfinite) {stepped}", params)[0]
+        total, odd = int(counts[0]), int(counts[1])
+        rows = [(r[0], r[1], None) for r in raw.rows(
+            f"SELECT step, value FROM (SELECT step, value, "
+            f"ROW_NUMBER() OVER (PARTITION BY b ORDER BY value, step) AS low, "
+            f"ROW_NUMBER() OVER (PARTITION BY b ORDER BY value DESC, step) AS high "
+            f"FROM (SELECT step, value, {bucket} AS b {stepped} AND value IS NOT NULL) s) t "
+            f"WHERE low = 1 OR high = 1", params)]
+    if odd:
+        seen: set[int] = set()
+        for step, nonfinite in raw.rows(f"SELECT step, nonfinite {stepped} AND nonfinite IS NOT NULL ORDER BY step",
+                                        params):
+            b = (step - lo) // width
+            if b not in seen:  # the first non-finite sample of each bucket
+                seen.add(b)
+                rows.append((step, None, nonfinite))
+    return sorted(set(rows), key=lambda r: (r[0], r[2] or "", r[1] if r[1] is not None else 0.0)), int(total)
+
+
+def _one_series(raw: Raw, column: str, owner: str, key: str, max_points: int) -> tuple[list[SeriesPoint], int]:
+    where, params = _where(raw, column), [owner, key]
+    # At most max_points + 1 index entries read to decide whether to downsample at all.
+    head = int(raw.rows(f"SELECT COUNT(*) FROM (SELECT 1 AS x FROM mt_metrics WHERE {where} "
+                        f"LIMIT {int(max_points) + 1}) h", params)[0][0])
+    if head <= max_points:
+        rows = _all_samples(raw, where, params)
+        return [SeriesPoint(r[0], metric_value(r[1], r[2]), utc(r[3])) for r in rows], len(rows)
+    unstepped = int(raw.rows(f"SELECT COUNT(*) FROM mt_metrics WHERE {where} AND step IS NULL", params)[0][0])
+    points: list[SeriesPoint] = []
+    total = unstepped
+    bounds = raw.rows(f"SELECT MIN(step) FROM mt_metrics WHERE {where}", params)[0][0], \
+        raw.rows(f"SELECT MAX(step) FROM mt_metrics WHERE {where}", params)[0][0]
+    if bounds[0] is not None:
+        share = max_points if not unstepped else max(MIN_POINTS, max_points // 2)
+        extremes, stepped = _bucket_extremes(raw, where, params, int(bounds[0]), int(bounds[1]), max(1, share // 3))
+        total += stepped
+        points += [SeriesPoint(step, metric_value(value, nonfinite), None) for step, value, nonfinite in extremes]
+    if unstepped:
+        base = f"SELECT step, value, nonfinite, timestamp FROM mt_metrics WHERE {where} AND step IS NULL"
+        rows = raw.rows(base + " ORDER BY timestamp, event_id, seq", params)
+        values = [metric_value(r[1], r[2]) for r in rows]
+        points += [SeriesPoint(None, values[i], utc(rows[i][3])) for i in _keep(values, max(1, max_points - len(points)))]
+    return points, total
+
+
 def metric_series(raw: Raw, key: str, owners: Sequence[tuple[str, str]], max_points: int) -> list[MetricSeries]:
     """One series per (``"execution"`` | ``"context"``, id) owner that logged ``key``
     (owners without samples are left out), each at most ``max_points`` points."""
     out = []
     for kind, owner in owners:
-        rows = _samples(raw, f"{kind}_id", owner, key)
-        if not rows:
-            continue
-        values = [metric_value(r[1], r[2]) for r in rows]
-        keep = _keep(values, max_points)
-        points = tuple(SeriesPoint(rows[i][0], values[i], utc(rows[i][3])) for i in keep)
-        out.append(MetricSeries(key, owner if kind == "execution" else None, owner if kind == "context" else None,
-                                len(rows), len(keep) < len(rows), points))
+        points, total = _one_series(raw, f"{kind}_id", owner, key, max_points)
+        if total:
+            out.append(MetricSeries(key, owner if kind == "execution" else None, owner if kind == "context" else None,
+                                    total, len(points) < total, tuple(points)))
     return out
 
 

@@ -298,9 +298,11 @@ class MetricRow(Base):
     nonfinite: Mapped[str | None] = mapped_column(String(4))
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
 
+    # The owner indexes carry the value too, so a chart's downsampling aggregates
+    # (per-bucket minimum and maximum over 100,000 samples) read the index alone.
     __table_args__ = (
-        Index(None, "execution_id", "key", "step"),
-        Index(None, "context_id", "key", "step"),
+        Index(None, "execution_id", "key", "step", "value", "nonfinite"),
+        Index(None, "context_id", "key", "step", "value", "nonfinite"),
         Index(None, "key", "timestamp"),
     )
 

@@ -1,4 +1,5 @@
-"""api tokens of the team server: only their SHA-256 is stored
+"""api tokens of the team server (only their SHA-256 is stored); metric owner indexes
+that cover the value, for downsampled charts
 
 Revision ID: 0005
 Revises: 0003
@@ -29,7 +30,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_tokens')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_mt_tokens_token_hash'))
     )
+    for owner in ('execution_id', 'context_id'):
+        op.create_index(f'ix_mt_metrics_{owner}_key_step_value_nonfinite', 'mt_metrics',
+                        [owner, 'key', 'step', 'value', 'nonfinite'])
+        op.drop_index(f'ix_mt_metrics_{owner}_key_step', table_name='mt_metrics')
 
 
 def downgrade() -> None:
+    for owner in ('execution_id', 'context_id'):
+        op.create_index(f'ix_mt_metrics_{owner}_key_step', 'mt_metrics', [owner, 'key', 'step'])
+        op.drop_index(f'ix_mt_metrics_{owner}_key_step_value_nonfinite', table_name='mt_metrics')
     op.drop_table('mt_tokens')
