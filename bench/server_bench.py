@@ -106,7 +106,7 @@ def timed(fn: Callable[[], Any], samples: int) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(times), 2), "samples": samples}
 
 
-def measure(base: str, runs: int, samples: int, event_batches: int, rng: random.Random) -> dict[str, Any]:
+def measure(base: str, url: str, runs: int, samples: int, event_batches: int, rng: random.Random) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with httpx.Client(base_url=base + "/api/v1", timeout=120) as api:
         def get(path: str, **params: Any) -> dict[str, Any]:
@@ -139,21 +139,34 @@ def measure(base: str, runs: int, samples: int, event_batches: int, rng: random.
             assert series["total"] == HISTORY_POINTS and len(series["points"]) <= 1000
 
         out["history_100k_to_1000"] = timed(history, max(20, samples // 4))
-        out["events"] = post_events(api, runs, event_batches)
+        out["events"] = post_events(api, url, runs, event_batches)
     return out
 
 
-def post_events(api: httpx.Client, runs: int, batches: int, batch_size: int = 500) -> dict[str, Any]:
-    """Sustained POST /events: batches prepared (serialized, gzip'd) before the clock starts."""
-    bodies, events = [], []
-    for plan in plans(runs + batches * batch_size // 10 + 10):
+def post_events(api: httpx.Client, url: str, runs: int, batches: int, batch_size: int = 500) -> dict[str, Any]:
+    """Sustained POST /events: batches prepared (serialized, gzip'd) before the clock
+    starts. Side by side: the same number of events (the next runs) given to
+    ``apply_records`` in this process, the server's apply path without HTTP."""
+    from metatrail.consumer.apply import RawRecord, apply_records
+
+    inprocess: list[bytes] = []
+    for plan in plans(runs + 2 * batches * batch_size // 10 + 20):
         if plan["run"] < runs:
             continue
-        events.extend(dump_event(e) for e in plan_events(plan))
-        if len(events) >= batches * batch_size:
+        inprocess.extend(dump_event(e) for e in plan_events(plan))
+        if len(inprocess) >= 2 * batches * batch_size:
             break
+    direct, inprocess = inprocess[:batches * batch_size], inprocess[batches * batch_size:]
+    engine = open_engine(url)
+    start = time.perf_counter()
     for i in range(batches):
-        chunk = events[i * batch_size:(i + 1) * batch_size]
+        chunk = direct[i * batch_size:(i + 1) * batch_size]
+        apply_records(engine, [RawRecord(p, f"bench:{runs}:{i}:{j}") for j, p in enumerate(chunk)])
+    direct_s = time.perf_counter() - start
+    engine.dispose()
+    bodies = []
+    for i in range(batches):
+        chunk = inprocess[i * batch_size:(i + 1) * batch_size]
         bodies.append(gzip.compress(b"\n".join(chunk) + b"\n", compresslevel=5))
     headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
     applied = 0
@@ -163,11 +176,13 @@ def post_events(api: httpx.Client, runs: int, batches: int, batch_size: int = 50
         assert response.status_code == 200, response.text[:300]
         answer = response.json()
         applied += answer["applied"]
-        assert not answer["dead_letters"] and not answer["duplicates"], {k: v for k, v in answer.items() if k != "dead_letters"} | {"first": answer["dead_letters"][:1]}
+        assert not answer["dead_letters"] and not answer["duplicates"], answer["dead_letters"][:1]
     seconds = time.perf_counter() - start
     assert applied == batches * batch_size, applied
     return {"events": applied, "batch_size": batch_size, "seconds": round(seconds, 2),
-            "events_per_s": round(applied / seconds)}
+            "events_per_s": round(applied / seconds),
+            "apply_records_in_process_events_per_s": round(batches * batch_size / direct_s),
+            "http_over_in_process": round((applied / seconds) / (batches * batch_size / direct_s), 2)}
 
 
 def main() -> int:
@@ -205,7 +220,7 @@ def main() -> int:
                 add_history(url)
                 proc, base = start_server(url, scratch)
                 try:
-                    row = measure(base, runs, args.samples, args.event_batches, rng)
+                    row = measure(base, url, runs, args.samples, args.event_batches, rng)
                 finally:
                     proc.terminate()
                     proc.wait(60)
@@ -215,7 +230,9 @@ def main() -> int:
                 for q in TARGETS_MS:
                     print(f"    {q:22s} p50 {row[q]['p50_ms']:8.2f} ms   p95 {row[q]['p95_ms']:8.2f} ms"
                           f"   (target p95 <= {TARGETS_MS[q]} ms)")
-                print(f"    POST /events          {row['events']['events_per_s']:8d} events/s (target >= 5000)")
+                ev = row["events"]
+                print(f"    POST /events          {ev['events_per_s']:8d} events/s (target >= 5000); apply_records "
+                      f"in process {ev['apply_records_in_process_events_per_s']} events/s (ratio {ev['http_over_in_process']})")
             finally:
                 cleanup()
     args.out.parent.mkdir(parents=True, exist_ok=True)
