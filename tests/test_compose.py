@@ -41,11 +41,12 @@ def test_the_deployment_has_its_services() -> None:
     assert commands["migrate"] == ["metatrail", "db", "upgrade"]
     assert commands["consumer"] == ["metatrail", "consume"]
     assert commands["worker"][:2] == ["metatrail", "worker"]
+    assert commands["metatrail-server"][:2] == ["metatrail", "serve"]
     assert SERVICES["migrate"]["restart"] == "no"
     consumer_deps = SERVICES["consumer"]["depends_on"]
     assert consumer_deps["migrate"]["condition"] == "service_completed_successfully"
     assert consumer_deps["kafka"]["condition"] == "service_healthy"
-    for name in ("kafka", "postgres", "consumer"):
+    for name in ("kafka", "postgres", "consumer", "metatrail-server"):
         assert SERVICES[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
@@ -85,7 +86,30 @@ def test_every_variable_is_a_known_setting_with_a_valid_value(monkeypatch: pytes
 
 def test_the_image_is_built_from_the_dockerfile() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for name in ("migrate", "consumer", "worker"):
+    for name in ("migrate", "consumer", "worker", "metatrail-server"):
         build = SERVICES[name]["build"]
         assert build["context"] == "." and build["dockerfile"] == "Dockerfile"
     assert "pip install" in dockerfile and "service" in dockerfile and "postgres" in dockerfile
+    assert "server" in dockerfile
+
+
+def test_the_server_is_exposed_coherently_with_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    """The server's command parses with the CLI's own options, its port is the one
+    published and probed, its host is not loopback (so a token is required: the exposure
+    rule of serve), and it drains on SIGTERM within its grace period."""
+    service = SERVICES["metatrail-server"]
+    command = [str(p) for p in service["command"]]
+    options = dict(zip(command[2::2], command[3::2]))
+    assert set(options) <= {"--host", "--port", "--store"}
+    port = options.get("--port", "8181")
+    assert any(str(p).split(":")[-1] == port for p in service["ports"])
+    assert f"127.0.0.1:{port}/api/v1/readyz" in " ".join(service["healthcheck"]["test"])
+    assert options["--host"] == "0.0.0.0" and "--insecure" not in command
+    assert service["stop_signal"] == "SIGTERM"
+    timeout = float(service["environment"].get("METATRAIL_SERVER_SHUTDOWN_TIMEOUT_S", 30))
+    grace = float(str(service["stop_grace_period"]).rstrip("s"))
+    assert grace > timeout
+    assert main(["serve", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    for option in ("--host", "--port", "--store", "--insecure"):
+        assert option in help_text
