@@ -86,10 +86,13 @@ def lineage_graph(
         for e in edges:  # keep the edges this direction traverses between reached nodes
             if e[0] in seen and e[2] in seen and e[1] in (first, second):
                 all_edges.add(e)
-    found = load_graph_nodes(raw, [n for n, (_, k) in depths.items() if k == "artifact"],
-                             [n for n, (_, k) in depths.items() if k == "execution"])
+    ordered = sorted(depths.items(), key=lambda kv: (kv[1][0], kv[0]))
+    if types is None and len(ordered) > limit:  # the same cut as below, before loading what it drops
+        ordered, truncated = ordered[:limit], True
+    found = load_graph_nodes(raw, [n for n, (_, k) in ordered if k == "artifact"],
+                             [n for n, (_, k) in ordered if k == "execution"])
     nodes: list[Artifact | Execution] = []
-    for node_id, (depth, kind) in sorted(depths.items(), key=lambda kv: (kv[1][0], kv[0])):
+    for node_id, (depth, kind) in ordered:
         node = found.get(node_id)
         if node is None:  # an edge to a node never recorded, not even as a placeholder
             node = (Artifact(node_id, None, None, None, "UNKNOWN", is_placeholder=True) if kind == "artifact"
