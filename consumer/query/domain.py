@@ -186,18 +186,12 @@ class LineageGraph:
     def to_json(self) -> dict[str, Any]:
         """``{"nodes": [...], "edges": [...], "truncated": bool}`` (the CLI's --json)."""
         nodes = []
+        depths = self.depths
         for n in self.nodes:
-            data = n.to_json()
-            nodes.append({
-                "id": n.id,
-                "kind": n.kind,
-                "type": n.type,
-                "name": n.name,
-                "uri": n.uri,
-                "state": n.state,
-                "hops": self.depths.get(n.id),
-                **{k: v for k, v in data.items() if k not in ("id", "kind", "type", "name", "uri", "state")},
-            })
+            node = {"id": n.id, "kind": n.kind, "type": n.type, "name": n.name, "uri": n.uri, "state": n.state,
+                    "hops": depths.get(n.id)}
+            node.update(n.to_json())  # the keys above keep their place; the rest follow
+            nodes.append(node)
         return {
             "nodes": nodes,
             "edges": [
