@@ -20,7 +20,8 @@ from typing import Any
 
 from metatrail.consumer.query.convert import metric_value
 from metatrail.consumer.query.domain import _JSON
-from metatrail.consumer.query.raw import Raw, utc
+from metatrail.consumer.query.raw import CHUNK, Raw, utc
+from metatrail.consumer.store.batching import chunks
 
 #: Fewest points a downsampled series may be asked for.
 MIN_POINTS = 2
@@ -93,15 +94,11 @@ def _bucket_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int,
     div = "DIV" if raw.dialect in ("mysql", "mariadb") else "/"
     bucket = f"((step - {int(lo)}) {div} {int(width)})"
     stepped = f"FROM mt_metrics WHERE {where} AND step IS NOT NULL"
-    rows: list[tuple[Any, ...]] = []
-    if raw.dialect == "sqlite":  # a bare column takes the row of the group's one MIN / MAX
-        low = raw.rows(f"SELECT step, MIN(value), COUNT(*), COUNT(nonfinite) {stepped} GROUP BY {bucket}", params)
-        high = raw.rows(f"SELECT step, MAX(value) {stepped} GROUP BY {bucket}", params)
-        total, odd = sum(r[2] for r in low), sum(r[3] for r in low)
-        rows = [(r[0], r[1], None) for r in low + high if r[1] is not None]
+    counts = raw.rows(f"SELECT COUNT(*), COUNT(nonfinite) {stepped}", params)[0]
+    total, odd = int(counts[0]), int(counts[1])
+    if raw.dialect == "sqlite":
+        rows = _sqlite_extremes(raw, where, params, lo, hi, width)
     else:
-        counts = raw.rows(f"SELECT COUNT(*), COUNT(nonfinite) {stepped}", params)[0]
-        total, odd = int(counts[0]), int(counts[1])
         rows = [(r[0], r[1], None) for r in raw.rows(
             f"SELECT step, value FROM (SELECT step, value, "
             f"ROW_NUMBER() OVER (PARTITION BY b ORDER BY value, step) AS low, "
@@ -117,6 +114,26 @@ def _bucket_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int,
                 seen.add(b)
                 rows.append((step, None, nonfinite))
     return sorted(set(rows), key=lambda r: (r[0], r[2] or "", r[1] if r[1] is not None else 0.0)), int(total)
+
+
+def _sqlite_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, width: int) -> list[tuple[Any, ...]]:
+    """SQLite: per bucket, a range scan of the covering index finds the step of its MIN and
+    of its MAX (a bare column takes the row of its query's one MIN / MAX), in one
+    statement with no sort; then the samples at those steps are read by index."""
+    buckets = -(-(hi - lo + 1) // width)
+    scan = f"FROM mt_metrics WHERE {where} AND step >= {int(lo)} + i * {int(width)} AND step < {int(lo)} + (i + 1) * {int(width)}"
+    steps = raw.rows(
+        f"WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < {int(buckets) - 1}) "
+        f"SELECT (SELECT s FROM (SELECT step AS s, MIN(value) {scan})), "
+        f"(SELECT s FROM (SELECT step AS s, MAX(value) {scan})) FROM b", [*params, *params])
+    wanted = sorted({s for pair in steps for s in pair if s is not None})
+    extremes: dict[int, tuple[float, float]] = {}  # step -> (lowest, highest) sample there
+    for part in chunks(wanted, CHUNK):
+        for step, value in raw.rows(f"SELECT step, value FROM mt_metrics WHERE {where} AND step IN "
+                                    f"{raw.in_list(len(part))} AND value IS NOT NULL", [*params, *part]):
+            low, high = extremes.get(step, (value, value))
+            extremes[step] = (min(low, value), max(high, value))
+    return [(step, v, None) for step, pair in extremes.items() for v in set(pair)]
 
 
 def _one_series(raw: Raw, column: str, owner: str, key: str, max_points: int) -> tuple[list[SeriesPoint], int]:
