@@ -91,20 +91,10 @@ def _bucket_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int,
     database, so only these rows leave it (the owner index covers step, value and
     nonfinite: each pass reads the index alone)."""
     width = max(1, -(-(hi - lo + 1) // buckets))
-    div = "DIV" if raw.dialect in ("mysql", "mariadb") else "/"
-    bucket = f"((step - {int(lo)}) {div} {int(width)})"
     stepped = f"FROM mt_metrics WHERE {where} AND step IS NOT NULL"
     counts = raw.rows(f"SELECT COUNT(*), COUNT(nonfinite) {stepped}", params)[0]
     total, odd = int(counts[0]), int(counts[1])
-    if raw.dialect == "sqlite":
-        rows = _sqlite_extremes(raw, where, params, lo, hi, width)
-    else:
-        rows = [(r[0], r[1], None) for r in raw.rows(
-            f"SELECT step, value FROM (SELECT step, value, "
-            f"ROW_NUMBER() OVER (PARTITION BY b ORDER BY value, step) AS low, "
-            f"ROW_NUMBER() OVER (PARTITION BY b ORDER BY value DESC, step) AS high "
-            f"FROM (SELECT step, value, {bucket} AS b {stepped} AND value IS NOT NULL) s) t "
-            f"WHERE low = 1 OR high = 1", params)]
+    rows = _range_extremes(raw, where, params, lo, hi, width)
     if odd:
         seen: set[int] = set()
         for step, nonfinite in raw.rows(f"SELECT step, nonfinite {stepped} AND nonfinite IS NOT NULL ORDER BY step",
@@ -116,16 +106,24 @@ def _bucket_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int,
     return sorted(set(rows), key=lambda r: (r[0], r[2] or "", r[1] if r[1] is not None else 0.0)), int(total)
 
 
-def _sqlite_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, width: int) -> list[tuple[Any, ...]]:
-    """SQLite: per bucket, a range scan of the covering index finds the step of its MIN and
-    of its MAX (a bare column takes the row of its query's one MIN / MAX), in one
-    statement with no sort; then the samples at those steps are read by index."""
+def _range_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, width: int) -> list[tuple[Any, ...]]:
+    """Per bucket, a range scan of the covering index finds the step of its lowest and of
+    its highest sample, all buckets in one statement and with no sort of the whole series
+    (SQLite: a bare column takes the row of its query's one MIN / MAX; the others: top-1
+    of the bucket's few hundred entries); then the samples at those steps are read by
+    index."""
     buckets = -(-(hi - lo + 1) // width)
-    scan = f"FROM mt_metrics WHERE {where} AND step >= {int(lo)} + i * {int(width)} AND step < {int(lo)} + (i + 1) * {int(width)}"
+    scan = (f"FROM mt_metrics WHERE {where} AND step >= {int(lo)} + i * {int(width)} "
+            f"AND step < {int(lo)} + (i + 1) * {int(width)}")
+    if raw.dialect == "sqlite":
+        low = f"SELECT s FROM (SELECT step AS s, MIN(value) {scan})"
+        high = f"SELECT s FROM (SELECT step AS s, MAX(value) {scan})"
+    else:
+        low = f"SELECT step {scan} AND value IS NOT NULL ORDER BY value, step LIMIT 1"
+        high = f"SELECT step {scan} AND value IS NOT NULL ORDER BY value DESC, step LIMIT 1"
     steps = raw.rows(
         f"WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < {int(buckets) - 1}) "
-        f"SELECT (SELECT s FROM (SELECT step AS s, MIN(value) {scan})), "
-        f"(SELECT s FROM (SELECT step AS s, MAX(value) {scan})) FROM b", [*params, *params])
+        f"SELECT ({low}), ({high}) FROM b", [*params, *params])
     wanted = sorted({s for pair in steps for s in pair if s is not None})
     extremes: dict[int, tuple[float, float]] = {}  # step -> (lowest, highest) sample there
     for part in chunks(wanted, CHUNK):
