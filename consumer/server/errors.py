@@ -33,6 +33,10 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                429: "too_many_requests", 500: "internal", 503: "unavailable"}
 
 
+#: The query layer's parameter names, as this API spells them.
+_PARAMS = {"cursor": "page_token", "limit": "page_size", "max_hops": "depth"}
+
+
 class ApiError(Exception):
     """An answer other than success, raised anywhere in a request: status, a stable
     machine code, one line for people, and optional extra fields."""
@@ -57,7 +61,8 @@ def _from_metatrail(exc: MetatrailError) -> ApiError:
     if isinstance(exc, NotFoundError):
         return ApiError(404, "not_found", str(exc))
     if isinstance(exc, FilterError):
-        return ApiError(400, "bad_request", str(exc), position=exc.position)
+        message = f"{_PARAMS.get(exc.param, exc.param)}: {exc.detail}" if exc.param else str(exc)
+        return ApiError(400, "bad_request", message, position=exc.position)
     if isinstance(exc, EventValidationError):
         return ApiError(400, "invalid_event", str(exc))
     if exc.retriable:  # a database or broker that is unwell: the client retries

@@ -16,9 +16,10 @@ def current_document() -> dict[str, Any]:
     """The app's OpenAPI document (built on an in-memory store: no file, no server)."""
     from metatrail.consumer.query.store import Store
     from metatrail.consumer.server.app import create_app
+    from metatrail.consumer.store.engine import open_engine
     from metatrail.schemas.settings import load_settings
 
-    with Store.open("sqlite://") as store:
+    with Store(open_engine("sqlite://"), owns_engine=True) as store:
         app = create_app(load_settings(), store)
         try:
             return app.openapi()

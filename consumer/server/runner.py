@@ -22,6 +22,7 @@ from typing import Any
 from metatrail.consumer.query.store import Store
 from metatrail.consumer.server.app import create_app
 from metatrail.consumer.server.tokens import active_token_count
+from metatrail.consumer.store.engine import open_engine
 from metatrail.consumer.store.migrate import upgrade
 from metatrail.schemas.errors import ConfigError
 from metatrail.schemas.settings import Settings
@@ -50,9 +51,13 @@ def check_exposure(host: str, active_tokens: int, insecure: bool) -> None:
 
 def build(settings: Settings, store_url: str, host: str, insecure: bool) -> tuple[Store, object]:
     """The migrated store and the app for ``host`` (after the exposure check)."""
+    engine = open_engine(store_url)  # a service creates its store (reads alone create nothing)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     store = Store.open(store_url)
     try:
-        upgrade(store.engine)
         tokens = active_token_count(store.engine)
         check_exposure(host, tokens, insecure)
     except BaseException:
