@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from metatrail.consumer.server import http_models as hm
 from metatrail.schemas.events import (
     ArtifactRecorded,
     ArtifactRef,
@@ -153,7 +154,10 @@ def test_node_details_and_prefix_ids(api: httpx.Client) -> None:
     assert train["properties"] == {"lr": 0.1, "epochs": 3}
     assert [(i["id"], i["role"]) for i in train["inputs"]] == [(ids["raw"], "examples")]
     assert [o["id"] for o in train["outputs"]] == [ids["model"]] and train["counts"]["outputs"] == 1
+    hm.ArtifactDetail.model_validate(model)
+    hm.ExecutionDetail.model_validate(train)
     run = api.get(f"/contexts/{ids['run']}").json()
+    hm.ContextDetail.model_validate(run)
     assert run["counts"]["executions"] == 2 and run["counts"]["artifacts"] == 3
     error_of(api.get(f"/contexts/{ids['model']}"), 404)  # an artifact, not a context
     # UUIDv7 ids made in the same millisecond share their first characters: ambiguous
@@ -178,6 +182,7 @@ def test_lineage_depth_max_nodes_and_frontier(api: httpx.Client) -> None:
     events += [ExecutionCompleted(execution_id=f, type="Reader", inputs=[ArtifactRef(artifact_id=data[0])]) for f in fans]
     post(api, events)
     full = api.get("/lineage", params={"node": str(data[3]), "direction": "up", "depth": 10}).json()
+    hm.LineageOut.model_validate(full)
     assert len(full["nodes"]) == 7 and not full["truncated"]
     assert len(full["edges"]) == 6
     near = api.get("/lineage", params={"node": str(data[3])[:-6], "direction": "up", "depth": 2}).json()
@@ -208,6 +213,7 @@ def test_compare_says_which_rows_differ(api: httpx.Client) -> None:
         ])
         runs.append(str(run_id))
     body = api.get("/compare", params={"runs": f"{runs[0][:-6]},{runs[1]}"}).json()
+    hm.CompareOut.model_validate(body)  # the body is what the OpenAPI document says
     assert [c["id"] for c in body["columns"]] == runs
     rows = {(r["section"], r["key"]): r for r in body["rows"]}
     assert rows[("params", "Trainer.lr")]["values"] == [0.1, 0.2] and rows[("params", "Trainer.lr")]["differs"]
@@ -230,6 +236,7 @@ def test_downsampled_history_keeps_the_extremes(api: httpx.Client) -> None:
     events += [MetricsLogged(execution_id=ex, points=points[i:i + 1000]) for i in range(0, n, 1000)]
     post(api, events)
     body = api.get("/metrics/history", params={"key": "loss", "execution": str(ex), "max_points": 100}).json()
+    hm.MetricHistoryOut.model_validate(body)
     (series,) = body["series"]
     assert series["total"] == n and series["downsampled"]
     assert len(series["points"]) <= 100

@@ -28,6 +28,23 @@ def test_the_committed_openapi_document_matches_the_app() -> None:
         "consumer/server/openapi.json is stale: run python -m metatrail.consumer.server.openapi")
 
 
+def test_response_models_have_the_domain_objects_fields() -> None:
+    """The bodies are the domain objects' to_json(): their models must not drift apart."""
+    from dataclasses import fields
+
+    from metatrail.consumer.query import domain as d
+    from metatrail.consumer.query.detail import NodeRef
+    from metatrail.consumer.query.frontier import FrontierNode
+    from metatrail.consumer.query.series import MetricSeries, SeriesPoint
+    from metatrail.consumer.server import http_models as hm
+
+    pairs = [(d.Artifact, hm.ArtifactOut), (d.Execution, hm.ExecutionOut), (d.Context, hm.ContextOut),
+             (d.RunColumn, hm.RunColumnOut), (d.Edge, hm.EdgeOut), (MetricSeries, hm.SeriesOut),
+             (SeriesPoint, hm.SeriesPointOut), (NodeRef, hm.NodeRefOut), (FrontierNode, hm.FrontierOut)]
+    for domain, model in pairs:
+        assert [f.name for f in fields(domain)] == list(model.model_fields), model.__name__
+
+
 def test_docs_are_served_from_this_server_only(live_server: LiveServer) -> None:
     for page in ("/api/docs", "/api/redoc"):
         html = httpx.get(live_server.url + page).text

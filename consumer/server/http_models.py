@@ -90,6 +90,9 @@ class ContextOut(_Out):
     parent_ids: list[str] = []
     properties: dict[str, Any] = {}
     custom_properties: dict[str, Any] = {}
+    started_at: datetime | None = Field(None, description="A run's start as run() recorded it.")
+    ended_at: datetime | None = None
+    status: str | None = Field(None, description="A run's outcome (COMPLETE, FAILED) as run() recorded it.")
     kind: Literal["context"] = "context"
 
 
@@ -201,6 +204,10 @@ class RunColumnOut(_Out):
     type: str | None
     name: str | None
     created_at: datetime | None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+    state: str | None = None
 
 
 class CompareRow(_Out):
