@@ -48,8 +48,8 @@ class MetricSeries(_JSON):
     points: tuple[SeriesPoint, ...]
 
 
-def _where(raw: Raw, column: str) -> str:
-    return f"{column} = ? AND {raw.quote('key')} = ?"
+def _where(raw: Raw, column: str, alias: str = "") -> str:
+    return f"{alias}{column} = ? AND {alias}{raw.quote('key')} = ?"
 
 
 def _all_samples(raw: Raw, where: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -84,17 +84,21 @@ def _keep(values: Sequence[float], max_points: int) -> list[int]:
     return kept
 
 
-def _bucket_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int,
+def _bucket_extremes(raw: Raw, column: str, params: list[Any], lo: int, hi: int,
                      buckets: int) -> tuple[list[tuple[Any, ...]], int]:
     """(step, value, nonfinite) of each step bucket's lowest and highest finite sample and
     first non-finite one, and how many stepped samples there are; computed in the
     database, so only these rows leave it (the owner index covers step, value and
     nonfinite: each pass reads the index alone)."""
     width = max(1, -(-(hi - lo + 1) // buckets))
+    where = _where(raw, column)
     stepped = f"FROM mt_metrics WHERE {where} AND step IS NOT NULL"
     counts = raw.rows(f"SELECT COUNT(*), COUNT(nonfinite) {stepped}", params)[0]
     total, odd = int(counts[0]), int(counts[1])
-    rows = _range_extremes(raw, where, params, lo, hi, width)
+    if raw.dialect == "sqlite":
+        rows = _sqlite_extremes(raw, where, params, lo, hi, width)
+    else:
+        rows = _grouped_extremes(raw, column, params, lo, width)
     if odd:
         seen: set[int] = set()
         for step, nonfinite in raw.rows(f"SELECT step, nonfinite {stepped} AND nonfinite IS NOT NULL ORDER BY step",
@@ -106,21 +110,16 @@ def _bucket_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int,
     return sorted(set(rows), key=lambda r: (r[0], r[2] or "", r[1] if r[1] is not None else 0.0)), int(total)
 
 
-def _range_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, width: int) -> list[tuple[Any, ...]]:
-    """Per bucket, a range scan of the covering index finds the step of its lowest and of
-    its highest sample, all buckets in one statement and with no sort of the whole series
-    (SQLite: a bare column takes the row of its query's one MIN / MAX; the others: top-1
-    of the bucket's few hundred entries); then the samples at those steps are read by
-    index."""
+def _sqlite_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, width: int) -> list[tuple[Any, ...]]:
+    """SQLite: per bucket, a range scan of the covering index finds the step of its lowest
+    and of its highest sample (a bare column takes the row of its query's one MIN / MAX),
+    all buckets in one statement with no sort (a grouping would build a temporary B-tree
+    of the whole series); then the samples at those steps are read by index."""
     buckets = -(-(hi - lo + 1) // width)
     scan = (f"FROM mt_metrics WHERE {where} AND step >= {int(lo)} + i * {int(width)} "
             f"AND step < {int(lo)} + (i + 1) * {int(width)}")
-    if raw.dialect == "sqlite":
-        low = f"SELECT s FROM (SELECT step AS s, MIN(value) {scan})"
-        high = f"SELECT s FROM (SELECT step AS s, MAX(value) {scan})"
-    else:
-        low = f"SELECT step {scan} AND value IS NOT NULL ORDER BY value, step LIMIT 1"
-        high = f"SELECT step {scan} AND value IS NOT NULL ORDER BY value DESC, step LIMIT 1"
+    low = f"SELECT s FROM (SELECT step AS s, MIN(value) {scan})"
+    high = f"SELECT s FROM (SELECT step AS s, MAX(value) {scan})"
     steps = raw.rows(
         f"WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < {int(buckets) - 1}) "
         f"SELECT ({low}), ({high}) FROM b", [*params, *params])
@@ -132,6 +131,27 @@ def _range_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, w
             low, high = extremes.get(step, (value, value))
             extremes[step] = (min(low, value), max(high, value))
     return [(step, v, None) for step, pair in extremes.items() for v in set(pair)]
+
+
+def _grouped_extremes(raw: Raw, column: str, params: list[Any], lo: int, width: int) -> list[tuple[Any, ...]]:
+    """PostgreSQL, MariaDB: each bucket's MIN and MAX by one hashed grouping, then the
+    samples holding them by a join on (bucket, value): two passes over the covering index,
+    no sort of the series."""
+    div = "DIV" if raw.dialect in ("mysql", "mariadb") else "/"
+    bucket = f"((m.step - {int(lo)}) {div} {int(width)})"
+    owner = _where(raw, column, "m.")
+    sql = (f"SELECT m.step, m.value FROM mt_metrics m JOIN ("
+           f"SELECT {bucket} AS b, MIN(m.value) AS low, MAX(m.value) AS high FROM mt_metrics m "
+           f"WHERE {owner} AND m.step IS NOT NULL GROUP BY {bucket}) g "
+           f"ON {bucket} = g.b AND (m.value = g.low OR m.value = g.high) "
+           f"WHERE {owner} AND m.step IS NOT NULL")
+    seen: set[tuple[int, float]] = set()
+    rows: list[tuple[Any, ...]] = []
+    for step, value in sorted(raw.rows(sql, [*params, *params])):
+        if ((step - lo) // width, value) not in seen:  # one sample per extreme of a bucket (ties: the first)
+            seen.add(((step - lo) // width, value))
+            rows.append((step, value, None))
+    return rows
 
 
 def _one_series(raw: Raw, column: str, owner: str, key: str, max_points: int) -> tuple[list[SeriesPoint], int]:
@@ -149,7 +169,7 @@ def _one_series(raw: Raw, column: str, owner: str, key: str, max_points: int) ->
         raw.rows(f"SELECT MAX(step) FROM mt_metrics WHERE {where}", params)[0][0]
     if bounds[0] is not None:
         share = max_points if not unstepped else max(MIN_POINTS, max_points // 2)
-        extremes, stepped = _bucket_extremes(raw, where, params, int(bounds[0]), int(bounds[1]), max(1, share // 3))
+        extremes, stepped = _bucket_extremes(raw, column, params, int(bounds[0]), int(bounds[1]), max(1, share // 3))
         total += stepped
         points += [SeriesPoint(step, metric_value(value, nonfinite), None) for step, value, nonfinite in extremes]
     if unstepped:
