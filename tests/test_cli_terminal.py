@@ -28,7 +28,7 @@ from tests.fixtures.graphs import BurstGraph, burst_graph, pipeline_graph
 
 #: Commands that print no data of their own: long-running services that log, and the
 #: demo, which tells its story in tables (the README says so).
-NO_JSON = {"consume", "worker", "demo"}
+NO_JSON = {"consume", "worker", "serve", "demo"}
 
 
 @pytest.fixture
