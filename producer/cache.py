@@ -13,6 +13,11 @@ recorded), is reused: its outputs are returned and a CACHED execution is recorde
 Checking a local output costs a ``stat`` while the file is as it was when last hashed
 (``metatrail.producer.digest``), and a re-hash when its size, mtime or ctime changed.
 ``METATRAIL_CACHE=off`` or ``@track(cache=False)`` turns it off.
+
+With ``METATRAIL_TRANSPORT=http`` both ask the team server instead (``GET
+/api/v1/cache/{fingerprint}``, ``GET /api/v1/artifacts/latest``): a training job then needs
+the server's URL and a token, never database credentials; the local-file and content
+checks of the candidates happen here, where the files are.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 that cover the value, for downsampled charts
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-23 10:00:00.000000
 """
 
@@ -12,14 +12,19 @@ import sqlalchemy as sa
 from alembic import op
 
 import metatrail.consumer.store.types
+from metatrail.consumer.store.types import binary_collation
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    # the binary collation every metatrail table has on MySQL/MariaDB (see 0004)
+    mysql = ({'mysql_charset': 'utf8mb4', 'mysql_collate': binary_collation(bind.dialect)}
+             if bind.dialect.name in ('mysql', 'mariadb') else {})
     op.create_table('mt_tokens',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=True),
@@ -28,7 +33,8 @@ def upgrade() -> None:
     sa.Column('created_at', metatrail.consumer.store.types.UTCDateTime(), nullable=False),
     sa.Column('revoked_at', metatrail.consumer.store.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mt_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_mt_tokens_token_hash'))
+    sa.UniqueConstraint('token_hash', name=op.f('uq_mt_tokens_token_hash')),
+    **mysql,
     )
     for owner in ('execution_id', 'context_id'):
         op.create_index(f'ix_mt_metrics_{owner}_key_step_value_nonfinite', 'mt_metrics',
