@@ -34,7 +34,7 @@ print("training done")
 """
 
 BAD = [
-    ("METATRAIL_TRANSPORT", "kafak", "Input should be 'embedded', 'kafka' or 'file'"),
+    ("METATRAIL_TRANSPORT", "kafak", "Input should be 'embedded', 'kafka', 'file' or 'http'"),
     ("METATRAIL_RELAY_BATCH_SIZE", "0", "greater than 0"),
 ]
 

@@ -78,6 +78,10 @@ class ExecutionOut(_Out):
     custom_properties: dict[str, Any] = {}
     kind: Literal["execution"] = "execution"
     uri: None = None
+    producer_host: str | None = Field(None, description="Host of the process that recorded it.")
+    producer_pid: int | None = None
+    last_event_at: datetime | None = None
+    stale: str | None = Field(None, description="Why a RUNNING execution looks abandoned (its producer gone), if it does.")
 
 
 class ContextOut(_Out):
