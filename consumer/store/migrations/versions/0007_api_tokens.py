@@ -1,8 +1,8 @@
 """api tokens of the team server (only their SHA-256 is stored); metric owner indexes
 that cover the value, for downsampled charts
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-23 10:00:00.000000
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 import metatrail.consumer.store.types
 from metatrail.consumer.store.types import binary_collation
 
-revision = '0005'
-down_revision = '0004'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
