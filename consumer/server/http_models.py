@@ -54,6 +54,8 @@ class ArtifactOut(_Out):
     updated_at: datetime | None = None
     properties: dict[str, Any] = {}
     custom_properties: dict[str, Any] = {}
+    mlmd_id: int | None = Field(None, description="The node's id in the ML Metadata store it was imported from.")
+    external_id: str | None = Field(None, description="MLMD's external id, when the source store had one.")
     kind: Literal["artifact"] = "artifact"
 
 
@@ -76,6 +78,8 @@ class ExecutionOut(_Out):
     updated_at: datetime | None = None
     properties: dict[str, Any] = {}
     custom_properties: dict[str, Any] = {}
+    mlmd_id: int | None = Field(None, description="The node's id in the ML Metadata store it was imported from.")
+    external_id: str | None = Field(None, description="MLMD's external id, when the source store had one.")
     kind: Literal["execution"] = "execution"
     uri: None = None
     producer_host: str | None = Field(None, description="Host of the process that recorded it.")
@@ -97,6 +101,8 @@ class ContextOut(_Out):
     started_at: datetime | None = Field(None, description="A run's start as run() recorded it.")
     ended_at: datetime | None = None
     status: str | None = Field(None, description="A run's outcome (COMPLETE, FAILED) as run() recorded it.")
+    mlmd_id: int | None = Field(None, description="The node's id in the ML Metadata store it was imported from.")
+    external_id: str | None = Field(None, description="MLMD's external id, when the source store had one.")
     kind: Literal["context"] = "context"
 
 
@@ -182,6 +188,7 @@ class EdgeOut(_Out):
     target: str
     kind: Literal["input", "output"]
     role: str
+    edge_type: str | None = Field(None, description="MLMD's finer event type (DECLARED_OUTPUT, ...), if imported.")
 
 
 class FrontierOut(_Out):
