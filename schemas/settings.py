@@ -79,7 +79,8 @@ class Settings(BaseSettings):
         "metatrail",
         min_length=1,
         pattern=r"^[A-Za-z0-9._\-]+$",
-        description="Prefix of every topic: <prefix>.events, <prefix>.events.dlq, <prefix>.triggers.",
+        description="Prefix of every topic: <prefix>.events, <prefix>.events.dlq, <prefix>.triggers, "
+        "<prefix>.openlineage.",
     )
     kafka_partitions: int = Field(6, gt=0, description="Partitions of topics created at start-up.")
     kafka_repair_topics: bool = Field(
@@ -162,6 +163,21 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM the server stops accepting connections and waits this long "
         "for requests in flight to finish.",
+    # --- OpenLineage -------------------------------------------------------------------
+    openlineage_max_event_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Largest OpenLineage event accepted (file, <prefix>.openlineage topic, HTTP); "
+        "larger ones are dead-lettered.",
+    )
+    openlineage_max_facet_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest facet stored as it came; a larger one (e.g. spark.logicalPlan) is "
+        "replaced by a marker with its size, sha256 and first KiB.",
+    )
+    openlineage_forward_api_key: SecretStr | None = Field(
+        None, description="Bearer token `metatrail forward openlineage` sends to the target."
     )
 
     # --- store ---------------------------------------------------------------------------
@@ -216,6 +232,11 @@ class Settings(BaseSettings):
         if self.redact.strip().lower() == "off":
             return ()
         return tuple(w.strip().lower() for w in self.redact.split(",") if w.strip())
+
+    @property
+    def openlineage_topic(self) -> str:
+        """Where OpenLineage's Kafka transport writes RunEvents for ``consume`` to read."""
+        return f"{self.kafka_topic_prefix}.openlineage"
 
     @property
     def cache_enabled(self) -> bool:

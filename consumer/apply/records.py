@@ -10,6 +10,11 @@ never an event's fault, so nothing is dead-lettered for it.
 
 A dead letter can always be written: its payload is stored as bytes, and its texts
 (reason, source, event id, kind) are made storable on every backend first.
+
+A record is decoded by its ``format``: ``metatrail`` is one of our events;
+``openlineage`` is one OpenLineage event, which the mapping turns into several of ours
+(``metatrail.consumer.openlineage.mapping``). Either way a record is applied, or
+dead-lettered, as a whole.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from sqlalchemy.orm import Session
 from metatrail.consumer.apply.applier import apply_in_session
 from metatrail.consumer.apply.bulk import write
 from metatrail.consumer.apply.report import ApplyReport, DeadLetter, RawRecord
+from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES
+from metatrail.consumer.openlineage.mapping import DEFAULT_MAX_EVENT_BYTES, decode_openlineage
 from metatrail.consumer.store.engine import session_scope
 from metatrail.consumer.store.faults import Fault, classify
 from metatrail.consumer.store.models import DeadLetterRow
@@ -43,23 +50,40 @@ MAX_STORED_PAYLOAD = 4 * 1024 * 1024
 MAX_REASON_CHARS = 8_000
 #: Width of the source key column.
 MAX_SOURCE_KEY = 255
+#: The record formats ``apply_records`` decodes.
+FORMATS = ("metatrail", "openlineage")
+#: Dead-letter ``kind`` of a rejected OpenLineage record (replay decodes it as such).
+OPENLINEAGE_KIND = "openlineage"
 
 
 def apply_records(
-    engine: Engine, records: Sequence[RawRecord], *, max_event_bytes: int = MAX_EVENT_BYTES
+    engine: Engine,
+    records: Sequence[RawRecord],
+    *,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    max_openlineage_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES,
 ) -> ApplyReport:
     """Validate and apply raw records; invalid ones become dead letters.
 
     One transaction for the whole batch unless the store refuses a value (then halves,
     each in its own transaction). Raises ``TransientStoreError`` when the store is unwell
     (a retry of the whole call may succeed) and ``StoreError`` when it is broken; nothing
-    of the call is then written, and nothing is dead-lettered. Never raises for bad input.
+    of the call is then written, and nothing is dead-lettered. Never raises for bad input. The report counts our events (an
+    OpenLineage record is several); ``dead_letters`` names the rejected records.
     """
-    valid: list[tuple[RawRecord, Event]] = []
+    valid: list[tuple[RawRecord, list[Event]]] = []
     invalid: list[tuple[RawRecord, DeadLetter]] = []
     for record in records:
         try:
-            valid.append((record, parse_event(record.payload, max_bytes=max_event_bytes)))
+            if record.format == "openlineage":
+                events = decode_openlineage(record.payload, max_bytes=max_openlineage_bytes,
+                                            max_facet_bytes=max_facet_bytes)
+            elif record.format == "metatrail":
+                events = [parse_event(record.payload, max_bytes=max_event_bytes)]
+            else:
+                raise EventValidationError(f"unknown record format {record.format!r} (known: {', '.join(FORMATS)})")
+            valid.append((record, events))
         except EventValidationError as exc:
             invalid.append((record, _dead_letter(record, str(exc))))
     return _apply_split(engine, valid, invalid)
@@ -67,12 +91,12 @@ def apply_records(
 
 def _apply_split(
     engine: Engine,
-    valid: list[tuple[RawRecord, Event]],
+    valid: list[tuple[RawRecord, list[Event]]],
     invalid: list[tuple[RawRecord, DeadLetter]],
 ) -> ApplyReport:
     try:
         with session_scope(engine) as session:
-            report = apply_in_session(session, [event for _, event in valid])
+            report = apply_in_session(session, [event for _, events in valid for event in events])
             write_dead_letters(session, invalid)
     except Exception as exc:
         refused = _refusal(exc)
@@ -145,6 +169,8 @@ def storable_key(source_key: str) -> str:
 
 
 def _dead_letter(record: RawRecord, reason: str) -> DeadLetter:
+    if record.format == "openlineage":
+        return DeadLetter(source_key=record.source_key, reason=safe_text(reason, MAX_REASON_CHARS), kind=OPENLINEAGE_KIND)
     event_id, kind = _peek(record.payload)
     return DeadLetter(
         source_key=record.source_key, reason=safe_text(reason, MAX_REASON_CHARS), event_id=event_id, kind=kind

@@ -11,6 +11,8 @@ class RawRecord:
 
     ``source_key`` is unique per input position ('kafka:<topic>:<partition>:<offset>',
     'file:<path>:<line>'), so a redelivered poison message is dead-lettered once.
+    ``format`` says how to decode the payload: ``metatrail`` (one of our events) or
+    ``openlineage`` (one OpenLineage event, mapped to several of ours).
     """
 
     payload: bytes
@@ -18,6 +20,7 @@ class RawRecord:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    format: str = "metatrail"
 
 
 @dataclass

@@ -20,6 +20,7 @@ from metatrail.consumer.cli import diff  # noqa: F401
 from metatrail.consumer.cli import imports  # noqa: F401
 from metatrail.consumer.cli import serve  # noqa: F401
 from metatrail.consumer.cli import token  # noqa: F401
+from metatrail.consumer.cli import openlineage  # noqa: F401
 from metatrail.consumer.cli.app import app
 from metatrail.schemas.errors import FilterError, MetatrailError
 

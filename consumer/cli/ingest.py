@@ -1,4 +1,6 @@
-"""``metatrail ingest FILE.jsonl``: apply newline-delimited events from a file."""
+"""``metatrail ingest [--format openlineage] FILE.jsonl``: apply newline-delimited events
+from a file: our events, or OpenLineage events as the OpenLineage client's file transport
+writes them with ``append: true`` (one JSON event per line)."""
 
 from __future__ import annotations
 
@@ -9,23 +11,25 @@ import typer
 
 from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
 from metatrail.consumer.cli.app import app
+from metatrail.consumer.apply.records import FORMATS
 from metatrail.consumer.cli.output import console, print_json
 from metatrail.consumer.service.gcpolicy import tune_for_batches
+from metatrail.consumer.service.loop import record_limits
 from metatrail.consumer.store.engine import open_engine
 from metatrail.consumer.store.migrate import upgrade
 from metatrail.schemas.settings import load_settings
 
 
-def read_records(path: Path, batch_size: int) -> Iterator[list[RawRecord]]:
-    """Batches of non-blank lines, each keyed by file and line number, so re-ingesting
-    the same file dead-letters a bad line once."""
+def read_records(path: Path, batch_size: int, fmt: str = "metatrail") -> Iterator[list[RawRecord]]:
+    """Batches of non-blank lines (records of format ``fmt``), each keyed by file and line
+    number, so re-ingesting the same file dead-letters a bad line once."""
     source = str(path.resolve())
     batch: list[RawRecord] = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            batch.append(RawRecord(payload=line.rstrip(b"\r\n"), source_key=f"file:{source}:{number}"))
+            batch.append(RawRecord(payload=line.rstrip(b"\r\n"), source_key=f"file:{source}:{number}", format=fmt))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []
@@ -38,22 +42,24 @@ def ingest(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="JSONL file of events."),
     url: str | None = typer.Option(None, "--url", help="Store URL (default: METATRAIL_STORE_URL)."),
     batch_size: int = typer.Option(500, min=1, max=100_000, help="Events per transaction."),
+    fmt: str = typer.Option("metatrail", "--format", help="metatrail (our events) or openlineage (one "
+                            "OpenLineage event per line, as the client's file transport writes)."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
     """Apply events from a JSONL file (backfill, migration, debugging). Idempotent:
     ingesting a file twice leaves the store as ingesting it once. Bad lines are
-    dead-lettered with their reason and counted; the rest is applied."""
+    dead-lettered with their reason and counted; the rest is applied. The counts are of
+    metatrail events: an OpenLineage event becomes several."""
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     settings = load_settings()
     engine = open_engine(url or settings.store_url)
     total = ApplyReport()
     tune_for_batches()
     try:
         upgrade(engine)
-        for batch in read_records(file, batch_size):
-            report = retry_transient(
-                lambda b=batch: apply_records(engine, b, max_event_bytes=settings.kafka_max_message_bytes),
-                settings,
-            )
+        for batch in read_records(file, batch_size, fmt):
+            report = retry_transient(lambda b=batch: apply_records(engine, b, **record_limits(settings)), settings)
             total.merge(report)
     finally:
         engine.dispose()

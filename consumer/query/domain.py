@@ -155,6 +155,16 @@ class Edge(_JSON):
 
 
 @dataclass(frozen=True)
+class ExecutionLinks(_JSON):
+    """An execution's edges, as (artifact id, role) pairs, and the contexts it belongs to."""
+
+    execution_id: str
+    inputs: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[tuple[str, str], ...] = ()
+    context_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MetricPoint(_JSON):
     """One metric sample of an execution or of a context (a run)."""
 

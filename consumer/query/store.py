@@ -31,6 +31,7 @@ from metatrail.consumer.query.domain import (
     Comparison,
     Context,
     Execution,
+    ExecutionLinks,
     LineageGraph,
     MetricHistoryRow,
     MetricPoint,
@@ -43,12 +44,13 @@ from metatrail.consumer.query.impact import Impact
 from metatrail.consumer.query.impact import impact as impact_of
 from metatrail.consumer.query.frontier import FrontierNode, frontier
 from metatrail.consumer.query.series import MIN_POINTS, MetricSeries, metric_series, run_executions
+from metatrail.consumer.query.links import execution_links
 from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
 from metatrail.consumer.query.liveness import DEFAULT_STALE_AFTER, Liveness
 from metatrail.consumer.query.raw import TABLES, Raw, build_nodes, load_nodes, utc
 from metatrail.consumer.query.paging import SortKey, after, apply_order, decode_cursor, encode_cursor, sort_keys
 from metatrail.consumer.store.engine import is_transient, open_existing
-from metatrail.consumer.store.models import MetricRow
+from metatrail.consumer.store.models import AppliedEventRow, MetricRow
 from metatrail.schemas.errors import FilterError, NotFoundError, StoreError, TransientStoreError
 
 Kind = Literal["artifact", "execution", "context"]
@@ -157,6 +159,15 @@ class Store:
             if match.id not in found:
                 raise NotFoundError(f"no {match.kind} with id {match.id!r}")
             return node_detail(raw, found[match.id])
+    def get_many(self, kind: Kind, ids: Sequence[str]) -> dict[str, Any]:
+        """id -> node of ``kind`` for the full ids given that exist (no prefixes)."""
+        with self._raw() as raw:
+            return load_nodes(raw, kind, list(ids))
+
+    def execution_links(self, execution_ids: Sequence[str]) -> dict[str, ExecutionLinks]:
+        """execution id -> its INPUT / OUTPUT edges and contexts, for every id given."""
+        with self._raw() as raw:
+            return execution_links(raw, list(execution_ids))
 
     def artifact(self, artifact_id: str) -> Artifact:
         """The artifact with this id or unambiguous id prefix."""
@@ -326,6 +337,18 @@ class Store:
                 return load_nodes(raw, "artifact", [found])[found]  # type: ignore[no-any-return]
             finally:
                 raw.close()
+
+    def applied(self, event_ids: Collection[str]) -> set[str]:
+        """Which of these event ids the store has applied (a consumer of the events topic
+        that reads the store, like the OpenLineage forwarder, waits for them)."""
+        t = AppliedEventRow.__table__
+        found: set[str] = set()
+        ids = sorted(set(event_ids))
+        with self._read() as conn:
+            for start in range(0, len(ids), 900):
+                part = ids[start : start + 900]
+                found.update(conn.execute(select(t.c.event_id).where(t.c.event_id.in_(part))).scalars())
+        return found
 
     # -- metrics and comparison ---------------------------------------------------------
     def metrics(self, node_id: str, key: str | None = None) -> list[MetricPoint]:

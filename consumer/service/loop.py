@@ -1,6 +1,10 @@
 """The consume loop: poll a batch → validate and apply it in one DB transaction → publish
 its dead letters → commit its offsets (design rules 2, 4 and 5).
 
+It reads two topics: ``<prefix>.events`` (our events) and ``<prefix>.openlineage``
+(OpenLineage events as OpenLineage's Kafka transport writes them: the event's JSON as the
+value), each message decoded by the format of its topic.
+
 Offsets are committed only after the DB transaction that applied the batch committed, and
 only for what that transaction covered; apply is idempotent by event id, so a crash
 anywhere (before or after the DB commit) at worst re-delivers a batch that changes nothing.
@@ -160,17 +164,17 @@ class ConsumeLoop:
                 max_poll_interval_ms=s.kafka_max_poll_interval_ms,
                 session_timeout_ms=s.kafka_session_timeout_ms,
                 heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
-                max_partition_fetch_bytes=max(1_048_576, s.kafka_max_message_bytes),
+                max_partition_fetch_bytes=max(1_048_576, s.kafka_max_message_bytes, s.openlineage_max_event_bytes),
                 receive_message_max_bytes=4 * TOPIC_MAX_MESSAGE_BYTES,
             )
         except KafkaError as exc:
             raise TransientTransportError(f"cannot connect to Kafka at {s.kafka_bootstrap}: {exc}") from exc
-        consumer.subscribe([s.events_topic], listener=_Rebalance(self))
+        consumer.subscribe([s.events_topic, s.openlineage_topic], listener=_Rebalance(self))
         return consumer
 
     def _process(self, consumer: KafkaConsumer, engine: Engine, publisher: DeadLetterPublisher, batch: Batch) -> None:
         started = time.monotonic()
-        records, by_key = _raw_records(batch)
+        records, by_key = _raw_records(batch, self.settings.openlineage_topic)
         try:
             report = self._apply(engine, records)
         except BatchAbandoned:
@@ -216,7 +220,7 @@ class ConsumeLoop:
             attempts += 1
             if attempts > 1 and self._stop.is_set():
                 raise BatchAbandoned("stop requested while retrying a batch")
-            return apply_records(engine, records, max_event_bytes=self.settings.kafka_max_message_bytes)
+            return apply_records(engine, records, **record_limits(self.settings))
 
         return retry_transient(attempt, self.settings)
 
@@ -281,12 +285,22 @@ class ConsumeLoop:
             log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
 
 
-def _raw_records(batch: Batch) -> tuple[list[RawRecord], dict[str, Any]]:
+def record_limits(settings: Settings) -> dict[str, int]:
+    """The size limits ``apply_records`` takes, from the settings."""
+    return {
+        "max_event_bytes": settings.kafka_max_message_bytes,
+        "max_openlineage_bytes": settings.openlineage_max_event_bytes,
+        "max_facet_bytes": settings.openlineage_max_facet_bytes,
+    }
+
+
+def _raw_records(batch: Batch, openlineage_topic: str) -> tuple[list[RawRecord], dict[str, Any]]:
     records: list[RawRecord] = []
     by_key: dict[str, Any] = {}
     for messages in batch.values():
         for m in messages:
             key = f"kafka:{m.topic}:{m.partition}:{m.offset}"
             by_key[key] = m
-            records.append(RawRecord(m.value or b"", key, m.topic, m.partition, m.offset))
+            fmt = "openlineage" if m.topic == openlineage_topic else "metatrail"
+            records.append(RawRecord(m.value or b"", key, m.topic, m.partition, m.offset, fmt))
     return records, by_key

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, func, or_, select, update
 
 from metatrail.consumer.apply import apply_events, retry_transient
+from metatrail.consumer.apply.records import OPENLINEAGE_KIND
+from metatrail.consumer.openlineage.mapping import decode_openlineage
 from metatrail.consumer.store.engine import session_scope
 from metatrail.consumer.store.models import DeadLetterRow
 from metatrail.schemas.errors import EventValidationError, NotFoundError
@@ -112,16 +114,20 @@ def _replay_one(engine: Engine, settings: Settings, letter_id: int) -> ReplayOut
         row = session.get(DeadLetterRow, letter_id)
         assert row is not None  # listed a moment ago; dead letters are never deleted
         source_key, payload, truncated = row.source_key, bytes(row.payload), row.truncated
-        previous = row.replay_result
+        previous, kind = row.replay_result, row.kind
     if previous in _DONE:
         return ReplayOutcome(letter_id, source_key, previous)
     if truncated:
         return _record(engine, letter_id, source_key, "skipped: the stored payload is truncated", done=False)
     try:
-        event = parse_event(payload, max_bytes=settings.kafka_max_message_bytes)
+        if kind == OPENLINEAGE_KIND:  # one OpenLineage event: several of ours
+            events = decode_openlineage(payload, max_bytes=settings.openlineage_max_event_bytes,
+                                        max_facet_bytes=settings.openlineage_max_facet_bytes)
+        else:
+            events = [parse_event(payload, max_bytes=settings.kafka_max_message_bytes)]
     except EventValidationError as exc:
         return _record(engine, letter_id, source_key, f"still invalid: {exc}", done=False)
-    report = retry_transient(lambda: apply_events(engine, [event]), settings)
+    report = retry_transient(lambda: apply_events(engine, events), settings)
     result = APPLIED if report.applied else DUPLICATE
     return _record(engine, letter_id, source_key, result, done=True)
 

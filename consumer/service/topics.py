@@ -27,8 +27,9 @@ TOPIC_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def metatrail_topics(settings: Settings) -> list[str]:
-    """The topics the service reads and writes: events, dead letters, triggers."""
-    return [settings.events_topic, settings.dlq_topic, settings.triggers_topic]
+    """The topics the service reads and writes: events, dead letters, triggers, and the
+    OpenLineage events it reads."""
+    return [settings.events_topic, settings.dlq_topic, settings.triggers_topic, settings.openlineage_topic]
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:

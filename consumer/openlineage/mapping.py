@@ -1,0 +1,413 @@
+"""One OpenLineage event -> metatrail events. A pure function of the event's content:
+the same event (however often, in whatever order, split into whatever batches) gives
+the same events with the same ids, which apply then merges order-insensitively.
+
+RunEvent (spec 1-0-x to 2-0-2; ``schemaURL`` is not checked):
+
+* the run -> an ``execution.recorded`` (id from ``runId``, kept as ``ol_run_id``) of type
+  ``type_name(job.name)``, named after the job; state START/RUNNING -> RUNNING, COMPLETE
+  -> COMPLETE, FAIL -> FAILED (``errorMessage`` -> its error), ABORT -> CANCELED, OTHER or
+  no eventType -> UNKNOWN, which ranks lowest and so changes nothing once a state is known;
+* the job -> a ``Job`` context (``ol_job_namespace``, ``ol_job_name``); the run -> a ``Run``
+  context as well, that its child runs attach to: the ``parent`` run facet (and its
+  ``root``) make the parent's and root's run contexts parents of it and contexts of the
+  execution, placeholders until the parent's own events arrive; the parent's job context
+  becomes a parent of the job context;
+* inputs and outputs -> artifacts with INPUT / OUTPUT edges (see ``naming`` for ids): an
+  output is one artifact per producing run (per ``version`` facet when there is one) AND
+  the dataset's reference artifact; an input with a ``version`` facet is that version's
+  artifact, one without is the dataset's reference artifact;
+* facets -> properties (``facets``): ``executionParameters`` -> the execution's
+  parameters; other run facets and the job facets -> its custom properties (a job facet
+  whose name a run facet of the same event has is stored as ``job.<name>``); dataset,
+  input and output facets -> the artifact's properties, beside ``ol_namespace`` and
+  ``ol_name``; ``datasetType`` MODEL makes the artifact a ``Model``.
+
+DatasetEvent -> the dataset's artifact; JobEvent -> the job context and its datasets'
+artifacts (no edges: there is no run). Every event id is derived from the event's
+canonical JSON (``naming.event_digest``), so a retried event is a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from metatrail.consumer.openlineage import naming
+from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, facet_properties
+from metatrail.schemas.errors import EventValidationError
+from metatrail.schemas.events import (
+    ArtifactRecorded,
+    ArtifactRef,
+    ContextUpserted,
+    ErrorInfo,
+    Event,
+    ExecutionRecorded,
+)
+from metatrail.schemas.values import PropertyValue, typed
+
+#: Largest OpenLineage event accepted by default (facets are capped after parsing).
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+#: OpenLineage eventType -> execution state. OTHER and a missing eventType say nothing
+#: about the state: UNKNOWN ranks below every other state, so it never replaces one.
+STATES = {
+    "START": "RUNNING",
+    "RUNNING": "RUNNING",
+    "COMPLETE": "COMPLETE",
+    "FAIL": "FAILED",
+    "ABORT": "CANCELED",
+    "OTHER": "UNKNOWN",
+}
+#: Run facets that become structure rather than custom properties.
+_STRUCTURAL_RUN_FACETS = frozenset({"executionParameters"})
+
+
+def decode_openlineage(
+    payload: bytes | str | dict[str, Any],
+    *,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES,
+) -> list[Event]:
+    """Validate one OpenLineage event and map it (see module doc).
+
+    Raises ``EventValidationError`` naming what is wrong: too large, not JSON, not an
+    object, not an OpenLineage event, a missing ``runId`` / ``job`` / dataset
+    namespace or name, a bad ``eventTime`` or ``eventType``. Never raises anything else.
+    """
+    data = _load(payload, max_bytes)
+    try:
+        return map_event(data, max_facet_bytes=max_facet_bytes)
+    except EventValidationError:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:  # pydantic's, or a facet JSON cannot hold
+        raise EventValidationError(f"invalid OpenLineage event: {exc}") from exc
+
+
+def _load(payload: bytes | str | dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    if isinstance(payload, dict):
+        return payload
+    size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
+    if size > max_bytes:
+        raise EventValidationError(f"OpenLineage event is {size} bytes, larger than the limit of {max_bytes}")
+    try:
+        data = orjson.loads(payload)  # strict JSON: NaN and Infinity are refused
+    except orjson.JSONDecodeError as exc:
+        raise EventValidationError(f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EventValidationError(f"an OpenLineage event must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def map_event(data: dict[str, Any], *, max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES) -> list[Event]:
+    """Map an already-parsed OpenLineage event. Raises ``EventValidationError``."""
+    if "run" in data or "eventType" in data:
+        return _RunEventMapper(data, max_facet_bytes).events()
+    if "dataset" in data:
+        return _map_dataset_event(data, max_facet_bytes)
+    if "job" in data:
+        return _map_job_event(data, max_facet_bytes)
+    raise EventValidationError("not an OpenLineage event: it has no 'run', 'job' or 'dataset'")
+
+
+# --- the parts -----------------------------------------------------------------------------
+
+
+def _text(obj: Any, key: str, where: str) -> str:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, str) or not value:
+        raise EventValidationError(f"missing {where}.{key}" if value is None else f"{where}.{key} must be a non-empty string")
+    return value
+
+
+def _object(obj: Any, key: str, where: str) -> dict[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventValidationError(f"{where}.{key} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _event_time(data: dict[str, Any]) -> datetime:
+    raw = data.get("eventTime")
+    if not isinstance(raw, str):
+        raise EventValidationError("missing eventTime" if raw is None else "eventTime must be a string")
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise EventValidationError(f"eventTime {raw[:64]!r} is not an ISO 8601 date-time") from exc
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def _string(value: str) -> PropertyValue:
+    return PropertyValue.model_construct(type="string", value=value)  # a str is a valid string value
+
+
+@dataclass
+class _Dataset:
+    """What one event says about one artifact standing for a dataset (or a version)."""
+
+    namespace: str
+    name: str
+    version: str | None
+    properties: dict[str, PropertyValue] = field(default_factory=dict)
+    is_model: bool = False
+
+    def record(self, artifact_id: UUID, event_id: UUID, when: datetime, run_id: UUID | None) -> ArtifactRecorded:
+        return ArtifactRecorded(
+            event_id=event_id,
+            occurred_at=when,
+            run_id=run_id,
+            artifact_id=artifact_id,
+            type=naming.MODEL_TYPE if self.is_model else naming.DATASET_TYPE,
+            uri=naming.dataset_uri(self.namespace, self.name),
+            name=naming.node_name(self.name),
+            version=None if self.version is None else naming.version_text(self.version),
+            state="LIVE",
+            properties=self.properties,
+        )
+
+
+class _Datasets:
+    """The artifacts one event describes, merged by artifact id."""
+
+    def __init__(self, max_facet_bytes: int | None) -> None:
+        self.max_facet_bytes = max_facet_bytes
+        self.by_id: dict[UUID, _Dataset] = {}
+
+    def add(self, artifact_id: UUID, item: dict[str, Any], version: str | None, extra: tuple[str, ...] = ()) -> None:
+        namespace, name = item["namespace"], item["name"]
+        entry = self.by_id.get(artifact_id)
+        if entry is None:
+            entry = self.by_id[artifact_id] = _Dataset(namespace, name, version)
+            entry.properties["ol_namespace"] = _string(namespace)
+            entry.properties["ol_name"] = _string(name)
+        facets = item.get("facets") if isinstance(item.get("facets"), dict) else {}
+        for key in ("facets", *extra):
+            more = item.get(key)
+            if isinstance(more, dict):
+                entry.properties.update(facet_properties(more, self.max_facet_bytes))
+        kind = facets.get("datasetType") if facets else None
+        if isinstance(kind, dict) and str(kind.get("datasetType", "")).upper() == "MODEL":
+            entry.is_model = True
+
+    def records(self, digest: str, when: datetime, run_id: UUID | None) -> list[Event]:
+        return [
+            entry.record(aid, naming.part_id(digest, f"artifact:{aid}"), when, run_id)
+            for aid, entry in self.by_id.items()
+        ]
+
+
+def _datasets_of(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    items = data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise EventValidationError(f"{key} must be a list, got {type(items).__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise EventValidationError(f"{key}[{i}] must be an object")
+        _text(item, "namespace", f"{key}[{i}]")
+        _text(item, "name", f"{key}[{i}]")
+    return items
+
+
+def _version_of(item: dict[str, Any]) -> str | None:
+    facets = item.get("facets")
+    facet = facets.get("version") if isinstance(facets, dict) else None
+    version = facet.get("datasetVersion") if isinstance(facet, dict) else None
+    return version if isinstance(version, str) and version else None
+
+
+def _parent_ids(facet: Any) -> tuple[str | None, tuple[str, str] | None, str | None]:
+    """(parent runId, parent job (namespace, name), root runId) of a ``parent`` run
+    facet; a malformed part is left out (the facet is still kept as a property)."""
+    if not isinstance(facet, dict):
+        return None, None, None
+    run, job, root = facet.get("run"), facet.get("job"), facet.get("root")
+    parent_run = run.get("runId") if isinstance(run, dict) else None
+    parent_job = None
+    if isinstance(job, dict) and isinstance(job.get("namespace"), str) and isinstance(job.get("name"), str):
+        parent_job = (job["namespace"], job["name"])
+    root_run = None
+    if isinstance(root, dict) and isinstance(root.get("run"), dict):
+        root_run = root["run"].get("runId")
+    return (
+        parent_run if isinstance(parent_run, str) and parent_run else None,
+        parent_job,
+        root_run if isinstance(root_run, str) and root_run else None,
+    )
+
+
+class _RunEventMapper:
+    """The mapping of one RunEvent (see module doc)."""
+
+    def __init__(self, data: dict[str, Any], max_facet_bytes: int) -> None:
+        self.data = data
+        run = data.get("run")
+        if not isinstance(run, dict):
+            raise EventValidationError("missing run" if run is None else "run must be an object")
+        self.run_id = _text(run, "runId", "run")
+        job = data.get("job")
+        if not isinstance(job, dict):
+            raise EventValidationError("missing job" if job is None else "job must be an object")
+        self.job_namespace = _text(job, "namespace", "job")
+        self.job_name = _text(job, "name", "job")
+        self.run_facets = _object(run, "facets", "run")
+        self.job_facets = _object(job, "facets", "job")
+        event_type = data.get("eventType")
+        if event_type is not None and event_type not in STATES:
+            raise EventValidationError(f"unknown eventType {str(event_type)[:32]!r} (known: {', '.join(STATES)})")
+        self.state = STATES[event_type] if event_type is not None else "UNKNOWN"
+        self.event_type = event_type
+        self.when = _event_time(data)
+        self.inputs = _datasets_of(data, "inputs")
+        self.outputs = _datasets_of(data, "outputs")
+        self.digest, size = naming.event_digest(data)
+        # No facet can be over the cap when the whole event is not: skip measuring each.
+        self.max_facet_bytes: int | None = max_facet_bytes if size > max_facet_bytes else None
+
+    def events(self) -> list[Event]:
+        parent_run, parent_job, root_run = _parent_ids(self.run_facets.get("parent"))
+        job_ctx = naming.job_context_id(self.job_namespace, self.job_name)
+        run_ctx = naming.run_context_id(self.run_id)
+        lineage = [naming.run_context_id(r) for r in (parent_run, root_run) if r and r != self.run_id]
+        lineage = list(dict.fromkeys(lineage))
+        root = naming.run_context_id(root_run or parent_run or self.run_id)
+        identity = {
+            "ol_job_namespace": _string(self.job_namespace),
+            "ol_job_name": _string(self.job_name),
+        }
+        job_parents = [naming.job_context_id(*parent_job)] if parent_job and parent_job != (
+            self.job_namespace, self.job_name) else []
+        events: list[Event] = [
+            ContextUpserted(
+                event_id=naming.part_id(self.digest, "job"), occurred_at=self.when, run_id=root,
+                context_id=job_ctx, type=naming.JOB_CONTEXT_TYPE, name=naming.node_name(self.job_name),
+                parent_ids=job_parents, properties=identity,
+            ),
+            ContextUpserted(
+                event_id=naming.part_id(self.digest, "run"), occurred_at=self.when, run_id=root,
+                context_id=run_ctx, type=naming.RUN_CONTEXT_TYPE,
+                name=naming.node_name(f"{self.job_name}:{self.run_id}"),
+                parent_ids=[job_ctx, *lineage], properties={"ol_run_id": _string(self.run_id), **identity},
+            ),
+        ]
+        datasets = _Datasets(self.max_facet_bytes)
+        inputs, outputs = self._edges(datasets)
+        events.extend(datasets.records(self.digest, self.when, root))
+        events.append(
+            ExecutionRecorded(
+                event_id=naming.part_id(self.digest, "execution"), occurred_at=self.when, run_id=root,
+                execution_id=naming.execution_id(self.run_id), type=naming.type_name(self.job_name),
+                name=naming.node_name(self.job_name), context_ids=[job_ctx, run_ctx, *lineage],
+                parameters=self._parameters(), custom_properties={"ol_run_id": _string(self.run_id), **identity,
+                                                                  **self._facets()},
+                inputs=inputs, outputs=outputs, state=self.state,  # type: ignore[arg-type]
+                started_at=self.when if self.event_type == "START" else None, error=self._error(),
+            )
+        )
+        return events
+
+    def _edges(self, datasets: _Datasets) -> tuple[list[ArtifactRef], list[ArtifactRef]]:
+        inputs: list[ArtifactRef] = []
+        for item in self.inputs:
+            version = _version_of(item)
+            if version is None:
+                aid = naming.dataset_id(item["namespace"], item["name"])
+            else:
+                aid = naming.version_id(item["namespace"], item["name"], version=version, run_id=self.run_id)
+            datasets.add(aid, item, version, ("inputFacets",))
+            inputs.append(ArtifactRef(artifact_id=aid))
+        outputs: list[ArtifactRef] = []
+        for item in self.outputs:
+            version = _version_of(item)
+            vid = naming.version_id(item["namespace"], item["name"], version=version, run_id=self.run_id)
+            datasets.add(vid, item, version or self.run_id, ("outputFacets",))
+            did = naming.dataset_id(item["namespace"], item["name"])
+            datasets.add(did, item, None, ("outputFacets",))
+            outputs += [ArtifactRef(artifact_id=vid), ArtifactRef(artifact_id=did)]
+        return _unique(inputs), _unique(outputs)
+
+    def _parameters(self) -> dict[str, PropertyValue]:
+        facet = self.run_facets.get("executionParameters")
+        params = facet.get("parameters") if isinstance(facet, dict) else None
+        values: dict[str, Any] = {}
+        for item in params if isinstance(params, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("key"), str) and item["key"]:
+                value = item.get("value")
+                values[item["key"][:128]] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+        return typed(values)
+
+    def _facets(self) -> dict[str, PropertyValue]:
+        props = facet_properties(self.run_facets, self.max_facet_bytes, skip=_STRUCTURAL_RUN_FACETS)
+        clashing = frozenset(self.job_facets) & frozenset(self.run_facets)
+        props.update(facet_properties(self.job_facets, self.max_facet_bytes, skip=clashing))
+        props.update(
+            facet_properties({k: self.job_facets[k] for k in clashing}, self.max_facet_bytes, prefix="job.")
+        )
+        return props
+
+    def _error(self) -> ErrorInfo | None:
+        facet = self.run_facets.get("errorMessage")
+        if not isinstance(facet, dict) or not isinstance(facet.get("message"), str):
+            return None
+        language = facet.get("programmingLanguage")
+        trace = facet.get("stackTrace")
+        return ErrorInfo(
+            type=f"{language} error"[:255] if isinstance(language, str) and language else "error",
+            message=facet["message"],
+            traceback=trace if isinstance(trace, str) else None,
+        )
+
+
+def _unique(refs: list[ArtifactRef]) -> list[ArtifactRef]:
+    return list(dict.fromkeys(refs))
+
+
+def _map_dataset_event(data: dict[str, Any], max_facet_bytes: int) -> list[Event]:
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict):
+        raise EventValidationError("dataset must be an object")
+    _text(dataset, "namespace", "dataset")
+    _text(dataset, "name", "dataset")
+    when, (digest, _) = _event_time(data), naming.event_digest(data)
+    datasets = _Datasets(max_facet_bytes)
+    _add_static(datasets, dataset)
+    return datasets.records(digest, when, None)
+
+
+def _map_job_event(data: dict[str, Any], max_facet_bytes: int) -> list[Event]:
+    job = data.get("job")
+    if not isinstance(job, dict):
+        raise EventValidationError("job must be an object")
+    namespace, name = _text(job, "namespace", "job"), _text(job, "name", "job")
+    when, (digest, _) = _event_time(data), naming.event_digest(data)
+    props = {"ol_job_namespace": _string(namespace), "ol_job_name": _string(name)}
+    props.update(facet_properties(_object(job, "facets", "job"), max_facet_bytes))
+    events: list[Event] = [
+        ContextUpserted(
+            event_id=naming.part_id(digest, "job"), occurred_at=when,
+            context_id=naming.job_context_id(namespace, name), type=naming.JOB_CONTEXT_TYPE,
+            name=naming.node_name(name), properties=props,
+        )
+    ]
+    datasets = _Datasets(max_facet_bytes)
+    for item in _datasets_of(data, "inputs") + _datasets_of(data, "outputs"):
+        _add_static(datasets, item)
+    return events + datasets.records(digest, when, None)
+
+
+def _add_static(datasets: _Datasets, item: dict[str, Any]) -> None:
+    """A dataset named outside a run: its version's artifact if a facet names one, else
+    its reference artifact."""
+    version = _version_of(item)
+    if version is None:
+        datasets.add(naming.dataset_id(item["namespace"], item["name"]), item, None)
+    else:
+        datasets.add(naming.version_id(item["namespace"], item["name"], version=version, run_id=""), item, version)
