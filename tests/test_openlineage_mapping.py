@@ -219,9 +219,10 @@ def test_names_fit_the_store() -> None:
     assert naming.type_name("1st") == "_1st"
     long = "a" * 300
     assert len(naming.type_name(long)) == 128 and naming.type_name(long) != naming.type_name(long + "b")
-    assert naming.dataset_uri("file", "/tmp/x") == "file:///tmp/x"
+    assert naming.dataset_uri("file", "/tmp/x") == "/tmp/x"
     assert naming.dataset_uri("gs://b/", "/a.csv") == "gs://b/a.csv"
-    for ns, name in (("gs://b", "a/b.csv"), ("file", "/tmp/x"), ("bigquery", "p.d.t")):
+    assert naming.split_uri("file:///tmp/x") == ("file", "/tmp/x")
+    for ns, name in (("gs://b", "a/b.csv"), ("file", "/tmp/x"), ("file", "rel/x"), ("bigquery", "p.d.t")):
         assert naming.split_uri(naming.dataset_uri(ns, name)) == (ns, name)
     data = copy.deepcopy(event(job={"namespace": "etl", "name": "x" * 400}))
     x = execution_of(decode_openlineage(data))

@@ -77,9 +77,12 @@ def job_context_id(namespace: str, name: str) -> UUID:
 
 def dataset_uri(namespace: str, name: str) -> str:
     """A dataset's uri: ``gs://bucket`` + ``a/b.csv`` -> ``gs://bucket/a/b.csv``; ``file`` +
-    ``/tmp/x`` -> ``file:///tmp/x``; ``bigquery`` + ``p.d.t`` -> ``bigquery://p.d.t``."""
+    ``/tmp/x`` -> ``/tmp/x`` (a local path, as the SDK names one); ``bigquery`` + ``p.d.t``
+    -> ``bigquery://p.d.t``."""
     if "://" in namespace:
         uri = namespace.rstrip("/") + "/" + name.lstrip("/")
+    elif namespace == "file":
+        uri = name
     else:
         uri = f"{namespace}://{name}"
     return _fit(uri, _MAX_URI)
@@ -87,9 +90,9 @@ def dataset_uri(namespace: str, name: str) -> str:
 
 def split_uri(uri: str) -> tuple[str, str]:
     """(namespace, name) of a uri, the inverse of ``dataset_uri`` where it can be:
-    ``scheme://authority/path`` -> (``scheme://authority``, ``path``); ``file:///x`` and a
-    local path -> (``file``, ``/x``); ``scheme://rest`` without a path -> (``scheme``,
-    ``rest``)."""
+    ``scheme://authority/path`` -> (``scheme://authority``, ``path``); a local path ->
+    (``file``, the path); ``file:///x`` -> (``file``, ``/x``); ``scheme://rest`` without a
+    path -> (``scheme``, ``rest``)."""
     if "://" not in uri:
         return "file", uri
     scheme, rest = uri.split("://", 1)
