@@ -57,7 +57,16 @@ def test_event_ids_come_from_the_canonical_json() -> None:
     ids = [[e.event_id for e in decode_openlineage(p)] for p in (json.dumps(data).encode(), spaced, reordered)]
     assert ids[0] == ids[1] == ids[2]
     other = decode_openlineage(event(eventTime="2024-10-16T16:53:52Z"))
-    assert not {e.event_id for e in other} & set(ids[0])
+    shared = {e.event_id for e in other} & set(ids[0])
+    # Only the job's and the run's descriptions, the same in every event of a UUIDv7 run.
+    assert {e.kind for e in other if e.event_id in shared} == {"context.upserted"} and len(shared) == 2
+    when = naming.run_id_time(RUN)
+    assert when is not None and all(e.occurred_at == when for e in other if e.event_id in shared)
+    v4 = "8f0e2a9c-3f0e-4d3b-9a51-0a2b3c4d5e6f"
+    first, second = (decode_openlineage(event(eventTime=t, run={"runId": v4}))
+                     for t in ("2024-10-16T16:53:51Z", "2024-10-16T16:53:52Z"))
+    assert not {e.event_id for e in first} & {e.event_id for e in second}  # another id: described per event
+    assert naming.run_id_time(v4) is None and naming.run_id_time("run_id") is None
 
 
 @pytest.mark.parametrize(("event_type", "state"), [

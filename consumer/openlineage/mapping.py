@@ -12,7 +12,9 @@ RunEvent (spec 1-0-x to 2-0-2; ``schemaURL`` is not checked):
   context as well, that its child runs attach to: the ``parent`` run facet (and its
   ``root``) make the parent's and root's run contexts parents of it and contexts of the
   execution, placeholders until the parent's own events arrive; the parent's job context
-  becomes a parent of the job context;
+  becomes a parent of the job context. With a UUIDv7 run id (what OpenLineage clients
+  make) the two contexts are described at the time the id carries, once per run; with
+  another run id, by every event at its eventTime;
 * inputs and outputs -> artifacts with INPUT / OUTPUT edges (see ``naming`` for ids): an
   output is one artifact per producing run (per ``version`` facet when there is one) AND
   the dataset's reference artifact; an input with a ``version`` facet is that version's
@@ -33,13 +35,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import orjson
 
 from metatrail.consumer.openlineage import naming
-from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, facet_properties
+from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, attach, facet_properties
 from metatrail.schemas.errors import EventValidationError
 from metatrail.schemas.events import (
     ArtifactRecorded,
@@ -144,8 +147,10 @@ def _event_time(data: dict[str, Any]) -> datetime:
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
+@lru_cache(maxsize=1 << 14)
 def _string(value: str) -> PropertyValue:
-    return PropertyValue.model_construct(type="string", value=value)  # a str is a valid string value
+    """A string property value; cached, since events repeat the same names (immutable)."""
+    return PropertyValue(type="string", value=value)
 
 
 @dataclass
@@ -155,11 +160,12 @@ class _Dataset:
     namespace: str
     name: str
     version: str | None
-    properties: dict[str, PropertyValue] = field(default_factory=dict)
+    facets: dict[str, PropertyValue] = field(default_factory=dict)
     is_model: bool = False
 
     def record(self, artifact_id: UUID, event_id: UUID, when: datetime, run_id: UUID | None) -> ArtifactRecorded:
-        return ArtifactRecorded(
+        identity = {"ol_namespace": _string(self.namespace), "ol_name": _string(self.name)}
+        return attach(ArtifactRecorded(
             event_id=event_id,
             occurred_at=when,
             run_id=run_id,
@@ -169,8 +175,8 @@ class _Dataset:
             name=naming.node_name(self.name),
             version=None if self.version is None else naming.version_text(self.version),
             state="LIVE",
-            properties=self.properties,
-        )
+            properties=identity,
+        ), "properties", self.facets)
 
 
 class _Datasets:
@@ -185,13 +191,11 @@ class _Datasets:
         entry = self.by_id.get(artifact_id)
         if entry is None:
             entry = self.by_id[artifact_id] = _Dataset(namespace, name, version)
-            entry.properties["ol_namespace"] = _string(namespace)
-            entry.properties["ol_name"] = _string(name)
         facets = item.get("facets") if isinstance(item.get("facets"), dict) else {}
         for key in ("facets", *extra):
             more = item.get(key)
             if isinstance(more, dict):
-                entry.properties.update(facet_properties(more, self.max_facet_bytes))
+                entry.facets.update(facet_properties(more, self.max_facet_bytes))
         kind = facets.get("datasetType") if facets else None
         if isinstance(kind, dict) and str(kind.get("datasetType", "")).upper() == "MODEL":
             entry.is_model = True
@@ -285,33 +289,42 @@ class _RunEventMapper:
         }
         job_parents = [naming.job_context_id(*parent_job)] if parent_job and parent_job != (
             self.job_namespace, self.job_name) else []
+        run_parents = [job_ctx, *lineage]
+        # The contexts' descriptions are the same in every event of a run: with a UUIDv7
+        # run id they are stamped with the time it carries and named by their content,
+        # so a run's events describe them once (the rest are duplicates); else per event.
+        described_at = naming.run_id_time(self.run_id)
+        if described_at is None:
+            described_at, job_part, run_part = self.when, self.digest, self.digest
+        else:
+            job_part = naming.description_digest(self.run_id, self.job_namespace, self.job_name, *job_parents)
+            run_part = naming.description_digest(self.run_id, self.job_namespace, self.job_name, *run_parents)
         events: list[Event] = [
             ContextUpserted(
-                event_id=naming.part_id(self.digest, "job"), occurred_at=self.when, run_id=root,
+                event_id=naming.part_id(job_part, "job"), occurred_at=described_at, run_id=root,
                 context_id=job_ctx, type=naming.JOB_CONTEXT_TYPE, name=naming.node_name(self.job_name),
                 parent_ids=job_parents, properties=identity,
             ),
             ContextUpserted(
-                event_id=naming.part_id(self.digest, "run"), occurred_at=self.when, run_id=root,
+                event_id=naming.part_id(run_part, "run"), occurred_at=described_at, run_id=root,
                 context_id=run_ctx, type=naming.RUN_CONTEXT_TYPE,
                 name=naming.node_name(f"{self.job_name}:{self.run_id}"),
-                parent_ids=[job_ctx, *lineage], properties={"ol_run_id": _string(self.run_id), **identity},
+                parent_ids=run_parents, properties={"ol_run_id": _string(self.run_id), **identity},
             ),
         ]
         datasets = _Datasets(self.max_facet_bytes)
         inputs, outputs = self._edges(datasets)
         events.extend(datasets.records(self.digest, self.when, root))
-        events.append(
+        events.append(attach(
             ExecutionRecorded(
                 event_id=naming.part_id(self.digest, "execution"), occurred_at=self.when, run_id=root,
                 execution_id=naming.execution_id(self.run_id), type=naming.type_name(self.job_name),
                 name=naming.node_name(self.job_name), context_ids=[job_ctx, run_ctx, *lineage],
-                parameters=self._parameters(), custom_properties={"ol_run_id": _string(self.run_id), **identity,
-                                                                  **self._facets()},
+                parameters=self._parameters(), custom_properties={"ol_run_id": _string(self.run_id), **identity},
                 inputs=inputs, outputs=outputs, state=self.state,  # type: ignore[arg-type]
                 started_at=self.when if self.event_type == "START" else None, error=self._error(),
-            )
-        )
+            ), "custom_properties", self._facets(),
+        ))
         return events
 
     def _edges(self, datasets: _Datasets) -> tuple[list[ArtifactRef], list[ArtifactRef]]:
@@ -389,13 +402,12 @@ def _map_job_event(data: dict[str, Any], max_facet_bytes: int) -> list[Event]:
     namespace, name = _text(job, "namespace", "job"), _text(job, "name", "job")
     when, (digest, _) = _event_time(data), naming.event_digest(data)
     props = {"ol_job_namespace": _string(namespace), "ol_job_name": _string(name)}
-    props.update(facet_properties(_object(job, "facets", "job"), max_facet_bytes))
     events: list[Event] = [
-        ContextUpserted(
+        attach(ContextUpserted(
             event_id=naming.part_id(digest, "job"), occurred_at=when,
             context_id=naming.job_context_id(namespace, name), type=naming.JOB_CONTEXT_TYPE,
             name=naming.node_name(name), properties=props,
-        )
+        ), "properties", facet_properties(_object(job, "facets", "job"), max_facet_bytes))
     ]
     datasets = _Datasets(max_facet_bytes)
     for item in _datasets_of(data, "inputs") + _datasets_of(data, "outputs"):

