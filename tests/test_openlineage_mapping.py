@@ -151,10 +151,14 @@ def test_facets_become_properties_and_parameters() -> None:
     artifacts = [e for e in events if isinstance(e, ArtifactRecorded) and e.uri.startswith("s3://m")]
     assert len(artifacts) == 2 and {a.type for a in artifacts} == {"Model"}
     for a in artifacts:
-        assert a.properties["schema"].value == {"fields": [{"name": "a"}]}
         assert a.properties["outputStatistics"].value == {"rowCount": 5}
+        assert a.properties["datasetType"].value == {"datasetType": "MODEL"}
         assert (a.properties["ol_namespace"].value, a.properties["ol_name"].value) == ("s3://m", "model.bin")
         assert a.uri == "s3://m/model.bin"
+    # The dataset's own facets describe the dataset (its reference artifact), not each version.
+    dataset, version = sorted(artifacts, key=lambda a: a.version is not None)
+    assert dataset.properties["schema"].value == {"fields": [{"name": "a"}]}
+    assert "schema" not in version.properties and version.version == RUN
 
 
 def test_large_facets_are_capped_with_a_marker_and_deleted_facets_become_null() -> None:

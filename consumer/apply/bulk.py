@@ -21,6 +21,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import Boolean, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -49,9 +50,18 @@ def _utc_sqlite_text(value: datetime | None) -> str | None:
 
 
 def _json_text(value: Any) -> str | None:
+    """Canonical JSON text (keys sorted, no spaces) of a JSON column's value. orjson (the
+    standard library's sorted dump was a fifth of an OpenLineage batch's apply time); a
+    value it cannot write (an integer beyond 64 bits) goes through the standard library."""
     if value is None:
         return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def _sqlite_bool(value: bool | None) -> int | None:
@@ -195,7 +205,10 @@ def write(
             for c, conv in converting:
                 document[c] = conv(document[c])
             documents.append(document)
-        payload = json.dumps(documents, separators=(",", ":"), allow_nan=False)
+        try:
+            payload = orjson.dumps(documents).decode()
+        except TypeError:  # see _json_text
+            payload = json.dumps(documents, separators=(",", ":"), allow_nan=False)
         connection.exec_driver_sql(head.removesuffix("VALUES ") + select + tail, (payload,))
         return
     values = _tuples(rows, columns, converters)

@@ -19,6 +19,9 @@ RunEvent (spec 1-0-x to 2-0-2; ``schemaURL`` is not checked):
   output is one artifact per producing run (per ``version`` facet when there is one) AND
   the dataset's reference artifact; an input with a ``version`` facet is that version's
   artifact, one without is the dataset's reference artifact;
+* dataset facets go on the artifact the edge names, except that a produced version keeps
+  only its output facets, ``version``, ``datasetType`` and ``lifecycleStateChange`` (the
+  rest describe the dataset, on its reference artifact: stored once, not twice);
 * facets -> properties (``facets``): ``executionParameters`` -> the execution's
   parameters; other run facets and the job facets -> its custom properties (a job facet
   whose name a run facet of the same event has is stored as ``job.<name>``); dataset,
@@ -66,6 +69,9 @@ STATES = {
     "ABORT": "CANCELED",
     "OTHER": "UNKNOWN",
 }
+#: The dataset facets a produced version keeps (with its output facets); the others
+#: describe the dataset, and go on its reference artifact.
+_VERSION_FACETS = frozenset({"version", "datasetType", "lifecycleStateChange"})
 #: Run facets that become structure rather than custom properties.
 _STRUCTURAL_RUN_FACETS = frozenset({"executionParameters"})
 
@@ -186,7 +192,10 @@ class _Datasets:
         self.max_facet_bytes = max_facet_bytes
         self.by_id: dict[UUID, _Dataset] = {}
 
-    def add(self, artifact_id: UUID, item: dict[str, Any], version: str | None, extra: tuple[str, ...] = ()) -> None:
+    def add(self, artifact_id: UUID, item: dict[str, Any], version: str | None, extra: tuple[str, ...] = (),
+            *, only: frozenset[str] | None = None) -> None:
+        """Describe ``artifact_id`` with the dataset ``item``'s facets (``only`` those
+        named, if given) and those of its ``extra`` groups (``inputFacets``...)."""
         namespace, name = item["namespace"], item["name"]
         entry = self.by_id.get(artifact_id)
         if entry is None:
@@ -195,6 +204,8 @@ class _Datasets:
         for key in ("facets", *extra):
             more = item.get(key)
             if isinstance(more, dict):
+                if key == "facets" and only is not None:
+                    more = {k: v for k, v in more.items() if k in only}
                 entry.facets.update(facet_properties(more, self.max_facet_bytes))
         kind = facets.get("datasetType") if facets else None
         if isinstance(kind, dict) and str(kind.get("datasetType", "")).upper() == "MODEL":
@@ -341,7 +352,7 @@ class _RunEventMapper:
         for item in self.outputs:
             version = _version_of(item)
             vid = naming.version_id(item["namespace"], item["name"], version=version, run_id=self.run_id)
-            datasets.add(vid, item, version or self.run_id, ("outputFacets",))
+            datasets.add(vid, item, version or self.run_id, ("outputFacets",), only=_VERSION_FACETS)
             did = naming.dataset_id(item["namespace"], item["name"])
             datasets.add(did, item, None, ("outputFacets",))
             outputs += [ArtifactRef(artifact_id=vid), ArtifactRef(artifact_id=did)]
