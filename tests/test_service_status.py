@@ -40,7 +40,8 @@ def test_status_follows_the_group(
         assert before.group.error is None
         assert before.group.total_lag == 4
         assert all(p.committed is None for p in before.group.partitions)
-        assert len(before.group.partitions) == settings.kafka_partitions
+        assert len(before.group.partitions) == 2 * settings.kafka_partitions  # events and openlineage topics
+        assert {p.topic for p in before.group.partitions} == {settings.events_topic, settings.openlineage_topic}
         assert before.store.last_event_id is None and before.store.dead_letters == 0
 
         with running_loop(settings, engine):

@@ -90,8 +90,9 @@ def collect_status(settings: Settings, engine: Engine | None = None) -> ServiceS
 
 
 def group_status(settings: Settings, timeout_s: float = 5.0) -> GroupStatus:
-    """Committed offset, end offset and lag of each partition of the events topic for the
-    consumer group. A partition the group never committed counts from its start."""
+    """Committed offset, end offset and lag of each partition of the events topic (and of
+    ``<prefix>.openlineage`` once it exists) for the consumer group. A partition the group
+    never committed counts from its start."""
     status = GroupStatus(settings.kafka_bootstrap, settings.kafka_group, settings.events_topic)
     if not settings.kafka_bootstrap:
         status.error = "no broker configured (METATRAIL_KAFKA_BOOTSTRAP)"
@@ -113,6 +114,8 @@ def group_status(settings: Settings, timeout_s: float = 5.0) -> GroupStatus:
             status.error = f"topic {settings.events_topic} does not exist"
             return status
         tps = [TopicPartition(settings.events_topic, p) for p in sorted(numbers)]
+        lineage = consumer.partitions_for_topic(settings.openlineage_topic) or set()
+        tps += [TopicPartition(settings.openlineage_topic, p) for p in sorted(lineage)]
         ends = consumer.end_offsets(tps)
         starts = consumer.beginning_offsets(tps)
         for tp in tps:
