@@ -36,25 +36,23 @@ canonical JSON (``naming.event_digest``), so a retried event is a duplicate.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any
-from uuid import UUID
 
 import orjson
 
 from metatrail.consumer.openlineage import naming
-from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, attach, facet_properties
-from metatrail.schemas.errors import EventValidationError
-from metatrail.schemas.events import (
-    ArtifactRecorded,
-    ArtifactRef,
-    ContextUpserted,
-    ErrorInfo,
-    Event,
-    ExecutionRecorded,
+from metatrail.consumer.openlineage.datasets import (
+    VERSION_FACETS,
+    Datasets,
+    datasets_of,
+    map_dataset_event,
+    map_job_event,
+    version_of,
 )
+from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, attach, facet_properties
+from metatrail.consumer.openlineage.fields import event_time, object_at, string_value, text
+from metatrail.schemas.errors import EventValidationError
+from metatrail.schemas.events import ArtifactRef, ContextUpserted, ErrorInfo, Event, ExecutionRecorded
 from metatrail.schemas.values import PropertyValue, typed
 
 #: Largest OpenLineage event accepted by default (facets are capped after parsing).
@@ -69,9 +67,6 @@ STATES = {
     "ABORT": "CANCELED",
     "OTHER": "UNKNOWN",
 }
-#: The dataset facets a produced version keeps (with its output facets); the others
-#: describe the dataset, and go on its reference artifact.
-_VERSION_FACETS = frozenset({"version", "datasetType", "lifecycleStateChange"})
 #: Run facets that become structure rather than custom properties.
 _STRUCTURAL_RUN_FACETS = frozenset({"executionParameters"})
 
@@ -117,126 +112,10 @@ def map_event(data: dict[str, Any], *, max_facet_bytes: int = DEFAULT_MAX_FACET_
     if "run" in data or "eventType" in data:
         return _RunEventMapper(data, max_facet_bytes).events()
     if "dataset" in data:
-        return _map_dataset_event(data, max_facet_bytes)
+        return map_dataset_event(data, max_facet_bytes)
     if "job" in data:
-        return _map_job_event(data, max_facet_bytes)
+        return map_job_event(data, max_facet_bytes)
     raise EventValidationError("not an OpenLineage event: it has no 'run', 'job' or 'dataset'")
-
-
-# --- the parts -----------------------------------------------------------------------------
-
-
-def _text(obj: Any, key: str, where: str) -> str:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, str) or not value:
-        raise EventValidationError(f"missing {where}.{key}" if value is None else f"{where}.{key} must be a non-empty string")
-    return value
-
-
-def _object(obj: Any, key: str, where: str) -> dict[str, Any]:
-    value = obj.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise EventValidationError(f"{where}.{key} must be an object, got {type(value).__name__}")
-    return value
-
-
-def _event_time(data: dict[str, Any]) -> datetime:
-    raw = data.get("eventTime")
-    if not isinstance(raw, str):
-        raise EventValidationError("missing eventTime" if raw is None else "eventTime must be a string")
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise EventValidationError(f"eventTime {raw[:64]!r} is not an ISO 8601 date-time") from exc
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-
-
-@lru_cache(maxsize=1 << 14)
-def _string(value: str) -> PropertyValue:
-    """A string property value; cached, since events repeat the same names (immutable)."""
-    return PropertyValue(type="string", value=value)
-
-
-@dataclass
-class _Dataset:
-    """What one event says about one artifact standing for a dataset (or a version)."""
-
-    namespace: str
-    name: str
-    version: str | None
-    facets: dict[str, PropertyValue] = field(default_factory=dict)
-    is_model: bool = False
-
-    def record(self, artifact_id: UUID, event_id: UUID, when: datetime, run_id: UUID | None) -> ArtifactRecorded:
-        identity = {"ol_namespace": _string(self.namespace), "ol_name": _string(self.name)}
-        return attach(ArtifactRecorded(
-            event_id=event_id,
-            occurred_at=when,
-            run_id=run_id,
-            artifact_id=artifact_id,
-            type=naming.MODEL_TYPE if self.is_model else naming.DATASET_TYPE,
-            uri=naming.dataset_uri(self.namespace, self.name),
-            name=naming.node_name(self.name),
-            version=None if self.version is None else naming.version_text(self.version),
-            state="LIVE",
-            properties=identity,
-        ), "properties", self.facets)
-
-
-class _Datasets:
-    """The artifacts one event describes, merged by artifact id."""
-
-    def __init__(self, max_facet_bytes: int | None) -> None:
-        self.max_facet_bytes = max_facet_bytes
-        self.by_id: dict[UUID, _Dataset] = {}
-
-    def add(self, artifact_id: UUID, item: dict[str, Any], version: str | None, extra: tuple[str, ...] = (),
-            *, only: frozenset[str] | None = None) -> None:
-        """Describe ``artifact_id`` with the dataset ``item``'s facets (``only`` those
-        named, if given) and those of its ``extra`` groups (``inputFacets``...)."""
-        namespace, name = item["namespace"], item["name"]
-        entry = self.by_id.get(artifact_id)
-        if entry is None:
-            entry = self.by_id[artifact_id] = _Dataset(namespace, name, version)
-        facets = item.get("facets") if isinstance(item.get("facets"), dict) else {}
-        for key in ("facets", *extra):
-            more = item.get(key)
-            if isinstance(more, dict):
-                if key == "facets" and only is not None:
-                    more = {k: v for k, v in more.items() if k in only}
-                entry.facets.update(facet_properties(more, self.max_facet_bytes))
-        kind = facets.get("datasetType") if facets else None
-        if isinstance(kind, dict) and str(kind.get("datasetType", "")).upper() == "MODEL":
-            entry.is_model = True
-
-    def records(self, digest: str, when: datetime, run_id: UUID | None) -> list[Event]:
-        return [
-            entry.record(aid, naming.part_id(digest, f"artifact:{aid}"), when, run_id)
-            for aid, entry in self.by_id.items()
-        ]
-
-
-def _datasets_of(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = data.get(key)
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise EventValidationError(f"{key} must be a list, got {type(items).__name__}")
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise EventValidationError(f"{key}[{i}] must be an object")
-        _text(item, "namespace", f"{key}[{i}]")
-        _text(item, "name", f"{key}[{i}]")
-    return items
-
-
-def _version_of(item: dict[str, Any]) -> str | None:
-    facets = item.get("facets")
-    facet = facets.get("version") if isinstance(facets, dict) else None
-    version = facet.get("datasetVersion") if isinstance(facet, dict) else None
-    return version if isinstance(version, str) and version else None
 
 
 def _parent_ids(facet: Any) -> tuple[str | None, tuple[str, str] | None, str | None]:
@@ -267,22 +146,22 @@ class _RunEventMapper:
         run = data.get("run")
         if not isinstance(run, dict):
             raise EventValidationError("missing run" if run is None else "run must be an object")
-        self.run_id = _text(run, "runId", "run")
+        self.run_id = text(run, "runId", "run")
         job = data.get("job")
         if not isinstance(job, dict):
             raise EventValidationError("missing job" if job is None else "job must be an object")
-        self.job_namespace = _text(job, "namespace", "job")
-        self.job_name = _text(job, "name", "job")
-        self.run_facets = _object(run, "facets", "run")
-        self.job_facets = _object(job, "facets", "job")
+        self.job_namespace = text(job, "namespace", "job")
+        self.job_name = text(job, "name", "job")
+        self.run_facets = object_at(run, "facets", "run")
+        self.job_facets = object_at(job, "facets", "job")
         event_type = data.get("eventType")
         if event_type is not None and event_type not in STATES:
             raise EventValidationError(f"unknown eventType {str(event_type)[:32]!r} (known: {', '.join(STATES)})")
         self.state = STATES[event_type] if event_type is not None else "UNKNOWN"
         self.event_type = event_type
-        self.when = _event_time(data)
-        self.inputs = _datasets_of(data, "inputs")
-        self.outputs = _datasets_of(data, "outputs")
+        self.when = event_time(data)
+        self.inputs = datasets_of(data, "inputs")
+        self.outputs = datasets_of(data, "outputs")
         self.digest, size = naming.event_digest(data)
         # No facet can be over the cap when the whole event is not: skip measuring each.
         self.max_facet_bytes: int | None = max_facet_bytes if size > max_facet_bytes else None
@@ -295,8 +174,8 @@ class _RunEventMapper:
         lineage = list(dict.fromkeys(lineage))
         root = naming.run_context_id(root_run or parent_run or self.run_id)
         identity = {
-            "ol_job_namespace": _string(self.job_namespace),
-            "ol_job_name": _string(self.job_name),
+            "ol_job_namespace": string_value(self.job_namespace),
+            "ol_job_name": string_value(self.job_name),
         }
         job_parents = [naming.job_context_id(*parent_job)] if parent_job and parent_job != (
             self.job_namespace, self.job_name) else []
@@ -320,10 +199,10 @@ class _RunEventMapper:
                 event_id=naming.part_id(run_part, "run"), occurred_at=described_at, run_id=root,
                 context_id=run_ctx, type=naming.RUN_CONTEXT_TYPE,
                 name=naming.node_name(f"{self.job_name}:{self.run_id}"),
-                parent_ids=run_parents, properties={"ol_run_id": _string(self.run_id), **identity},
+                parent_ids=run_parents, properties={"ol_run_id": string_value(self.run_id), **identity},
             ),
         ]
-        datasets = _Datasets(self.max_facet_bytes)
+        datasets = Datasets(self.max_facet_bytes)
         inputs, outputs = self._edges(datasets)
         events.extend(datasets.records(self.digest, self.when, root))
         events.append(attach(
@@ -331,17 +210,17 @@ class _RunEventMapper:
                 event_id=naming.part_id(self.digest, "execution"), occurred_at=self.when, run_id=root,
                 execution_id=naming.execution_id(self.run_id), type=naming.type_name(self.job_name),
                 name=naming.node_name(self.job_name), context_ids=[job_ctx, run_ctx, *lineage],
-                parameters=self._parameters(), custom_properties={"ol_run_id": _string(self.run_id), **identity},
+                parameters=self._parameters(), custom_properties={"ol_run_id": string_value(self.run_id), **identity},
                 inputs=inputs, outputs=outputs, state=self.state,  # type: ignore[arg-type]
                 started_at=self.when if self.event_type == "START" else None, error=self._error(),
             ), "custom_properties", self._facets(),
         ))
         return events
 
-    def _edges(self, datasets: _Datasets) -> tuple[list[ArtifactRef], list[ArtifactRef]]:
+    def _edges(self, datasets: Datasets) -> tuple[list[ArtifactRef], list[ArtifactRef]]:
         inputs: list[ArtifactRef] = []
         for item in self.inputs:
-            version = _version_of(item)
+            version = version_of(item)
             if version is None:
                 aid = naming.dataset_id(item["namespace"], item["name"])
             else:
@@ -350,9 +229,9 @@ class _RunEventMapper:
             inputs.append(ArtifactRef(artifact_id=aid))
         outputs: list[ArtifactRef] = []
         for item in self.outputs:
-            version = _version_of(item)
+            version = version_of(item)
             vid = naming.version_id(item["namespace"], item["name"], version=version, run_id=self.run_id)
-            datasets.add(vid, item, version or self.run_id, ("outputFacets",), only=_VERSION_FACETS)
+            datasets.add(vid, item, version or self.run_id, ("outputFacets",), only=VERSION_FACETS)
             did = naming.dataset_id(item["namespace"], item["name"])
             datasets.add(did, item, None, ("outputFacets",))
             outputs += [ArtifactRef(artifact_id=vid), ArtifactRef(artifact_id=did)]
@@ -392,45 +271,3 @@ class _RunEventMapper:
 
 def _unique(refs: list[ArtifactRef]) -> list[ArtifactRef]:
     return list(dict.fromkeys(refs))
-
-
-def _map_dataset_event(data: dict[str, Any], max_facet_bytes: int) -> list[Event]:
-    dataset = data.get("dataset")
-    if not isinstance(dataset, dict):
-        raise EventValidationError("dataset must be an object")
-    _text(dataset, "namespace", "dataset")
-    _text(dataset, "name", "dataset")
-    when, (digest, _) = _event_time(data), naming.event_digest(data)
-    datasets = _Datasets(max_facet_bytes)
-    _add_static(datasets, dataset)
-    return datasets.records(digest, when, None)
-
-
-def _map_job_event(data: dict[str, Any], max_facet_bytes: int) -> list[Event]:
-    job = data.get("job")
-    if not isinstance(job, dict):
-        raise EventValidationError("job must be an object")
-    namespace, name = _text(job, "namespace", "job"), _text(job, "name", "job")
-    when, (digest, _) = _event_time(data), naming.event_digest(data)
-    props = {"ol_job_namespace": _string(namespace), "ol_job_name": _string(name)}
-    events: list[Event] = [
-        attach(ContextUpserted(
-            event_id=naming.part_id(digest, "job"), occurred_at=when,
-            context_id=naming.job_context_id(namespace, name), type=naming.JOB_CONTEXT_TYPE,
-            name=naming.node_name(name), properties=props,
-        ), "properties", facet_properties(_object(job, "facets", "job"), max_facet_bytes))
-    ]
-    datasets = _Datasets(max_facet_bytes)
-    for item in _datasets_of(data, "inputs") + _datasets_of(data, "outputs"):
-        _add_static(datasets, item)
-    return events + datasets.records(digest, when, None)
-
-
-def _add_static(datasets: _Datasets, item: dict[str, Any]) -> None:
-    """A dataset named outside a run: its version's artifact if a facet names one, else
-    its reference artifact."""
-    version = _version_of(item)
-    if version is None:
-        datasets.add(naming.dataset_id(item["namespace"], item["name"]), item, None)
-    else:
-        datasets.add(naming.version_id(item["namespace"], item["name"], version=version, run_id=""), item, version)
