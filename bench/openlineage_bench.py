@@ -5,7 +5,7 @@ The workload is the shared scenarios' real events (Airflow, Spark on Dataproc, t
 column-lineage run with its ``spark.logicalPlan`` facets, the simple run), copied
 ``--copies`` times with every run id replaced by a fresh one per copy (datasets stay the
 same, as a daily DAG's do). They are produced as fast as a raw kafka-python producer can,
-keyed by root run as the OpenLineage Kafka transport keys them, while ``--consumers``
+keyed by root job as the OpenLineage Kafka transport keys them, while ``--consumers``
 ``ConsumeLoop`` processes apply them; events/s = OpenLineage events / (first send → last
 offset committed after its DB commit). The mapping alone (no store) is timed in the
 driver, for the share it takes.
@@ -76,11 +76,16 @@ def workload(copies: int) -> list[tuple[bytes, bytes]]:
         fresh = {r: str(uuid.uuid4()) for r in run_ids}
         for t in texts:
             value = _UUID.sub(lambda m: fresh.get(m.group(0), m.group(0)), t)
-            data = json.loads(value)
-            parent = data["run"].get("facets", {}).get("parent", {})
-            root = parent.get("root", {}).get("run", {}).get("runId") or parent.get("run", {}).get("runId")
-            messages.append(((root or data["run"]["runId"]).encode(), value.encode()))
+            messages.append((transport_key(json.loads(value)), value.encode()))
     return messages
+
+
+def transport_key(event: dict[str, Any]) -> bytes:
+    """The key OpenLineage's Kafka transport gives a RunEvent: ``run:<namespace>/<name>`` of
+    the root job, else the parent job, else its own job (a DAG's runs stay in order)."""
+    parent = event["run"].get("facets", {}).get("parent", {})
+    job = parent.get("root", {}).get("job") or parent.get("job") or event["job"]
+    return f"run:{job['namespace']}/{job['name']}".encode()
 
 
 def committed(admin: KafkaAdminClient, settings: Settings) -> int:
