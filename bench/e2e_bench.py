@@ -268,7 +268,7 @@ def main() -> None:
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
                 raise SystemExit("consumer did not start")
-        wait_balanced(outs, args.partitions)
+        wait_balanced(outs, 2 * args.partitions)  # the events topic's and <prefix>.openlineage's
         print("throughput phase ...", flush=True)
         tp = throughput_phase(settings, messages)
         print(f"  {tp['events']} events end to end in {tp['end_to_end_s']} s: {tp['events_per_s']} events/s "

@@ -37,7 +37,8 @@ def test_two_consumers_share_the_partitions_and_apply_each_event_once(
     engine = open_engine(store_url)
     try:
         with running_loop(settings, engine) as first, running_loop(settings, engine) as second:
-            wait_for(lambda: len(first.assigned) + len(second.assigned) == 6 and first.assigned and second.assigned,
+            # 6 partitions of the events topic and 6 of <prefix>.openlineage, which consume also reads
+            wait_for(lambda: len(first.assigned) + len(second.assigned) == 12 and first.assigned and second.assigned,
                      60, what="both members hold partitions")
             assert not first.assigned & second.assigned
             publish_events(kafka_bootstrap, settings.events_topic, workload.events)

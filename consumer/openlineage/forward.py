@@ -151,7 +151,7 @@ class OpenLineageForwarder:
             log.warning("%d execution event(s) not in the store after %.0f s: skipped", len(missing),
                         self.wait_applied_s)
         executions = self.store.get_many("execution", sorted(wanted))
-        ordered = [executions[x] for x in sorted(executions, key=lambda i: (executions[i].created_at or 0, i))]
+        ordered = [executions[x] for x in sorted(executions)]  # ids are time-ordered (UUIDv7)
         for event in run_events(self.store, ordered):
             kind = "START" if event["eventType"] == "START" else "END"
             if kind in wanted[event["run"]["runId"]][0]:
