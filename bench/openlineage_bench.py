@@ -120,6 +120,30 @@ def kafka_phase(settings: Settings, messages: list[tuple[bytes, bytes]]) -> dict
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(admin: Any, db: str) -> list[int]:
+    """PostgreSQL server processes serving the bench database (the consumers' sessions)."""
+    with admin.connect() as conn:
+        rows = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :db"), {"db": db})
+        return [int(r[0]) for r in rows]
+
+
+def cpu_per_event(consumers: dict[int, float], backends: list[int], events: int) -> dict[str, Any]:
+    """CPU per OpenLineage event of the consumer processes (since ``consumers``' pid ->
+    CPU seconds at the start) and of their PostgreSQL sessions (opened by the first
+    batch), and the rate two cores would reach if they did nothing else (broker and
+    producer left out): a figure the machine's load distorts less than the wall clock."""
+    consumer_us = sum(cpu_seconds(p) - before for p, before in consumers.items()) / events * 1e6
+    server_us = sum(cpu_seconds(p) for p in backends if Path(f"/proc/{p}").exists()) / events * 1e6
+    return {"consumer_cpu_us_per_event": round(consumer_us, 1), "postgres_cpu_us_per_event": round(server_us, 1),
+            "two_core_capacity_events_per_s": round(2e6 / (consumer_us + server_us))}
+
+
 def http_phase(url: str, messages: list[tuple[bytes, bytes]], batch: int, token: str | None) -> dict[str, Any]:
     """POST the workload to ``url``/api/v1/lineage/batch, ``batch`` events a request."""
     headers = {"Content-Type": "application/json"}
@@ -215,9 +239,14 @@ def main() -> None:
         # Both topics have --partitions partitions: the group holds twice as many.
         wait_balanced(outs, 2 * args.partitions)
         print("kafka phase ...", flush=True)
+        started_cpu = {p.pid: cpu_seconds(p.pid) for p in procs}
         kp = kafka_phase(settings, messages)
         print(f"  {kp['events']} OpenLineage events ({kp['bytes'] / 1e6:.1f} MB) end to end in {kp['end_to_end_s']} s:"
-              f" {kp['events_per_s']} events/s", flush=True)
+              f" {kp['events_per_s']} events/s (load average {os.getloadavg()[0]:.1f})", flush=True)
+        cpu = cpu_per_event(started_cpu, backend_pids(admin, db), len(messages))
+        print(f"  CPU per event: consumers {cpu['consumer_cpu_us_per_event']} µs, PostgreSQL "
+              f"{cpu['postgres_cpu_us_per_event']} µs: {cpu['two_core_capacity_events_per_s']} events/s on two "
+              f"otherwise idle cores", flush=True)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -233,6 +262,7 @@ def main() -> None:
         "settings": {"copies": args.copies, "partitions": args.partitions, "max_poll_records": args.max_poll_records,
                      "consumer_processes": args.consumers},
         "kafka": kp,
+        "cpu": cpu,
         "mapping_only": mapping,
         "consumer_stats": stats,
         "targets": {"events_per_s": 3000},
