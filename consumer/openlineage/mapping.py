@@ -36,7 +36,9 @@ canonical JSON (``naming.event_digest``), so a retried event is a duplicate.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -226,7 +228,7 @@ class _RunEventMapper:
             else:
                 aid = naming.version_id(item["namespace"], item["name"], version=version, run_id=self.run_id)
             datasets.add(aid, item, version, ("inputFacets",))
-            inputs.append(ArtifactRef(artifact_id=aid))
+            inputs.append(_ref(aid))
         outputs: list[ArtifactRef] = []
         for item in self.outputs:
             version = version_of(item)
@@ -234,7 +236,7 @@ class _RunEventMapper:
             datasets.add(vid, item, version or self.run_id, ("outputFacets",), only=VERSION_FACETS)
             did = naming.dataset_id(item["namespace"], item["name"])
             datasets.add(did, item, None, ("outputFacets",))
-            outputs += [ArtifactRef(artifact_id=vid), ArtifactRef(artifact_id=did)]
+            outputs += [_ref(vid), _ref(did)]
         return _unique(inputs), _unique(outputs)
 
     def _parameters(self) -> dict[str, PropertyValue]:
@@ -267,6 +269,12 @@ class _RunEventMapper:
             message=facet["message"],
             traceback=trace if isinstance(trace, str) else None,
         )
+
+
+@lru_cache(maxsize=1 << 14)
+def _ref(artifact_id: UUID) -> ArtifactRef:
+    """An edge's far end (immutable, so shared: events name the same datasets again and again)."""
+    return ArtifactRef(artifact_id=artifact_id)
 
 
 def _unique(refs: list[ArtifactRef]) -> list[ArtifactRef]:

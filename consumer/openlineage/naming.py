@@ -57,8 +57,22 @@ def event_digest(data: Any) -> tuple[str, int]:
 
 
 def part_id(digest: str, part: str) -> UUID:
-    """Event id of one metatrail event made from the OpenLineage event ``digest``."""
-    return derived_id("openlineage-event", digest, part)
+    """Event id of one metatrail event made from the OpenLineage event ``digest`` (a
+    sha256 hex digest): its first 128 bits XOR a hash of ``part``, as a UUIDv8 (RFC 9562's
+    custom version). Deterministic, distinct per part, and cheaper than a UUIDv5 each
+    (four or five per event, at Kafka rates)."""
+    value = (int(digest[:32], 16) ^ _part_bits(part)) & _PART_MASK
+    return UUID(int=value | _PART_VERSION)
+
+
+#: Every bit of a UUID but its version and variant; UUIDv8 with the RFC 9562 variant.
+_PART_MASK = ((1 << 128) - 1) & ~(0xF << 76) & ~(0x3 << 62)
+_PART_VERSION = (8 << 76) | (0b10 << 62)
+
+
+@lru_cache(maxsize=1 << 14)
+def _part_bits(part: str) -> int:
+    return int.from_bytes(hashlib.blake2b(part.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
 
 
 def run_id_time(run_id: str) -> datetime | None:
@@ -92,6 +106,7 @@ def job_context_id(namespace: str, name: str) -> UUID:
     return derived_id("openlineage-job", namespace, name)
 
 
+@lru_cache(maxsize=1 << 14)
 def dataset_uri(namespace: str, name: str) -> str:
     """A dataset's uri: ``gs://bucket`` + ``a/b.csv`` -> ``gs://bucket/a/b.csv``; ``file`` +
     ``/tmp/x`` -> ``/tmp/x`` (a local path, as the SDK names one); ``bigquery`` + ``p.d.t``
@@ -135,6 +150,7 @@ def version_id(namespace: str, name: str, *, version: str | None, run_id: str) -
     return derived_id("openlineage-dataset-run", namespace, name, run_id)
 
 
+@lru_cache(maxsize=1 << 14)
 def type_name(job_name: str) -> str:
     """A job name as an execution type name (``[A-Za-z_][A-Za-z0-9_.:-]*``, at most 128
     characters): other characters become ``_``; a long name keeps a hash of the whole."""
@@ -144,6 +160,7 @@ def type_name(job_name: str) -> str:
     return _fit(text, _MAX_TYPE, "-")
 
 
+@lru_cache(maxsize=1 << 14)
 def node_name(text: str) -> str:
     """A name for a node's 255-character name column (a long one keeps a hash)."""
     return _fit(text, _MAX_NAME) if text else "_"
