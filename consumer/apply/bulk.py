@@ -129,8 +129,11 @@ def _tuples(rows: Sequence[dict[str, Any]], columns: tuple[str, ...], converters
     return list(zip(*cols))
 
 
+@lru_cache(maxsize=4096)
 def _iso(value: datetime | None) -> str | None:
     # PostgreSQL's timestamp (without time zone) input ignores the offset: UTC it is.
+    # Cached: a batch's rows repeat the same few times (an event's stamp on each of its
+    # properties), and formatting them was a few per cent of a batch.
     if value is None:
         return None
     if value.tzinfo is not timezone.utc:
