@@ -3,8 +3,9 @@
 
 The workload is the shared scenarios' real events (Airflow, Spark on Dataproc, the Spark
 column-lineage run with its ``spark.logicalPlan`` facets, the simple run), copied
-``--copies`` times with every run id replaced by a fresh one per copy (datasets stay the
-same, as a daily DAG's do). They are produced as fast as a raw kafka-python producer can,
+``--copies`` times with every run id replaced by a fresh UUIDv7 per copy (datasets stay
+the same, as a daily DAG's do; the simple run's id, ``run_id``, is not a UUID and stays:
+its copies are duplicates). They are produced as fast as a raw kafka-python producer can,
 keyed by root job as the OpenLineage Kafka transport keys them, while ``--consumers``
 ``ConsumeLoop`` processes apply them; events/s = OpenLineage events / (first send → last
 offset committed after its DB commit). The mapping alone (no store) is timed in the
@@ -34,7 +35,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from metatrail.consumer.openlineage.mapping import decode_openlineage  # noqa: E
 from metatrail.consumer.service.topics import ensure_topics  # noqa: E402
 from metatrail.consumer.store.engine import open_engine  # noqa: E402
 from metatrail.consumer.store.migrate import upgrade  # noqa: E402
+from metatrail.schemas.ids import new_id  # noqa: E402
 from metatrail.schemas.settings import Settings, load_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "openlineage.json"
@@ -73,7 +74,7 @@ def workload(copies: int) -> list[tuple[bytes, bytes]]:
     run_ids = {m for t in texts for m in _UUID.findall(t)}
     messages = []
     for _ in range(copies):
-        fresh = {r: str(uuid.uuid4()) for r in run_ids}
+        fresh = {r: str(new_id()) for r in run_ids}  # UUIDv7, as OpenLineage clients make them
         for t in texts:
             value = _UUID.sub(lambda m: fresh.get(m.group(0), m.group(0)), t)
             messages.append((transport_key(json.loads(value)), value.encode()))
