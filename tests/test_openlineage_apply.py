@@ -325,3 +325,16 @@ def test_the_in_memory_entry_point_reports_per_event(engine: Engine) -> None:
     assert execution(engine, RUN).state == "COMPLETE"
     again = apply_openlineage(engine, [good], load_settings())
     assert again.applied == 0 and again.duplicates > 0
+
+
+def test_secrets_do_not_reach_the_store(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    facets = {"environmentVariables": {"environmentVariables": [{"name": "DB_TOKEN", "value": "tok-123"}]}}
+    apply_openlineage(engine, [run_event("START", 1, RUN, run_facets=facets)], load_settings())
+    x = execution(engine, RUN)
+    assert x.custom_properties["environmentVariables"]["environmentVariables"][0]["value"] == "***"
+    assert x.custom_properties["redacted"] == ["environmentVariables.environmentVariables.DB_TOKEN"]
+    assert "tok-123" not in json.dumps(canonical_dump(engine), default=str)
+    monkeypatch.setenv("METATRAIL_REDACT", "off")
+    apply_openlineage(engine, [run_event("COMPLETE", 2, RUN, run_facets=facets)], load_settings())
+    assert execution(engine, RUN).custom_properties["environmentVariables"]["environmentVariables"][0]["value"] \
+        == "tok-123"  # off: recorded as sent (the later event's facet replaces the earlier)

@@ -240,3 +240,31 @@ def test_names_fit_the_store() -> None:
     data = copy.deepcopy(event(job={"namespace": "etl", "name": "x" * 400}))
     x = execution_of(decode_openlineage(data))
     assert x.name is not None and len(x.name) == 255 and x.custom_properties["ol_job_name"].value == "x" * 400
+
+
+def test_secrets_are_stored_as_stars_and_listed() -> None:
+    env = {"environmentVariables": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "abc123"},
+                                    {"name": "HOME", "value": "/root"}]}
+    spark = {"properties": {"spark.hadoop.fs.s3a.secret.key": "s3key", "spark.app.name": "app"}}
+    params = {"parameters": [{"key": "db_password", "value": "hunter2"}, {"key": "lr", "value": "0.1"}]}
+    data = event(run={"runId": RUN, "facets": {"environmentVariables": env, "spark_properties": spark,
+                                                "executionParameters": params}},
+                 inputs=[{"namespace": "s3://m", "name": "x", "facets": {"storage": {"api_key": "k3y"}}}])
+    events = decode_openlineage(data)
+    written = b"".join(dump_event(e) for e in events)
+    for secret in (b"abc123", b"s3key", b"hunter2", b"k3y"):
+        assert secret not in written
+    x = execution_of(events)
+    assert x.parameters["db_password"].value == "***" and x.parameters["lr"].value == "0.1"
+    assert x.custom_properties["environmentVariables"].value["environmentVariables"][1]["value"] == "/root"
+    assert x.custom_properties["spark_properties"].value["properties"]["spark.app.name"] == "app"
+    assert x.custom_properties["redacted"].value == [
+        "db_password", "environmentVariables.environmentVariables.AWS_SECRET_ACCESS_KEY",
+        "spark_properties.properties.spark.hadoop.fs.s3a.secret.key"]
+    (dataset,) = [e for e in events if isinstance(e, ArtifactRecorded) and e.uri == "s3://m/x"]
+    assert dataset.properties["storage"].value == {"api_key": "***"}
+    assert dataset.properties["redacted"].value == ["storage.api_key"]
+    for e in events:  # still valid events of our contract
+        assert parse_event(dump_event(e)) == e
+    clear = execution_of(decode_openlineage(data, redact_words=()))  # METATRAIL_REDACT=off
+    assert clear.parameters["db_password"].value == "hunter2" and "redacted" not in clear.custom_properties

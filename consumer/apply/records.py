@@ -41,6 +41,7 @@ from metatrail.consumer.store.models import DeadLetterRow
 from metatrail.schemas.errors import EventValidationError, StoreError, StoreRejectedError
 from metatrail.schemas.events import EVENT_KINDS, Event
 from metatrail.schemas.parse import MAX_EVENT_BYTES, parse_event, safe_text
+from metatrail.schemas.settings import Settings
 
 log = logging.getLogger("metatrail.apply")
 
@@ -63,6 +64,7 @@ def apply_records(
     max_event_bytes: int = MAX_EVENT_BYTES,
     max_openlineage_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES,
+    redact_words: tuple[str, ...] | None = None,
 ) -> ApplyReport:
     """Validate and apply raw records; invalid ones become dead letters.
 
@@ -78,7 +80,7 @@ def apply_records(
         try:
             if record.format == "openlineage":
                 events = decode_openlineage(record.payload, max_bytes=max_openlineage_bytes,
-                                            max_facet_bytes=max_facet_bytes)
+                                            max_facet_bytes=max_facet_bytes, redact_words=redact_words)
             elif record.format == "metatrail":
                 events = [parse_event(record.payload, max_bytes=max_event_bytes)]
             else:
@@ -87,6 +89,16 @@ def apply_records(
         except EventValidationError as exc:
             invalid.append((record, _dead_letter(record, str(exc))))
     return _apply_split(engine, valid, invalid)
+
+
+def record_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments of ``apply_records`` that come from the settings."""
+    return {
+        "max_event_bytes": settings.kafka_max_message_bytes,
+        "max_openlineage_bytes": settings.openlineage_max_event_bytes,
+        "max_facet_bytes": settings.openlineage_max_facet_bytes,
+        "redact_words": settings.redact_patterns,
+    }
 
 
 def _apply_split(

@@ -11,10 +11,9 @@ import typer
 
 from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
 from metatrail.consumer.cli.app import app
-from metatrail.consumer.apply.records import FORMATS
+from metatrail.consumer.apply.records import FORMATS, record_options
 from metatrail.consumer.cli.output import console, print_json
 from metatrail.consumer.service.gcpolicy import tune_for_batches
-from metatrail.consumer.service.loop import record_limits
 from metatrail.consumer.store.engine import open_engine
 from metatrail.consumer.store.migrate import upgrade
 from metatrail.schemas.settings import load_settings
@@ -59,7 +58,7 @@ def ingest(
     try:
         upgrade(engine)
         for batch in read_records(file, batch_size, fmt):
-            report = retry_transient(lambda b=batch: apply_records(engine, b, **record_limits(settings)), settings)
+            report = retry_transient(lambda b=batch: apply_records(engine, b, **record_options(settings)), settings)
             total.merge(report)
     finally:
         engine.dispose()

@@ -60,6 +60,7 @@ def forward_openlineage(
     endpoint: str = typer.Option("api/v1/lineage", "--endpoint", help="Path appended to URL."),
     timeout_s: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds per request."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the totals as JSON when stopped."),
 ) -> None:
     """Post executions to URL as RunEvents while they are recorded: reads the events topic
     as its own consumer group and commits only what the target accepted. The bearer token
@@ -76,4 +77,7 @@ def forward_openlineage(
         err_console.print(f"forwarding {settings.events_topic} as group {forward_group(settings)} to {target.url}")
         with stop_on_signals(forwarder.stop):
             stats = forwarder.run()
-    err_console.print(f"stopped: {stats.sent} sent, {stats.refused} refused, {stats.commits} commits")
+    if as_json:
+        print_json(stats)
+    else:
+        err_console.print(f"stopped: {stats.sent} sent, {stats.refused} refused, {stats.commits} commits")

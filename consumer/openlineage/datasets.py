@@ -9,8 +9,9 @@ from typing import Any
 from uuid import UUID
 
 from metatrail.consumer.openlineage import naming
-from metatrail.consumer.openlineage.facets import attach, facet_properties
+from metatrail.consumer.openlineage.facets import attach, facet_properties, redacted_flag
 from metatrail.consumer.openlineage.fields import event_time, object_at, string_value, text
+from metatrail.consumer.openlineage.secrets import Redactor
 from metatrail.schemas.errors import EventValidationError
 from metatrail.schemas.events import ArtifactRecorded, ContextUpserted, Event
 from metatrail.schemas.values import PropertyValue
@@ -28,6 +29,7 @@ class Dataset:
     name: str
     version: str | None
     facets: dict[str, PropertyValue] = field(default_factory=dict)
+    redacted: list[str] = field(default_factory=list)
     is_model: bool = False
 
     def record(self, artifact_id: UUID, event_id: UUID, when: datetime, run_id: UUID | None) -> ArtifactRecorded:
@@ -43,14 +45,15 @@ class Dataset:
             version=None if self.version is None else naming.version_text(self.version),
             state="LIVE",
             properties=identity,
-        ), "properties", self.facets)
+        ), "properties", self.facets | redacted_flag(self.redacted))
 
 
 class Datasets:
     """The artifacts one event describes, merged by artifact id."""
 
-    def __init__(self, max_facet_bytes: int | None) -> None:
+    def __init__(self, max_facet_bytes: int | None, redactor: Redactor | None = None) -> None:
         self.max_facet_bytes = max_facet_bytes
+        self.redactor = redactor
         self.by_id: dict[UUID, Dataset] = {}
 
     def add(self, artifact_id: UUID, item: dict[str, Any], version: str | None, extra: tuple[str, ...] = (),
@@ -67,7 +70,8 @@ class Datasets:
             if isinstance(more, dict):
                 if key == "facets" and only is not None:
                     more = {k: v for k, v in more.items() if k in only}
-                entry.facets.update(facet_properties(more, self.max_facet_bytes))
+                entry.facets.update(facet_properties(more, self.max_facet_bytes, redactor=self.redactor,
+                                                     redacted=entry.redacted))
         kind = facets.get("datasetType") if facets else None
         if isinstance(kind, dict) and str(kind.get("datasetType", "")).upper() == "MODEL":
             entry.is_model = True
@@ -100,33 +104,36 @@ def version_of(item: dict[str, Any]) -> str | None:
     return version if isinstance(version, str) and version else None
 
 
-def map_dataset_event(data: dict[str, Any], max_facet_bytes: int) -> list[Event]:
+def map_dataset_event(data: dict[str, Any], max_facet_bytes: int, redactor: Redactor) -> list[Event]:
     dataset = data.get("dataset")
     if not isinstance(dataset, dict):
         raise EventValidationError("dataset must be an object")
     text(dataset, "namespace", "dataset")
     text(dataset, "name", "dataset")
-    when, (digest, _) = event_time(data), naming.event_digest(data)
-    datasets = Datasets(max_facet_bytes)
+    when, (digest, canonical) = event_time(data), naming.event_digest(data)
+    datasets = Datasets(max_facet_bytes, redactor if redactor.applies_to(canonical) else None)
     add_static(datasets, dataset)
     return datasets.records(digest, when, None)
 
 
-def map_job_event(data: dict[str, Any], max_facet_bytes: int) -> list[Event]:
+def map_job_event(data: dict[str, Any], max_facet_bytes: int, redactor: Redactor) -> list[Event]:
     job = data.get("job")
     if not isinstance(job, dict):
         raise EventValidationError("job must be an object")
     namespace, name = text(job, "namespace", "job"), text(job, "name", "job")
-    when, (digest, _) = event_time(data), naming.event_digest(data)
+    when, (digest, canonical) = event_time(data), naming.event_digest(data)
+    secrets = redactor if redactor.applies_to(canonical) else None
+    redacted: list[str] = []
     props = {"ol_job_namespace": string_value(namespace), "ol_job_name": string_value(name)}
+    facets = facet_properties(object_at(job, "facets", "job"), max_facet_bytes, redactor=secrets, redacted=redacted)
     events: list[Event] = [
         attach(ContextUpserted(
             event_id=naming.part_id(digest, "job"), occurred_at=when,
             context_id=naming.job_context_id(namespace, name), type=naming.JOB_CONTEXT_TYPE,
             name=naming.node_name(name), properties=props,
-        ), "properties", facet_properties(object_at(job, "facets", "job"), max_facet_bytes))
+        ), "properties", facets | redacted_flag(redacted))
     ]
-    datasets = Datasets(max_facet_bytes)
+    datasets = Datasets(max_facet_bytes, secrets)
     for item in datasets_of(data, "inputs") + datasets_of(data, "outputs"):
         add_static(datasets, item)
     return events + datasets.records(digest, when, None)

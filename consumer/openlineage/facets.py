@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from metatrail.consumer.openlineage.naming import canonical_json
+from metatrail.consumer.openlineage.secrets import FLAG, Redactor
 from metatrail.schemas.values import PropertyValue
 
 #: Default cap on one facet's canonical JSON, in bytes.
@@ -70,15 +71,25 @@ def facet_value(facet: Any, max_bytes: int | None) -> PropertyValue:
 
 
 def facet_properties(
-    facets: Mapping[str, Any] | None, max_bytes: int | None, *, skip: frozenset[str] = frozenset(), prefix: str = ""
+    facets: Mapping[str, Any] | None, max_bytes: int | None, *, skip: frozenset[str] = frozenset(), prefix: str = "",
+    redactor: Redactor | None = None, redacted: list[str] | None = None,
 ) -> dict[str, PropertyValue]:
-    """``{prefix + facet name: value}`` for every facet not in ``skip``."""
+    """``{prefix + facet name: value}`` for every facet not in ``skip``; with a
+    ``redactor``, secrets replaced (their names appended to ``redacted``)."""
     out: dict[str, PropertyValue] = {}
     for name, facet in (facets or {}).items():
         if name in skip:
             continue
-        out[(prefix + name)[:_MAX_NAME]] = facet_value(facet, max_bytes)
+        key = (prefix + name)[:_MAX_NAME]
+        if redactor is not None and redacted is not None:
+            facet = redactor.value(key, facet, redacted)
+        out[key] = facet_value(facet, max_bytes)
     return out
+
+
+def redacted_flag(names: list[str]) -> dict[str, PropertyValue]:
+    """The ``redacted`` custom property listing ``names`` (nothing when there are none)."""
+    return {FLAG: json_value(sorted(set(names)))} if names else {}
 
 
 E = TypeVar("E", bound=BaseModel)

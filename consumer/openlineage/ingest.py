@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Engine
 
 from metatrail.consumer.apply import RawRecord, apply_records, retry_transient
+from metatrail.consumer.apply.records import record_options
 from metatrail.schemas.settings import Settings
 
 
@@ -70,14 +71,7 @@ def apply_openlineage(
         payload = item if isinstance(item, bytes) else _dump(item)
         digest = hashlib.sha256(payload).hexdigest()
         records.append(RawRecord(payload=payload, source_key=f"{source}:sha256:{digest}", format="openlineage"))
-    report = retry_transient(
-        lambda: apply_records(
-            engine, records, max_event_bytes=settings.kafka_max_message_bytes,
-            max_openlineage_bytes=settings.openlineage_max_event_bytes,
-            max_facet_bytes=settings.openlineage_max_facet_bytes,
-        ),
-        settings,
-    )
+    report = retry_transient(lambda: apply_records(engine, records, **record_options(settings)), settings)
     reasons = {letter.source_key: letter.reason for letter in report.dead_letters}
     outcomes = [
         EventOutcome(i, record.source_key not in reasons, reasons.get(record.source_key))

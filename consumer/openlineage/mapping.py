@@ -26,7 +26,9 @@ RunEvent (spec 1-0-x to 2-0-2; ``schemaURL`` is not checked):
   parameters; other run facets and the job facets -> its custom properties (a job facet
   whose name a run facet of the same event has is stored as ``job.<name>``); dataset,
   input and output facets -> the artifact's properties, beside ``ol_namespace`` and
-  ``ol_name``; ``datasetType`` MODEL makes the artifact a ``Model``.
+  ``ol_name``; ``datasetType`` MODEL makes the artifact a ``Model``;
+* secrets: values under names with a ``METATRAIL_REDACT`` word, in parameters and facets,
+  are stored as ``"***"`` and listed in the node's ``redacted`` property (``secrets``).
 
 DatasetEvent -> the dataset's artifact; JobEvent -> the job context and its datasets'
 artifacts (no edges: there is no run). Every event id is derived from the event's
@@ -51,8 +53,9 @@ from metatrail.consumer.openlineage.datasets import (
     map_job_event,
     version_of,
 )
-from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, attach, facet_properties
+from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, attach, facet_properties, redacted_flag
 from metatrail.consumer.openlineage.fields import event_time, object_at, string_value, text
+from metatrail.consumer.openlineage.secrets import MARK, Redactor, default_words
 from metatrail.schemas.errors import EventValidationError
 from metatrail.schemas.events import ArtifactRef, ContextUpserted, ErrorInfo, Event, ExecutionRecorded
 from metatrail.schemas.values import PropertyValue, typed
@@ -78,8 +81,10 @@ def decode_openlineage(
     *,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES,
+    redact_words: tuple[str, ...] | None = None,
 ) -> list[Event]:
-    """Validate one OpenLineage event and map it (see module doc).
+    """Validate one OpenLineage event and map it (see module doc). ``redact_words``: the
+    ``METATRAIL_REDACT`` words (``None``: its default; empty: redaction off).
 
     Raises ``EventValidationError`` naming what is wrong: too large, not JSON, not an
     object, not an OpenLineage event, a missing ``runId`` / ``job`` / dataset
@@ -87,7 +92,7 @@ def decode_openlineage(
     """
     data = _load(payload, max_bytes)
     try:
-        return map_event(data, max_facet_bytes=max_facet_bytes)
+        return map_event(data, max_facet_bytes=max_facet_bytes, redactor=redactor_for(redact_words))
     except EventValidationError:
         raise
     except (ValueError, TypeError, RecursionError) as exc:  # pydantic's, or a facet JSON cannot hold
@@ -109,14 +114,22 @@ def _load(payload: bytes | str | dict[str, Any], max_bytes: int) -> dict[str, An
     return data
 
 
-def map_event(data: dict[str, Any], *, max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES) -> list[Event]:
+@lru_cache(maxsize=16)
+def redactor_for(words: tuple[str, ...] | None) -> Redactor:
+    """One redactor per set of words (it remembers the names it has judged)."""
+    return Redactor(default_words() if words is None else words)
+
+
+def map_event(data: dict[str, Any], *, max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES,
+              redactor: Redactor | None = None) -> list[Event]:
     """Map an already-parsed OpenLineage event. Raises ``EventValidationError``."""
+    redactor = redactor if redactor is not None else redactor_for(None)
     if "run" in data or "eventType" in data:
-        return _RunEventMapper(data, max_facet_bytes).events()
+        return _RunEventMapper(data, max_facet_bytes, redactor).events()
     if "dataset" in data:
-        return map_dataset_event(data, max_facet_bytes)
+        return map_dataset_event(data, max_facet_bytes, redactor)
     if "job" in data:
-        return map_job_event(data, max_facet_bytes)
+        return map_job_event(data, max_facet_bytes, redactor)
     raise EventValidationError("not an OpenLineage event: it has no 'run', 'job' or 'dataset'")
 
 
@@ -143,7 +156,7 @@ def _parent_ids(facet: Any) -> tuple[str | None, tuple[str, str] | None, str | N
 class _RunEventMapper:
     """The mapping of one RunEvent (see module doc)."""
 
-    def __init__(self, data: dict[str, Any], max_facet_bytes: int) -> None:
+    def __init__(self, data: dict[str, Any], max_facet_bytes: int, redactor: Redactor) -> None:
         self.data = data
         run = data.get("run")
         if not isinstance(run, dict):
@@ -164,9 +177,12 @@ class _RunEventMapper:
         self.when = event_time(data)
         self.inputs = datasets_of(data, "inputs")
         self.outputs = datasets_of(data, "outputs")
-        self.digest, size = naming.event_digest(data)
+        self.digest, canonical = naming.event_digest(data)
         # No facet can be over the cap when the whole event is not: skip measuring each.
-        self.max_facet_bytes: int | None = max_facet_bytes if size > max_facet_bytes else None
+        self.max_facet_bytes: int | None = max_facet_bytes if len(canonical) > max_facet_bytes else None
+        # Most events name no secret word anywhere: those are not walked.
+        self.redactor: Redactor | None = redactor if redactor.applies_to(canonical) else None
+        self.redacted: list[str] = []
 
     def events(self) -> list[Event]:
         parent_run, parent_job, root_run = _parent_ids(self.run_facets.get("parent"))
@@ -204,7 +220,7 @@ class _RunEventMapper:
                 parent_ids=run_parents, properties={"ol_run_id": string_value(self.run_id), **identity},
             ),
         ]
-        datasets = Datasets(self.max_facet_bytes)
+        datasets = Datasets(self.max_facet_bytes, self.redactor)
         inputs, outputs = self._edges(datasets)
         events.extend(datasets.records(self.digest, self.when, root))
         events.append(attach(
@@ -215,7 +231,7 @@ class _RunEventMapper:
                 parameters=self._parameters(), custom_properties={"ol_run_id": string_value(self.run_id), **identity},
                 inputs=inputs, outputs=outputs, state=self.state,  # type: ignore[arg-type]
                 started_at=self.when if self.event_type == "START" else None, error=self._error(),
-            ), "custom_properties", self._facets(),
+            ), "custom_properties", self._facets() | redacted_flag(self.redacted),
         ))
         return events
 
@@ -245,17 +261,20 @@ class _RunEventMapper:
         values: dict[str, Any] = {}
         for item in params if isinstance(params, list) else []:
             if isinstance(item, dict) and isinstance(item.get("key"), str) and item["key"]:
-                value = item.get("value")
-                values[item["key"][:128]] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+                key, value = item["key"][:128], item.get("value")
+                if self.redactor is not None and self.redactor.secret(key):
+                    value = MARK
+                    self.redacted.append(key)
+                values[key] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
         return typed(values)
 
     def _facets(self) -> dict[str, PropertyValue]:
-        props = facet_properties(self.run_facets, self.max_facet_bytes, skip=_STRUCTURAL_RUN_FACETS)
+        secrets = {"redactor": self.redactor, "redacted": self.redacted}
+        props = facet_properties(self.run_facets, self.max_facet_bytes, skip=_STRUCTURAL_RUN_FACETS, **secrets)
         clashing = frozenset(self.job_facets) & frozenset(self.run_facets)
-        props.update(facet_properties(self.job_facets, self.max_facet_bytes, skip=clashing))
-        props.update(
-            facet_properties({k: self.job_facets[k] for k in clashing}, self.max_facet_bytes, prefix="job.")
-        )
+        props.update(facet_properties(self.job_facets, self.max_facet_bytes, skip=clashing, **secrets))
+        props.update(facet_properties({k: self.job_facets[k] for k in clashing}, self.max_facet_bytes,
+                                      prefix="job.", **secrets))
         return props
 
     def _error(self) -> ErrorInfo | None:

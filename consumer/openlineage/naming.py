@@ -48,12 +48,12 @@ def canonical_json(data: Any) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
-def event_digest(data: Any) -> tuple[str, int]:
-    """(sha256 of the canonical JSON of an OpenLineage event, its size in bytes). The
-    digest is the event's identity: a retried or re-consumed event (same content, any key
-    order or spacing) has the same."""
+def event_digest(data: Any) -> tuple[str, bytes]:
+    """(sha256 of the canonical JSON of an OpenLineage event, that JSON). The digest is the
+    event's identity: a retried or re-consumed event (same content, any key order or
+    spacing) has the same."""
     text = canonical_json(data)
-    return hashlib.sha256(text).hexdigest(), len(text)
+    return hashlib.sha256(text).hexdigest(), text
 
 
 def part_id(digest: str, part: str) -> UUID:

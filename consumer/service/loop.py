@@ -26,6 +26,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
 
 from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
+from metatrail.consumer.apply.records import record_options
 from metatrail.consumer.service.deadletters import DeadLetterPublisher, OutgoingDeadLetter
 from metatrail.consumer.service.offsets import first_offsets, merge_offsets, next_offsets
 from metatrail.consumer.service.topics import TOPIC_MAX_MESSAGE_BYTES, check_topics
@@ -220,7 +221,7 @@ class ConsumeLoop:
             attempts += 1
             if attempts > 1 and self._stop.is_set():
                 raise BatchAbandoned("stop requested while retrying a batch")
-            return apply_records(engine, records, **record_limits(self.settings))
+            return apply_records(engine, records, **record_options(self.settings))
 
         return retry_transient(attempt, self.settings)
 
@@ -283,15 +284,6 @@ class ConsumeLoop:
         self.assigned -= partitions
         if partitions:
             log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
-
-
-def record_limits(settings: Settings) -> dict[str, int]:
-    """The size limits ``apply_records`` takes, from the settings."""
-    return {
-        "max_event_bytes": settings.kafka_max_message_bytes,
-        "max_openlineage_bytes": settings.openlineage_max_event_bytes,
-        "max_facet_bytes": settings.openlineage_max_facet_bytes,
-    }
 
 
 def _raw_records(batch: Batch, openlineage_topic: str) -> tuple[list[RawRecord], dict[str, Any]]:

@@ -122,7 +122,8 @@ def _replay_one(engine: Engine, settings: Settings, letter_id: int) -> ReplayOut
     try:
         if kind == OPENLINEAGE_KIND:  # one OpenLineage event: several of ours
             events = decode_openlineage(payload, max_bytes=settings.openlineage_max_event_bytes,
-                                        max_facet_bytes=settings.openlineage_max_facet_bytes)
+                                        max_facet_bytes=settings.openlineage_max_facet_bytes,
+                                        redact_words=settings.redact_patterns)
         else:
             events = [parse_event(payload, max_bytes=settings.kafka_max_message_bytes)]
     except EventValidationError as exc:
