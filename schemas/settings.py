@@ -163,6 +163,8 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM the server stops accepting connections and waits this long "
         "for requests in flight to finish.",
+    )
+
     # --- OpenLineage -------------------------------------------------------------------
     openlineage_max_event_bytes: int = Field(
         16 * 1024 * 1024,
