@@ -59,6 +59,22 @@ def get_store(state: State) -> Store:
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
+def authenticate(state: ServerState, token: str | None, scope: str) -> TokenInfo | None:
+    """The caller's token checked against ``scope`` (the rules of the module docstring):
+    its info, or None when the request is served openly. Raises ``ApiError`` 401/403.
+    Shared by the API (bearer header) and the web UI (its session cookie)."""
+    if token is not None:
+        info = lookup(state.engine, token)
+        if info is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked token", _CHALLENGE)
+        if not allows(info.scope, scope):
+            raise ApiError(403, "forbidden", f"a {info.scope} token cannot {_WHAT[scope]}; it needs a {scope} token")
+        return info
+    if state.open_without_tokens and active_token_count(state.engine) == 0:
+        return None
+    raise ApiError(401, "unauthorized", "this server needs a bearer token (metatrail token create)", _CHALLENGE)
+
+
 def require(scope: str) -> Callable[..., Any]:
     """A dependency that lets the request through with a token of at least ``scope``
     (or openly, see the module docstring); raises 401/403 ``ApiError`` otherwise."""
@@ -69,17 +85,10 @@ def require(scope: str) -> Callable[..., Any]:
             scheme, _, token = header.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise ApiError(401, "unauthorized", "expected the header 'Authorization: Bearer <token>'", _CHALLENGE)
-            info = lookup(state.engine, token.strip())
-            if info is None:
-                raise ApiError(401, "unauthorized", "unknown or revoked token", _CHALLENGE)
-            if not allows(info.scope, scope):
-                raise ApiError(403, "forbidden", f"a {info.scope} token cannot {_WHAT[scope]}; it needs a {scope} token")
-            return info
-        if state.open_without_tokens and active_token_count(state.engine) == 0:
-            return None
-        raise ApiError(401, "unauthorized", "this server needs a bearer token (metatrail token create)", _CHALLENGE)
+            return authenticate(state, token.strip(), scope)
+        return authenticate(state, None, scope)
 
     return check
 
 
-__all__ = ["ServerState", "State", "StoreDep", "require", "server_state"]
+__all__ = ["ServerState", "State", "StoreDep", "authenticate", "require", "server_state"]
