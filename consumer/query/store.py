@@ -30,6 +30,7 @@ from metatrail.consumer.query.domain import (
     Artifact,
     Comparison,
     Context,
+    Edge,
     Execution,
     ExecutionLinks,
     LineageGraph,
@@ -43,6 +44,7 @@ from metatrail.consumer.query.idrefs import context_ref, full_id, lineage_refs, 
 from metatrail.consumer.query.impact import Impact
 from metatrail.consumer.query.impact import impact as impact_of
 from metatrail.consumer.query.frontier import FrontierNode, frontier
+from metatrail.consumer.query.subgraph import edges_among
 from metatrail.consumer.query.series import MIN_POINTS, MetricSeries, metric_series, run_executions
 from metatrail.consumer.query.links import execution_links
 from metatrail.consumer.query.lineage import DEFAULT_LIMIT, DEFAULT_MAX_HOPS, lineage_graph
@@ -309,6 +311,13 @@ class Store:
         downstream (see :mod:`metatrail.consumer.query.frontier`)."""
         with self._raw() as raw:
             return frontier(raw, graph)
+
+    def edges_among(self, artifact_ids: Collection[str], execution_ids: Collection[str]) -> tuple[Edge, ...]:
+        """Every lineage edge between the given artifacts and executions (see
+        :mod:`metatrail.consumer.query.subgraph`): for a view assembled from several
+        lineage answers."""
+        with self._raw() as raw:
+            return edges_among(raw, artifact_ids, execution_ids)
 
     # -- warm start ---------------------------------------------------------------------
     def latest(self, artifact_type: str, *, context: str | None = None, where: str | None = None) -> Artifact | None:
