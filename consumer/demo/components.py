@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from metatrail.consumer.demo import analysis, data, model
-from metatrail import Artifact, log_artifact, log_metrics, log_params
+from metatrail import Artifact, log_artifact, log_metric, log_metrics, log_params
 from metatrail.producer.cache import latest, to_producer_artifact
 from metatrail.producer.steps import step
 
@@ -175,7 +175,8 @@ def trainer(examples: Artifact, epochs: int = 6) -> Artifact:
 
         model.train_keras(x, y, folder / "model.keras", epochs, [MetadataCallback(log_model=False)])
     else:
-        params = model.train_numpy(x, y.astype(np.float64), iterations=2 * epochs)
+        params = model.train_numpy(x, y.astype(np.float64), iterations=2 * epochs,
+                                   on_step=lambda step, loss: log_metric("loss", loss, step=step))
         (folder / "model.json").write_text(json.dumps(params))
     return Artifact(
         str(folder), type="Model", name="ctr-model",
@@ -196,10 +197,12 @@ def evaluator(model_artifact: Artifact) -> Artifact:
     rows = data.read_csv(Path(examples.uri) / "eval.csv")
     enc = json.loads((folder / "encoder.json").read_text())
     result = model.evaluate(rows, model.predict(_model_file(folder), model.encode(rows, enc)))
-    metrics = {"auc": result["overall"]["auc"], "accuracy": result["overall"]["accuracy"]}
+    metrics = {"auc": result["overall"]["auc"], "accuracy": result["overall"]["accuracy"],
+               "examples": float(result["overall"]["examples"])}
     for name, m in result["slices"].items():
         metrics[f"auc/{name}"] = m["auc"]
         metrics[f"accuracy/{name}"] = m["accuracy"]
+        metrics[f"examples/{name}"] = float(m["examples"])  # the slice's size (the UI flags small ones)
     log_metrics(metrics)
     path = _out(model_artifact, "evaluation") / f"on-{_tag(examples)}.json"
     _write_json(path, result)

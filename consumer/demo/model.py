@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +72,24 @@ def import_keras() -> Any:
     return keras
 
 
-def train_numpy(x: np.ndarray, y: np.ndarray, iterations: int = 12, l2: float = 1.0) -> dict[str, Any]:
+def train_numpy(x: np.ndarray, y: np.ndarray, iterations: int = 12, l2: float = 1.0,
+                on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Logistic regression by Newton's method (IRLS) with an L2 penalty: a dozen steps
-    converge on the demo's few dozen features. Returns weights as lists."""
+    converge on the demo's few dozen features. ``on_step(step, log_loss)`` is called
+    after each step. Returns weights as lists."""
     xb = np.hstack([x.astype(np.float64), np.ones((x.shape[0], 1))])
     w = np.zeros(xb.shape[1])
     penalty = np.full(xb.shape[1], l2)
     penalty[-1] = 0.0  # no penalty on the bias
-    for _ in range(iterations):
+    for iteration in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(xb @ w)))
         grad = xb.T @ (p - y) + penalty * w
         hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(penalty)
         step = np.linalg.solve(hess, grad)
         w -= step
+        if on_step is not None:
+            p = np.clip(1.0 / (1.0 + np.exp(-(xb @ w))), 1e-12, 1 - 1e-12)
+            on_step(iteration, float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
         if float(np.abs(step).max()) < 1e-6:
             break
     return {"weights": w[:-1].tolist(), "bias": float(w[-1])}

@@ -18,6 +18,7 @@ from metatrail.consumer.demo.components import PIPELINE
 from metatrail.consumer.query.domain import Artifact, Execution, LineageGraph
 from metatrail.consumer.query.store import Store
 from metatrail.schemas.urls import mask_url
+from metatrail.schemas.settings import load_settings
 
 _STATE_STYLE = {"COMPLETE": "green", "CACHED": "cyan", "FAILED": "red", "RUNNING": "yellow"}
 
@@ -188,3 +189,14 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
     cmds.append("metatrail compare --history 'auc/%' --exec-type Evaluator --context shoe-ctr")
     for c in cmds:
         console.print(f"  [cyan]{c}[/]", soft_wrap=True)
+    console.print(f"[bold]In the browser:[/] run [cyan]metatrail serve[/], then open {ui_url(model_id)}", soft_wrap=True)
+
+
+def ui_url(model_id: str | None) -> str:
+    """The web UI's page to open first: the newest model's lineage (``metatrail serve``
+    on the configured host and port)."""
+    settings = load_settings()
+    host = settings.server_host if settings.server_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    base = f"http://{host}:{settings.server_port}"
+    return f"{base}/lineage/{model_id}" if model_id else f"{base}/"
