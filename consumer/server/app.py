@@ -2,8 +2,8 @@
 
 Routes live in one router per resource under ``/api/v1`` (``routers/``); what they share
 (the store, the write engine, the events sink, authentication) is injected from
-``app.state.metatrail`` (``dependencies``). ``/`` is left to the web UI, which mounts its
-pages on this app; until then it answers where the API and its docs are.
+``app.state.metatrail`` (``dependencies``). ``/`` and the other pages outside ``/api`` are
+the web UI's (``metatrail.consumer.web``), mounted on this app.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from metatrail.consumer.server.dependencies import ServerState
 from metatrail.consumer.server.docs import DOCS_URL, install_docs
 from metatrail.consumer.server.errors import install_error_handlers
 from metatrail.consumer.server.events import EventSink
-from metatrail.consumer.server.responses import JSONBody, json_body
 from metatrail.consumer.server.routers import cache, deadletters, events, graph, nodes, status, tokens
 from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.web import mount_ui
 from metatrail.schemas.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -75,8 +75,5 @@ def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = 
     app.include_router(nodes.write_router, prefix=API_PREFIX, tags=["nodes"], responses=ERROR_RESPONSES)
     install_docs(app, OPENAPI_URL)
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> JSONBody:
-        return json_body({"name": "metatrail", "api": API_PREFIX, "openapi": OPENAPI_URL, "docs": DOCS_URL})
-
+    mount_ui(app, api_info={"name": "metatrail", "api": API_PREFIX, "openapi": OPENAPI_URL, "docs": DOCS_URL})
     return app

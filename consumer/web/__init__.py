@@ -1,0 +1,12 @@
+"""The web UI served by ``metatrail serve`` at ``/``: server-rendered pages (Jinja2, htmx
+for partial updates), cytoscape.js for lineage, uPlot for charts.
+
+Every page has a JSON twin (the same URL with ``.json``; ``/index.json`` for ``/``) built
+by the same view function, so the UI and its data cannot drift; every view's state is in
+its URL. The browser libraries are npm dependencies copied into ``static/vendor`` at build
+time (setup.py); without them the API still serves and the UI's pages say what to run.
+"""
+
+from metatrail.consumer.web.mount import mount_ui
+
+__all__ = ["mount_ui"]

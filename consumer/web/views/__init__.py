@@ -1,0 +1,2 @@
+"""The UI's pages, one module per kind of view; each lists its ``PAGES``
+(path, template, view function)."""
