@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.broker", "tests.fixtures.server"]
+pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.broker", "tests.fixtures.server", "tests.fixtures.browser",
+                  "tests.fixtures.demo"]
 
 
 @pytest.fixture(autouse=True)
