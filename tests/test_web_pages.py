@@ -261,3 +261,23 @@ def test_sign_in_with_a_token_kept_in_a_cookie(demo_store_of: Callable[[str], De
     # the server's log lines (the test's own HTTP client logs the cookie it was sent)
     server_lines = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert any("/login" in line for line in server_lines) and not any(reader in line or writer in line for line in server_lines)
+
+
+def test_a_failed_run_and_a_dead_letter_show_on_home_and_the_execution_page(live_server: LiveServer,
+                                                                            api: httpx.Client) -> None:
+    from metatrail.schemas.events import ErrorInfo, ExecutionFailed
+    from metatrail.schemas.ids import new_id
+    from metatrail.schemas.parse import dump_event
+
+    failed = ExecutionFailed(execution_id=new_id(), type="Trainer", name="train",
+                             error=ErrorInfo(type="ValueError", message="loss became NaN at step 7"))
+    body = "[" + dump_event(failed).decode() + ', {"kind": "no.such.kind"}]'
+    result = api.post("/events", content=body, headers={"Content-Type": "application/json"}).json()
+    assert result["applied"] == 1 and result["dead_lettered"] == 1
+    with httpx.Client(base_url=live_server.url, timeout=60) as ui:
+        html = page(ui, "/")
+        assert 'id="failures"' in html and "loss became NaN" in html and "No failed executions" not in html
+        assert twin(ui, "/")["dead_letters"]["total"] == 1
+        html = page(ui, f"/executions/{str(failed.execution_id)[:13]}")
+        assert 'id="run-error"' in html and "ValueError" in html and "loss became NaN at step 7" in html
+        assert "no metrics" in html and "no parameters" in html

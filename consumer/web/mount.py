@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from metatrail.consumer.web.assets import STATIC, missing_vendor_files
+from metatrail.consumer.web import assets
 from metatrail.consumer.web.auth import install_login
 from metatrail.consumer.web.pages import add_page
 from metatrail.consumer.web.views import charts, compare, home, lineage, nodes, slices, tables
@@ -16,11 +16,12 @@ from metatrail.consumer.web.views import charts, compare, home, lineage, nodes, 
 STATIC_URL = "/static"
 
 
-def mount_ui(app: FastAPI, *, api_info: dict[str, Any] | None = None, static: Path = STATIC) -> None:
+def mount_ui(app: FastAPI, *, api_info: dict[str, Any] | None = None, static: Path | None = None) -> None:
     """Add the pages (each with its JSON twin), ``/static``, ``/login`` and the retire
     form to ``app``. Without the bundled browser libraries the pages answer one line
     saying what to run (503); the JSON twins and the API work regardless."""
-    missing = missing_vendor_files(static)
+    static = static if static is not None else assets.STATIC
+    missing = assets.missing_vendor_files(static)
     app.state.ui_api_info = api_info or {}
     app.mount(STATIC_URL, StaticFiles(directory=static, check_dir=False), name="ui-static")
     install_login(app)

@@ -9,6 +9,7 @@ lists its candidates as links). Without a valid session a page redirects to ``/l
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,8 +134,6 @@ def _value(value: Any) -> str:
             return str(value)
         return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e6 else f"{value:.4f}".rstrip("0").rstrip(".")
     if isinstance(value, (dict, list)):
-        import json
-
         return json.dumps(value, sort_keys=True)
     return str(value)
 

@@ -5,6 +5,8 @@
   "use strict";
   var COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#bc4c00", "#57606a", "#e85aad", "#4d2d00"];
 
+  var STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000, 1e6, 2e6, 5e6, 1e7];
+
   function align(series) {
     var steps = {};
     series.forEach(function (s) { s.points.forEach(function (p) { steps[p[0]] = true; }); });
@@ -28,7 +30,7 @@
     var opts = {
       title: el.dataset.title || page.key, width: width, height: 240,
       scales: { x: { time: false } },
-      axes: [{ label: "step" }, { size: 60 }],
+      axes: [{ label: "step", incrs: STEPS }, { size: 60 }],
       legend: { live: true },
       series: [{ label: "step" }].concat(series.map(function (s, i) {
         return { label: s.label + (s.downsampled ? " (" + s.total + " samples, cut)" : ""), stroke: COLORS[i % COLORS.length],

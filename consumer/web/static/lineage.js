@@ -18,7 +18,8 @@
   var cy = null;
 
   function label(n) {
-    var lines = [n.type || n.kind, n.name || n.short];
+    var same = n.name && n.type && n.name.replace(/[_\-\s]/g, "").toLowerCase() === n.type.toLowerCase();
+    var lines = [n.type || n.kind, n.name && !same ? n.name : n.short];
     var hidden = (n.hidden_up || 0) + (n.hidden_down || 0);
     if (hidden) lines.push("+" + hidden + " more");
     return lines.join("\n");
@@ -38,6 +39,9 @@
     });
     return out;
   }
+
+  //: Below this zoom labels are unreadable (nodes are 150 px wide, text 11 px).
+  var READABLE = 0.45;
 
   var STYLE = [
     { selector: "node", style: {
@@ -62,6 +66,7 @@
   ];
 
   function draw(graph) {
+    var drawStart = performance.now();
     current = graph;
     el.dataset.ready = "0";
     if (cy) cy.destroy();
@@ -74,16 +79,25 @@
     var layout = cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 70, edgeSep: 6,
                              animate: false, fit: true, padding: 20 });
     layout.on("layoutstop", function () {
-      if (!big) cy.fit(undefined, 20);
+      if (cy.zoom() > 1.2) { cy.zoom(1.2); cy.center(); }
+      if (cy.zoom() < READABLE) {  // a whole large graph would be dots: show the centre readable, pan for the rest
+        var centre = cy.getElementById(graph.start);
+        cy.zoom(0.8);
+        cy.center(centre.length ? centre : undefined);
+        if (centre.length) cy.panBy({ x: -(centre.renderedPosition().x - 120), y: 0 });
+      }
       state.sel.forEach(function (id) { var n = cy.getElementById(id); if (n.length) n.select(); });
       highlight();
       el.dataset.nodeCount = String(cy.nodes().length);
       el.dataset.edgeCount = String(cy.edges().length);
+      el.dataset.layoutMs = String(Math.round(performance.now() - began));
+      el.dataset.readyMs = String(Math.round(performance.now()));  // since the page's navigation began
       el.dataset.ready = "1";
     });
     cy.on("tap", "node", function (evt) { preview ? go(evt.target.id()) : choose(evt.target.id()); });
     cy.on("dbltap", "node", function (evt) { if (!preview) expand(evt.target.id()); });
     cy.on("tap", function (evt) { if (evt.target === cy && !preview) { state.sel = []; cy.nodes().unselect(); highlight(); show(null); sync(false); } });
+    var began = performance.now();
     layout.run();
     window.mtLineage.cy = cy;
     var summary = document.getElementById("graph-summary");

@@ -50,7 +50,7 @@ def _metrics(view: View, execution_id: str) -> list[dict[str, Any]]:
 
 def artifact(view: View) -> dict[str, Any]:
     detail = view.store.detail(view.ref, ("artifact",)).to_json()
-    preview = explore(view.store, detail["id"], "both", 2, [], PREVIEW_NODES)
+    preview = explore(view.store, detail["id"], "both", 1, [], PREVIEW_NODES)
     return {"title": f"{detail['type']} {detail['name'] or ''}".strip(), "node": detail, "preview": preview,
             "retire_states": RETIRE_STATES, "short": short_ids(view.store, _refs(detail))}
 
