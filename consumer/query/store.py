@@ -246,11 +246,18 @@ class Store:
     def contexts(self, filter: str | None = None, **kwargs: Any) -> Page[Context]:
         return self.find("context", filter, **kwargs)
 
-    def count(self, kind: Kind, filter: str | None = None, *, include_retired: bool = False) -> int:
-        """How many nodes match (same rules as ``find``)."""
+    def count(self, kind: Kind, filter: str | None = None, *, include_retired: bool = False,
+              limit: int | None = None) -> int:
+        """How many nodes match (same rules as ``find``); with ``limit``, counting stops
+        there (the answer is at most ``limit``: a table that shows "10,000+" reads that
+        many index entries, not the whole table)."""
         entity = _entity(kind)
-        conds = _conditions(entity, filter, include_retired, self.dialect, self._filter_ids(filter))
-        query = select(func.count()).select_from(entity.table).where(*conds)
+        conditions = _conditions(entity, filter, include_retired, self.dialect, self._filter_ids(filter))
+        if limit is None:
+            query = select(func.count()).select_from(entity.table).where(*conditions)
+        else:
+            capped = select(entity.table.c.id).where(*conditions).limit(limit).subquery()
+            query = select(func.count()).select_from(capped)
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
