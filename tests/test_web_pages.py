@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from metatrail.consumer.query.store import Store
 from metatrail.consumer.server.tokens import create_token
 from metatrail.consumer.store.engine import open_engine
 from metatrail.consumer.web import assets
@@ -92,6 +93,10 @@ def test_tables_filter_sort_page_and_choose_columns(ui: httpx.Client, demo: Demo
     assert day2 < day1
 
     # sorting by a column: names in order
+    # the total is counted up to a cap (a large table says "10,000+"): the store stops there
+    with Store.open(demo.url) as store:
+        assert store.count("execution", limit=5) == 5 and store.count("execution", limit=100) == 18
+        assert store.count("execution", "type = 'Trainer'", limit=1) == 1
     names = [i["name"] for i in twin(ui, "/artifacts?order=name&size=100")["items"]]
     assert names == sorted(names) and len(names) > 10
     assert "type" in page(ui, "/contexts?filter=" + quote("type = 'Run'"))

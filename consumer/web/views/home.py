@@ -24,20 +24,18 @@ def home(view: View) -> dict[str, Any]:
     runs = store.find("context", "type = 'Run'", order_by="-created_at", limit=RECENT).items
     pipelines = store.find("context", "type = 'Pipeline'", order_by="-created_at", limit=RECENT).items
     failures = store.find("execution", "state = 'FAILED'", order_by="-created_at", limit=RECENT).items
-    recent = store.find("execution", None, order_by="-created_at", limit=RECENT).items
     letters = [_iso(asdict(x)) for x in list_dead_letters(state.engine, limit=RECENT)]
     status = store_status(state.engine)
     lag = None
     if state.settings.kafka_bootstrap:
         group = group_status(state.settings)
         lag = {**_iso(asdict(group)), "partitions": [asdict(p) for p in group.partitions]}
-    nodes = [*runs, *pipelines, *failures, *recent]
+    nodes = [*runs, *pipelines, *failures]
     return {
         "title": "metatrail",
         "runs": [r.to_json() for r in runs],
         "pipelines": [p.to_json() for p in pipelines],
         "failures": [f.to_json() for f in failures],
-        "recent": [e.to_json() for e in recent],
         "dead_letters": {"total": status.dead_letters, "pending": status.dead_letters_pending, "recent": letters},
         "store": {"dialect": state.engine.dialect.name, "last_event_kind": status.last_event_kind,
                   "last_applied_at": status.last_applied_at.isoformat() if status.last_applied_at else None,

@@ -19,6 +19,9 @@ from metatrail.schemas.errors import FilterError
 
 #: Rows per page: default and most.
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
+#: Matches counted at most: beyond, the table says "10,000+" (an exact count of a large
+#: table reads all of it on every page).
+COUNT_LIMIT = 10_000
 #: Most extra columns.
 MAX_COLUMNS = 30
 #: The fixed columns of each kind: (key, heading).
@@ -72,7 +75,7 @@ def table(view: View, kind: str, plural: str) -> dict[str, Any]:
     data: dict[str, Any] = {"title": plural.capitalize(), "kind": kind, "plural": plural, "filter": filter_text or "",
                             "order": order or "", "size": size, "at": at, "retired": retired, "cols": cols,
                             "columns": BASE_COLUMNS[kind], "sortable": sorted(SORTABLE), "example": EXAMPLES[kind],
-                            "items": [], "total": None, "next_page": None, "error": None, "choices": [],
+                            "items": [], "total": None, "total_capped": False, "next_page": None, "error": None, "choices": [],
                             "cells": {}, "short": {}}
     scope = query_scope(kind, filter_text, order, retired)
     try:
@@ -80,7 +83,7 @@ def table(view: View, kind: str, plural: str) -> dict[str, Any]:
         cursor = decode_page_token(token, scope) if token else None
         page = store.find(kind, filter_text, order_by=order, limit=size, cursor=cursor,  # type: ignore[arg-type]
                           include_retired=retired)
-        total = store.count(kind, filter_text, include_retired=retired)  # type: ignore[arg-type]
+        total = store.count(kind, filter_text, include_retired=retired, limit=COUNT_LIMIT + 1)  # type: ignore[arg-type]
     except FilterError as exc:
         data["error"] = {"message": str(exc), "position": exc.position, "parameter": getattr(exc, "parameter", None)}
         return data
@@ -100,7 +103,7 @@ def table(view: View, kind: str, plural: str) -> dict[str, Any]:
     keys = {f"properties.{k}" for n in items for k in n.get("properties", {})}
     keys |= {f"custom_properties.{k}" for n in items for k in n.get("custom_properties", {})}
     keys |= {f"metrics.{k}" for k in metric_keys}
-    data.update(items=items, total=total, cells=cells, choices=sorted(keys | set(cols)),
+    data.update(items=items, total=total, total_capped=total > COUNT_LIMIT, cells=cells, choices=sorted(keys | set(cols)),
                 next_page=encode_page_token(page.next_cursor, scope) if page.next_cursor else None,
                 short=short_ids(store, ids))
     return data
