@@ -1,9 +1,10 @@
 """The web UI at scale, PostgreSQL behind a `metatrail serve` process, a client and
 headless Chromium on the same machine.
 
-* runs table: the first page of ``/executions`` (50 rows, HTML, with the total and the
-  column chooser's metric keys) among 100,000 executions, and its variants (newest
-  first, a filter, a metric column, page 2 by token); p50 / p95 over --samples requests;
+* runs table: the first page of ``/executions`` (50 rows, HTML, with the column
+  chooser's metric keys) among 100,000 executions, the request the page then makes for
+  its count (``count=1``: up to 10,000, "10,000+" beyond), and variants (newest first, a
+  filter and its count, a metric column, page 2 by token); p50 / p95 over --samples;
 * lineage view of 500 nodes in Chromium: from navigation start to the dagre layout done
   (the page's data-ready-ms), then one tap answered (interactive); median of --views;
 * compare of 10 runs with 200 params each: the page served, and loaded in Chromium.
@@ -14,6 +15,7 @@ bench/results/ui.json.
 
     python bench/ui_bench.py                      # 100,000 executions
     python bench/ui_bench.py --executions 20000   # quicker
+    python bench/ui_bench.py --store postgresql+psycopg://.../db   # a store loaded before
 """
 
 from __future__ import annotations
@@ -74,10 +76,11 @@ def main() -> int:
     parser.add_argument("--executions", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--views", type=int, default=7)
+    parser.add_argument("--store", help="a PostgreSQL store this bench's graph is already in (not loaded, not dropped)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     runs = -(-args.executions // len(PIPELINE))
-    made = pg_database()
+    made = (args.store, lambda: None) if args.store else pg_database()
     if made is None:
         print("PostgreSQL unavailable: nothing measured")
         return 1
@@ -88,8 +91,10 @@ def main() -> int:
                                "notes": "server (metatrail serve, own process), client and headless Chromium on one "
                                         "2-core machine shared with other jobs; sequential requests"}
     try:
-        print(f"ui bench: loading {runs} pipeline runs ({runs * len(PIPELINE)} executions) into PostgreSQL...", flush=True)
-        results["load_s"] = round(load_metatrail(url, runs), 1)
+        if not args.store:
+            print(f"ui bench: loading {runs} pipeline runs ({runs * len(PIPELINE)} executions) into PostgreSQL...",
+                  flush=True)
+            results["load_s"] = round(load_metatrail(url, runs), 1)
         engine = open_engine(url)
         apply_events(engine, add_compare_runs())
         engine.dispose()
@@ -117,11 +122,14 @@ def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
             return response.text
 
         first = client.get("/executions.json").json()
-        assert first["total"] >= args.executions, first["total"]
+        counted = client.get("/executions.json?count=1").json()
+        assert counted["total_capped"] or counted["total"] >= args.executions, counted["total"]
         pages = {
             "runs_first_page": "/executions",
             "runs_newest_first": "/executions?order=-created_at",
+            "runs_count": "/executions?count=1",
             "runs_filtered": "/executions?filter=" + quote("type = 'Trainer' AND properties.epochs > 25"),
+            "runs_filtered_count": "/executions?count=1&filter=" + quote("type = 'Trainer' AND properties.epochs > 25"),
             "runs_metric_column": "/executions?cols=metrics.loss,properties.learning_rate",
             "runs_page_2": f"/executions?page={first['next_page']}&at=51",
             "contexts_runs": "/contexts?filter=" + quote("type = 'Run'") + "&order=-created_at",

@@ -101,7 +101,7 @@ def test_lineage_draws_expands_and_its_url_reproduces_the_view(web: tuple[Browse
 def test_runs_table_filters_and_pages(web: tuple[Browser, DemoStore]) -> None:
     browser, demo = web
     browser.open("/executions?size=5")
-    assert browser.driver.find_element(By.ID, "row-range").text == "Rows 1–5 of 18"
+    browser.wait(lambda: browser.driver.find_element(By.ID, "row-range").text == "Rows 1–5 of 18", what="the count")
     browser.driver.find_element(By.ID, "next-page").click()
     browser.wait(lambda: browser.driver.find_element(By.ID, "row-range").text == "Rows 6–10 of 18", what="page 2")
     assert "page=" in browser.driver.current_url  # htmx pushed the page's URL

@@ -17,9 +17,14 @@
   var current = JSON.parse(document.getElementById("graph-data").textContent);
   var cy = null;
 
-  function label(n) {
+  function title(n) {
+    // a name that only repeats the type (Pusher "pusher") gives way to the short id
     var same = n.name && n.type && n.name.replace(/[_\-\s]/g, "").toLowerCase() === n.type.toLowerCase();
-    var lines = [n.type || n.kind, n.name && !same ? n.name : n.short];
+    return n.name && !same ? n.name : n.short;
+  }
+
+  function label(n) {
+    var lines = [n.type || n.kind, title(n)];
     var hidden = (n.hidden_up || 0) + (n.hidden_down || 0);
     if (hidden) lines.push("+" + hidden + " more");
     return lines.join("\n");
@@ -179,7 +184,7 @@
     panel.innerHTML = "";
     var n = id && cy.getElementById(id).length ? cy.getElementById(id).data("node") : null;
     if (!n) { panel.appendChild(text("p", "Select a node to see it here.", "dim")); return; }
-    panel.appendChild(text("h2", (n.type || n.kind) + " " + (n.name || "")));
+    panel.appendChild(text("h2", (n.type || n.kind) + " " + title(n)));
     panel.appendChild(text("p", n.kind + (n.state ? " · " + n.state : ""), "dim"));
     panel.appendChild(text("code", n.id));
     var hidden = text("p", "Not shown: " + (n.hidden_up || 0) + " upstream, " + (n.hidden_down || 0) + " downstream");

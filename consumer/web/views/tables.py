@@ -5,7 +5,9 @@ properties and metrics, and keyset paging on the server (a page costs the same o
 
 URL state: ``filter``, ``order`` (``name``, ``-created_at``, ``properties.lr``...),
 ``size``, ``page`` (the API's sealed page token), ``at`` (the first row's number, for
-display), ``cols`` (extra columns: ``properties.K``, ``metrics.K``), ``retired``.
+display), ``cols`` (extra columns: ``properties.K``, ``metrics.K``), ``retired``;
+``count=1`` adds the number of matches (the page asks for it after it shows: a filter
+that matches thousands costs a count the first rows need not wait for).
 """
 
 from __future__ import annotations
@@ -83,7 +85,10 @@ def table(view: View, kind: str, plural: str) -> dict[str, Any]:
         cursor = decode_page_token(token, scope) if token else None
         page = store.find(kind, filter_text, order_by=order, limit=size, cursor=cursor,  # type: ignore[arg-type]
                           include_retired=retired)
-        total = store.count(kind, filter_text, include_retired=retired, limit=COUNT_LIMIT + 1)  # type: ignore[arg-type]
+        total: int | None = at - 1 + len(page.items)  # known without counting on the last page
+        if page.next_cursor:  # otherwise counted only when asked (the page fetches it after it shows)
+            total = store.count(kind, filter_text, include_retired=retired,  # type: ignore[arg-type]
+                                limit=COUNT_LIMIT + 1) if view.flag("count") else None
     except FilterError as exc:
         data["error"] = {"message": str(exc), "position": exc.position, "parameter": getattr(exc, "parameter", None)}
         return data
@@ -103,7 +108,7 @@ def table(view: View, kind: str, plural: str) -> dict[str, Any]:
     keys = {f"properties.{k}" for n in items for k in n.get("properties", {})}
     keys |= {f"custom_properties.{k}" for n in items for k in n.get("custom_properties", {})}
     keys |= {f"metrics.{k}" for k in metric_keys}
-    data.update(items=items, total=total, total_capped=total > COUNT_LIMIT, cells=cells, choices=sorted(keys | set(cols)),
+    data.update(items=items, total=total, total_capped=total is not None and total > COUNT_LIMIT, cells=cells, choices=sorted(keys | set(cols)),
                 next_page=encode_page_token(page.next_cursor, scope) if page.next_cursor else None,
                 short=short_ids(store, ids))
     return data
