@@ -22,7 +22,6 @@ from metatrail.consumer.server.errors import install_error_handlers
 from metatrail.consumer.server.events import EventSink
 from metatrail.consumer.server.routers import cache, deadletters, events, graph, nodes, status, tokens
 from metatrail.consumer.store.engine import open_engine
-from metatrail.consumer.web import mount_ui
 from metatrail.schemas.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -74,6 +73,8 @@ def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = 
         app.include_router(module.router, prefix=API_PREFIX, tags=[tag], responses=ERROR_RESPONSES)
     app.include_router(nodes.write_router, prefix=API_PREFIX, tags=["nodes"], responses=ERROR_RESPONSES)
     install_docs(app, OPENAPI_URL)
+
+    from metatrail.consumer.web.mount import mount_ui  # the UI builds on the server's modules: imported late
 
     mount_ui(app, api_info={"name": "metatrail", "api": API_PREFIX, "openapi": OPENAPI_URL, "docs": DOCS_URL})
     return app

@@ -41,13 +41,12 @@ def compare(view: View) -> dict[str, Any]:
             differs = any(v != values[0] for v in values[1:])
             if differs or not only_diff:
                 rows.append({"section": section, "key": key, "values": values, "differs": differs})
-    total = sum(len(data[s]) for s in result.SECTIONS)
+    differing = sum(1 for s in result.SECTIONS for v in data[s].values() if any(x != v[0] for x in v[1:]))
     keys = chart_keys(data["columns"], list(data["metrics"]))
     chart = view.arg("chart", max_length=255)
-    return {"title": f"Compare {len(ids)} runs", "columns": data["columns"], "rows": rows, "only": "diff" if only_diff else "",
-            "total_rows": total, "differing_rows": sum(1 for s in result.SECTIONS for v in data[s].values()
-                                                       if any(x != v[0] for x in v[1:])),
-            "runs": ids, "chart_keys": keys, "chart": chart if chart in keys else None,
+    return {"title": f"Compare {len(ids)} runs", "columns": data["columns"], "rows": rows,
+            "only": "diff" if only_diff else "", "total_rows": sum(len(data[s]) for s in result.SECTIONS),
+            "differing_rows": differing, "runs": ids, "chart_keys": keys, "chart": chart if chart in keys else None,
             "short": short_ids(store, ids)}
 
 

@@ -97,10 +97,10 @@ def slices(view: View) -> dict[str, Any]:
         rows.append({"slice": name, "values": values, "sizes": sizes, "delta": delta, "small": small})
     rows.sort(key=_sort_key(order))
     overall = [_number(e["overall"].get(metric)) for e in evals]
+    overall_delta = overall[1] - overall[0] if len(overall) == 2 and None not in overall else None  # type: ignore[operator]
     return {"title": f"Per-slice {metric}", "metric": metric, "metrics": metrics, "min": min_size, "sort": order,
             "evaluations": [{k: v for k, v in e.items() if k not in ("overall", "slices")} for e in evals],
-            "overall": {"values": overall, "sizes": overall_size,
-                        "delta": overall[1] - overall[0] if len(overall) == 2 and None not in overall else None},  # type: ignore[operator]
+            "overall": {"values": overall, "sizes": overall_size, "delta": overall_delta},
             "rows": rows, "short": short_ids(store, [e["id"] for e in evals] + [e["source"] for e in evals])}
 
 

@@ -66,6 +66,19 @@ def _metric_cells(view: View, ids: list[str]) -> tuple[dict[str, dict[str, Any]]
     return cells, sorted(comparison.metrics)
 
 
+def _cells(items: list[dict[str, Any]], cols: list[str],
+           metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """id -> chosen column -> value."""
+    cells: dict[str, dict[str, Any]] = {}
+    for item in items:
+        row: dict[str, Any] = {}
+        for col in cols:
+            section, _, key = col.partition(".")
+            row[col] = metrics.get(item["id"], {}).get(key) if section == "metrics" else item.get(section, {}).get(key)
+        cells[item["id"]] = row
+    return cells
+
+
 def table(view: View, kind: str, plural: str) -> dict[str, Any]:
     store = view.store
     filter_text = view.arg("filter")
@@ -74,11 +87,11 @@ def table(view: View, kind: str, plural: str) -> dict[str, Any]:
     at = view.int_arg("at", 1, 1, 10**12)
     retired = view.flag("retired")
     cols = _columns(view)
-    data: dict[str, Any] = {"title": plural.capitalize(), "kind": kind, "plural": plural, "filter": filter_text or "",
-                            "order": order or "", "size": size, "at": at, "retired": retired, "cols": cols,
-                            "columns": BASE_COLUMNS[kind], "sortable": sorted(SORTABLE), "example": EXAMPLES[kind],
-                            "items": [], "total": None, "total_capped": False, "next_page": None, "error": None, "choices": [],
-                            "cells": {}, "short": {}}
+    data: dict[str, Any] = {
+        "title": plural.capitalize(), "kind": kind, "plural": plural, "filter": filter_text or "", "order": order or "",
+        "size": size, "at": at, "retired": retired, "cols": cols, "columns": BASE_COLUMNS[kind],
+        "sortable": sorted(SORTABLE), "example": EXAMPLES[kind], "items": [], "total": None, "total_capped": False,
+        "next_page": None, "error": None, "choices": [], "cells": {}, "short": {}}
     scope = query_scope(kind, filter_text, order, retired)
     try:
         token = view.arg("page", max_length=4096)
@@ -90,25 +103,16 @@ def table(view: View, kind: str, plural: str) -> dict[str, Any]:
             total = store.count(kind, filter_text, include_retired=retired,  # type: ignore[arg-type]
                                 limit=COUNT_LIMIT + 1) if view.flag("count") else None
     except FilterError as exc:
-        data["error"] = {"message": str(exc), "position": exc.position, "parameter": getattr(exc, "parameter", None)}
+        data["error"] = {"message": str(exc), "position": exc.position}
         return data
     items = [n.to_json() for n in page.items]
     ids = [n["id"] for n in items]
-    metric_keys: list[str] = []
-    metrics: dict[str, dict[str, Any]] = {}
-    if kind == "execution":
-        metrics, metric_keys = _metric_cells(view, ids)
-    cells: dict[str, dict[str, Any]] = {}
-    for item in items:
-        row: dict[str, Any] = {}
-        for col in cols:
-            section, _, key = col.partition(".")
-            row[col] = metrics.get(item["id"], {}).get(key) if section == "metrics" else item.get(section, {}).get(key)
-        cells[item["id"]] = row
+    metrics, metric_keys = _metric_cells(view, ids) if kind == "execution" else ({}, [])
     keys = {f"properties.{k}" for n in items for k in n.get("properties", {})}
     keys |= {f"custom_properties.{k}" for n in items for k in n.get("custom_properties", {})}
     keys |= {f"metrics.{k}" for k in metric_keys}
-    data.update(items=items, total=total, total_capped=total is not None and total > COUNT_LIMIT, cells=cells, choices=sorted(keys | set(cols)),
+    data.update(items=items, total=total, total_capped=total is not None and total > COUNT_LIMIT,
+                cells=_cells(items, cols, metrics), choices=sorted(keys | set(cols)),
                 next_page=encode_page_token(page.next_cursor, scope) if page.next_cursor else None,
                 short=short_ids(store, ids))
     return data
