@@ -28,7 +28,6 @@ from metatrail.consumer.server.responses import json_body
 from metatrail.consumer.server.tokens import TokenInfo
 from metatrail.consumer.web.assets import MISSING_MESSAGE, TEMPLATES
 from metatrail.consumer.web.auth import session_token
-from metatrail.consumer.web.ids import SHORT
 from metatrail.schemas.errors import AmbiguousIdError, FilterError, MetatrailError, NotFoundError
 
 
@@ -147,7 +146,8 @@ ENV.globals.update(duration=_duration)
 
 def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     short: dict[str, str] = context.get("short") or {}
-    context.setdefault("sid", lambda node_id: short.get(node_id) or (node_id or "")[:SHORT])
+    # an id a view did not shorten is shown whole: a cut of our own could name two nodes
+    context.setdefault("sid", lambda node_id: short.get(node_id) or (node_id or ""))
     return HTMLResponse(ENV.get_template(template).render(**context), status_code=status_code)
 
 
