@@ -89,7 +89,7 @@ def test_demo_records_both_days(demo_store: tuple[Store, str, pytest.CaptureFixt
     short = store.short_ids([model.id])[model.id]
     assert f"metatrail lineage {short} --up" in out and model.id not in out  # ids as tables print them
     assert "Store:" in out and "metadata.db" in out
-    assert f"run metatrail serve, then open http://127.0.0.1:8181/lineage/{model.id}" in " ".join(out.split())
+    assert f"run metatrail serve, then open http://127.0.0.1:8181/lineage/{short}" in " ".join(out.split())
 
     # A second demo in the same place has nothing new to do: it says so instead.
     assert main(["demo", "--framework", "numpy"]) == 1

@@ -189,7 +189,8 @@ def print_summary(console: Console, store_url: str, results: list[Any], model_id
     cmds.append("metatrail compare --history 'auc/%' --exec-type Evaluator --context shoe-ctr")
     for c in cmds:
         console.print(f"  [cyan]{c}[/]", soft_wrap=True)
-    console.print(f"[bold]In the browser:[/] run [cyan]metatrail serve[/], then open {ui_url(model_id)}", soft_wrap=True)
+    url = ui_url(short[model_id] if model_id else None)  # pages take id prefixes too
+    console.print(f"[bold]In the browser:[/] run [cyan]metatrail serve[/], then open {url}", soft_wrap=True)
 
 
 def ui_url(model_id: str | None) -> str:
