@@ -20,7 +20,16 @@ from metatrail.consumer.server.dependencies import ServerState
 from metatrail.consumer.server.docs import DOCS_URL, install_docs
 from metatrail.consumer.server.errors import install_error_handlers
 from metatrail.consumer.server.events import EventSink
-from metatrail.consumer.server.routers import cache, deadletters, events, graph, nodes, status, tokens
+from metatrail.consumer.server.routers import (
+    cache,
+    deadletters,
+    events,
+    graph,
+    nodes,
+    openlineage,
+    status,
+    tokens,
+)
 from metatrail.consumer.store.engine import open_engine
 from metatrail.schemas.settings import Settings
 
@@ -42,7 +51,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 DESCRIPTION = """The lineage graph of metatrail over HTTP: lists with the filter language and
 keyset paging, nodes with their neighbourhood, lineage, comparisons, metric histories,
-event delivery (`POST /events`), dead letters, status, tokens.
+event delivery (`POST /events`), OpenLineage events (`POST /lineage`, `/lineage/batch`), dead
+letters, status, tokens.
 
 Authentication: `Authorization: Bearer <token>` (`metatrail token create --scope read|write|admin`).
 Errors are always `{"error": {"code": ..., "message": ...}}`."""
@@ -68,8 +78,9 @@ def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = 
                   docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.metatrail = state
     install_error_handlers(app)
-    for module, tag in ((nodes, "nodes"), (graph, "graph"), (events, "events"), (deadletters, "dead letters"),
-                        (status, "status"), (cache, "producers"), (tokens, "tokens")):
+    routers = ((nodes, "nodes"), (graph, "graph"), (events, "events"), (openlineage, "openlineage"),
+               (deadletters, "dead letters"), (status, "status"), (cache, "producers"), (tokens, "tokens"))
+    for module, tag in routers:
         app.include_router(module.router, prefix=API_PREFIX, tags=[tag], responses=ERROR_RESPONSES)
     app.include_router(nodes.write_router, prefix=API_PREFIX, tags=["nodes"], responses=ERROR_RESPONSES)
     install_docs(app, OPENAPI_URL)

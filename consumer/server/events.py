@@ -62,11 +62,7 @@ def decode_body(body: bytes, content_encoding: str | None, content_type: str | N
     """The events' bytes in a body (see the module docstring). Raises ``ApiError``: 400 for
     a body that is not JSON events at all, 413 past ``max_bytes`` unpacked, 415 for an
     unknown encoding."""
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding == "gzip":
-        body = _gunzip(body, max_bytes)
-    elif encoding not in ("identity", ""):
-        raise ApiError(415, "unsupported_media_type", f"Content-Encoding {encoding!r} is not supported (use gzip)")
+    body = unpack_body(body, content_encoding, max_bytes)
     media = (content_type or "").split(";")[0].strip().lower()
     start = body.lstrip()[:1]
     if media in NDJSON_TYPES or (media != "application/json" and start not in (b"[", b"")):
@@ -79,6 +75,18 @@ def decode_body(body: bytes, content_encoding: str | None, content_type: str | N
         raise ApiError(400, "bad_request", f"body is not a JSON array of events nor NDJSON: {exc}") from exc
     items = data if isinstance(data, list) else [data]
     return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8") for item in items]
+
+
+def unpack_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """The body as sent before its ``Content-Encoding`` (gzip or none). Raises
+    ``ApiError``: 400 for broken gzip, 413 past ``max_bytes`` unpacked, 415 for another
+    encoding."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "gzip":
+        return _gunzip(body, max_bytes)
+    if encoding not in ("identity", ""):
+        raise ApiError(415, "unsupported_media_type", f"Content-Encoding {encoding!r} is not supported (use gzip)")
+    return body
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:

@@ -271,6 +271,19 @@ class EventsResult(_Out):
     dead_letters: list[RejectedEvent] = []
 
 
+class LineageError(_Out):
+    index: int = Field(description="Position of the event in the request (0-based).")
+    reason: str
+
+
+class LineageResult(_Out):
+    accepted: int = Field(description="OpenLineage events mapped and applied (or already there).")
+    rejected: int = Field(description="Events that are not valid OpenLineage run events, kept as dead letters.")
+    applied: int = Field(description="metatrail events the accepted ones applied now.")
+    duplicates: int = Field(description="metatrail events the store already had (a re-sent event).")
+    errors: list[LineageError] = []
+
+
 class DeadLetterOut(_Out):
     id: int
     source_key: str
