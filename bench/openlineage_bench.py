@@ -11,9 +11,11 @@ keyed by root job as the OpenLineage Kafka transport keys them, while ``--consum
 offset committed after its DB commit). The mapping alone (no store) is timed in the
 driver, for the share it takes.
 
-``--via http URL``: the same workload POSTed to ``URL/api/v1/lineage/batch`` in batches of
-``--http-batch`` (a running ``metatrail serve``): the hook for measuring the HTTP batch
-endpoint once the server has it.
+``--via http``: the same workload POSTed to ``/api/v1/lineage/batch`` in batches of
+``--http-batch`` by ``--clients`` concurrent clients, into a ``metatrail serve`` the bench
+starts on a fresh PostgreSQL database (or ``--url`` of a running one, with ``--token``);
+events/s = OpenLineage events / (first request → last answer, each answer after its
+DB commit). Writes bench/results/openlineage_http.json.
 
 Broker, PostgreSQL and the consumer processes as in ``bench/e2e_bench.py``. Writes
 bench/results/openlineage.json (unless ``--no-write``). Needs ``../shared/fixtures``.
@@ -53,6 +55,7 @@ from metatrail.schemas.ids import new_id  # noqa: E402
 from metatrail.schemas.settings import Settings, load_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "openlineage.json"
+HTTP_RESULTS = ROOT / "bench" / "results" / "openlineage_http.json"
 SHARED = ROOT.parent / "shared" / "fixtures" / "openlineage"
 SCENARIOS = ("airflow", "spark_dataproc_bigquery_shakespare", "CLL", "simple_run_event")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -145,20 +148,74 @@ def cpu_per_event(consumers: dict[int, float], backends: list[int], events: int)
             "two_core_capacity_events_per_s": round(2e6 / (consumer_us + server_us))}
 
 
-def http_phase(url: str, messages: list[tuple[bytes, bytes]], batch: int, token: str | None) -> dict[str, Any]:
-    """POST the workload to ``url``/api/v1/lineage/batch, ``batch`` events a request."""
+def http_phase(url: str, messages: list[tuple[bytes, bytes]], batch: int, token: str | None,
+               clients: int) -> dict[str, Any]:
+    """POST the workload to ``url``/api/v1/lineage/batch, ``batch`` events a request, from
+    ``clients`` threads (each request is answered after its transaction commits)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    started = time.time()
-    for start in range(0, len(messages), batch):
-        body = b"[" + b",".join(v for _, v in messages[start : start + batch]) + b"]"
+    bodies = [b"[" + b",".join(v for _, v in messages[i : i + batch]) + b"]" for i in range(0, len(messages), batch)]
+
+    def post(body: bytes) -> dict[str, Any]:
         request = urllib.request.Request(url.rstrip("/") + "/api/v1/lineage/batch", data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=300) as response:
-            response.read()
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+
+    started = time.time()
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(post, bodies))
     done = time.time()
-    return {"events": len(messages), "batch": batch, "end_to_end_s": round(done - started, 3),
-            "events_per_s": round(len(messages) / (done - started))}
+    return {"events": len(messages), "batch": batch, "clients": clients, "end_to_end_s": round(done - started, 3),
+            "events_per_s": round(len(messages) / (done - started)),
+            "accepted": sum(a["accepted"] for a in answers), "rejected": sum(a["rejected"] for a in answers),
+            "applied": sum(a["applied"] for a in answers)}
+
+
+def serve_phase(args: argparse.Namespace, messages: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """``metatrail serve`` on a fresh PostgreSQL database, the workload posted to it."""
+    import socket
+
+    admin_url = os.environ.get("METATRAIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    db = f"mt_olhttp_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {db}"))
+    store_url = admin.url.set(database=db).render_as_string(hide_password=False)
+    engine = open_engine(store_url)
+    upgrade(engine)
+    engine.dispose()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "metatrail", "serve", "--port", str(port), "--store", store_url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url + "/api/v1/readyz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("metatrail serve did not become ready")
+        server_cpu = cpu_seconds(server.pid)
+        result = http_phase(url, messages, args.http_batch, None, args.clients)
+        server_us = (cpu_seconds(server.pid) - server_cpu) / len(messages) * 1e6
+        pg_us = sum(cpu_seconds(p) for p in backend_pids(admin, db) if Path(f"/proc/{p}").exists()) / len(messages) * 1e6
+        result["cpu"] = {"server_cpu_us_per_event": round(server_us, 1), "postgres_cpu_us_per_event": round(pg_us, 1),
+                         "two_core_capacity_events_per_s": round(2e6 / (server_us + pg_us))}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        admin.dispose()
+    return result
 
 
 def mapping_only(messages: list[tuple[bytes, bytes]], rounds: int = 5) -> dict[str, Any]:
@@ -185,9 +242,10 @@ def main() -> None:
     parser.add_argument("--max-poll-records", type=int, default=1000)
     parser.add_argument("--consumers", type=int, default=2, help="Consumer processes in the group.")
     parser.add_argument("--via", choices=("kafka", "http"), default="kafka")
-    parser.add_argument("--url", help="With --via http: the base URL of a running `metatrail serve`.")
+    parser.add_argument("--url", help="With --via http: a running `metatrail serve` (default: start one).")
     parser.add_argument("--token", help="With --via http: a bearer token with write scope.")
     parser.add_argument("--http-batch", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=2, help="With --via http: concurrent clients.")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--role", default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--settings-json", help=argparse.SUPPRESS)
@@ -202,11 +260,25 @@ def main() -> None:
     print(f"  {len(messages)} events; mapping alone {mapping['cpu_us_per_event_median']} µs CPU/event "
           f"({mapping['our_events_per_event']} metatrail events each)", flush=True)
     if args.via == "http":
-        if not args.url:
-            raise SystemExit("--via http needs --url of a running `metatrail serve`")
-        result = {"via": "http", "http": http_phase(args.url, messages, args.http_batch, args.token)}
-        print(f"  {result['http']['events_per_s']} events/s through /api/v1/lineage/batch", flush=True)
-        _write(args, {**result, "mapping_only": mapping})
+        print("http phase ...", flush=True)
+        if args.url:
+            http = http_phase(args.url, messages, args.http_batch, args.token, args.clients)
+        else:
+            http = serve_phase(args, messages)
+        print(f"  {http['events_per_s']} events/s through /api/v1/lineage/batch ({http['clients']} clients, "
+              f"{http['batch']} events a request, load average {os.getloadavg()[0]:.1f})", flush=True)
+        if "cpu" in http:
+            print(f"  CPU per event: server {http['cpu']['server_cpu_us_per_event']} µs, PostgreSQL "
+                  f"{http['cpu']['postgres_cpu_us_per_event']} µs", flush=True)
+        _write(args, {
+            "benchmark": "openlineage: OpenLineage events -> POST /api/v1/lineage/batch -> PostgreSQL (committed)",
+            "via": "http",
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
+            "settings": {"copies": args.copies},
+            "http": http, "mapping_only": mapping,
+            "targets": {"events_per_s": 3000}, "met": {"events_per_s": http["events_per_s"] >= 3000},
+        }, HTTP_RESULTS)
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="mt-olbench-"))
@@ -277,12 +349,12 @@ def main() -> None:
         broker.close()
 
 
-def _write(args: argparse.Namespace, result: dict[str, Any]) -> None:
+def _write(args: argparse.Namespace, result: dict[str, Any], path: Path = RESULTS) -> None:
     if args.no_write:
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
