@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--url", help="With --via http: a running `metatrail serve` (default: start one).")
     parser.add_argument("--token", help="With --via http: a bearer token with write scope.")
     parser.add_argument("--http-batch", type=int, default=500)
-    parser.add_argument("--clients", type=int, default=2, help="With --via http: concurrent clients.")
+    parser.add_argument("--clients", type=int, default=1, help="With --via http: concurrent clients.")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--role", default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--settings-json", help=argparse.SUPPRESS)
