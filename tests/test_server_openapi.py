@@ -41,6 +41,14 @@ def test_response_models_have_the_domain_objects_fields() -> None:
     pairs = [(d.Artifact, hm.ArtifactOut), (d.Execution, hm.ExecutionOut), (d.Context, hm.ContextOut),
              (d.RunColumn, hm.RunColumnOut), (d.Edge, hm.EdgeOut), (MetricSeries, hm.SeriesOut),
              (SeriesPoint, hm.SeriesPointOut), (NodeRef, hm.NodeRefOut), (FrontierNode, hm.FrontierOut)]
+    from metatrail.consumer.query import diffmodel as dm
+    from metatrail.consumer.query import impact as im
+
+    pairs += [(dm.ValueChange, hm.ValueChangeOut), (dm.ArtifactPair, hm.ArtifactPairOut),
+              (dm.CacheOrigin, hm.CacheOriginOut), (dm.Timing, hm.TimingOut), (dm.StepPair, hm.StepPairOut),
+              (dm.SliceDelta, hm.SliceDeltaOut), (dm.MetricDelta, hm.MetricDeltaOut), (dm.Verdict, hm.VerdictOut),
+              (dm.Diff, hm.DiffOut), (im.ImpactedArtifact, hm.ImpactedArtifactOut), (im.ImpactGroup, hm.ImpactGroupOut),
+              (im.RetriggeredStep, hm.RetriggeredStepOut), (im.Impact, hm.ImpactOut)]
     for domain, model in pairs:
         assert [f.name for f in fields(domain)] == list(model.model_fields), model.__name__
 

@@ -1,9 +1,9 @@
 """The web UI in a real browser: Debian's headless Chromium driven by Selenium against a
 live server on the demo's store. The lineage graph draws, expands and comes back from
 its URL; the runs table filters, pages and shows a bad filter's error; compare hides
-equal rows; a chart draws; the per-slice page shows mens_dress falling; and no page logs
-a JavaScript error or sends a request to another host. Each test saves a screenshot under
-tests/output/."""
+equal rows; a chart draws; the per-slice page shows mens_dress falling; the diff of the
+two days' models names the first difference; and no page logs a JavaScript error or
+sends a request to another host. Each test saves a screenshot under tests/output/."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from metatrail.consumer.query.store import Store
 from tests.fixtures.browser import Browser
 from tests.fixtures.demo import DemoStore
 from tests.fixtures.server import LiveServer
@@ -170,13 +171,34 @@ def test_per_slice_page_lists_mens_dress_with_a_negative_delta(web: tuple[Browse
     browser.screenshot("slices")
 
 
+def test_diff_of_the_two_days_models_names_the_first_difference(web: tuple[Browser, DemoStore]) -> None:
+    browser, demo = web
+    with Store.open(demo.url) as store:
+        day1, day2 = [m.id for m in store.find("artifact", "type = 'Model'", order_by="created_at", limit=2).items]
+    assert day2 == demo.model_id
+    browser.open(f"/artifacts/{day1}")
+    assert browser.driver.find_element(By.ID, "impact-link").get_attribute("href").endswith(f"/impact/{day1}")
+    browser.open(f"/diff?a={day1[:8]}&b={day2[:8]}")
+    verdict = browser.driver.find_element(By.ID, "verdict").text
+    assert verdict.startswith("first difference: ExampleGen read raw/impressions-day2.csv")
+    assert "ImpressionExport ran with day=2 instead of 1" in verdict
+    assert "largest drop: Evaluator auc/mens_dress" in verdict
+    changed = len(browser.driver.find_elements(By.CSS_SELECTOR, "#steps tr[data-status='changed']"))
+    assert changed > 0 and browser.driver.find_elements(By.CSS_SELECTOR, "#steps tr[data-status='unchanged']")
+    browser.driver.find_element(By.ID, "toggle-changed").click()
+    browser.wait(lambda: "only=changed" in browser.driver.current_url, what="only changed steps")
+    assert browser.driver.find_elements(By.CSS_SELECTOR, "#steps tr[data-status='unchanged']") == []
+    assert len(browser.driver.find_elements(By.CSS_SELECTOR, "#steps tr[data-status='changed']")) == changed
+    browser.screenshot("diff")
+
+
 def test_no_page_logs_a_javascript_error_or_leaves_the_server(web: tuple[Browser, DemoStore]) -> None:
     browser, demo = web
     evaluators = ",".join(demo.evaluator_ids)
     pages = ["/", "/executions", "/artifacts", "/contexts", f"/executions/{demo.trainer_ids[0]}",
              f"/artifacts/{demo.model_id}", f"/contexts/{demo.pipeline_id}", f"/lineage/{demo.model_id}?depth=3",
              f"/compare?runs={evaluators}", f"/charts?runs={','.join(demo.trainer_ids)}&key=loss",
-             f"/slices?runs={evaluators}", "/executions?cols=properties.epochs"]
+             f"/slices?runs={evaluators}", "/executions?cols=properties.epochs", f"/impact/{demo.model_id}"]
     for path in pages:
         browser.open(path)
         if path.startswith(("/lineage/", "/artifacts/")):

@@ -176,6 +176,64 @@ def test_compare_marks_differences_and_hides_equal_rows(ui: httpx.Client, demo: 
     assert "at most 10" in ui.get("/compare.json?runs=" + ",".join(f"{i:04x}" for i in range(11))).text
 
 
+def models_of_days(ui: httpx.Client) -> tuple[str, str]:
+    """The demo's day-1 and day-2 models."""
+    items = twin(ui, "/artifacts?filter=" + quote("type = 'Model'") + "&order=created_at")["items"]
+    assert len(items) == 2
+    return items[0]["id"], items[1]["id"]
+
+
+def test_diff_page_shows_the_verdict_the_changed_steps_and_the_metrics(ui: httpx.Client, demo: DemoStore) -> None:
+    day1, day2 = models_of_days(ui)
+    assert day2 == demo.model_id
+    html = page(ui, f"/diff?a={day1[:10]}&b={day2[:10]}")
+    verdict = re.search(r'<div class="verdict" id="verdict">(.*?)</div>', html, re.S)
+    assert verdict and "first difference: ExampleGen read raw/impressions-day2.csv" in verdict.group(1)
+    assert "ImpressionExport ran with day=2 instead of 1" in verdict.group(1)
+    assert "largest drop" in verdict.group(1)
+    # the changed parameter, in the ImpressionExport row of the steps table
+    start = html.index('ImpressionExport" data-status="changed"')
+    text = html[start:html.index('<tr class="st-', start)]
+    assert re.search(r'<tr data-what="param"><th>param</th><td>day</td><td class="wrap">1</td><td>→</td>'
+                     r'<td class="wrap">2', text), text
+    assert 'data-status="unchanged"' in html  # SchemaGen, served from the cache
+    data = twin(ui, f"/diff?a={day1}&b={day2}")
+    assert data["diff"]["a"]["id"] == day1 and data["diff"]["verdict"]["first"]
+    export = next(s for s in data["steps"] if s["type"] == "ImpressionExport")
+    assert {(c["what"], c["key"], c["a"], c["b"]) for c in export["changes"]} >= {("param", "day", "1", "2")}
+    slices = [r for r in data["metric_rows"] if r["step"] == "Evaluator" and r["metric"] == "auc" and r["slice"]]
+    assert slices[0]["slice"] == "mens_dress" and slices[0]["drop"] and slices[0]["delta"] < -0.1
+    only = twin(ui, f"/diff?a={day1}&b={day2}&only=changed")
+    assert only["steps"] and all(s["status"] not in ("same", "unchanged") for s in only["steps"])
+    assert len(only["steps"]) < len(data["steps"])
+    assert "Only changed steps ✓" in page(ui, f"/diff?a={day1}&b={day2}&only=changed")
+    # links in: compare (two runs) and the artifact page
+    runs = ",".join(demo.evaluator_ids)
+    assert f'href="/diff?a={demo.evaluator_ids[0]}&amp;b={demo.evaluator_ids[1]}"' in page(ui, f"/compare?runs={runs}")
+    assert f'href="/impact/{day2}"' in page(ui, f"/artifacts/{day2}")
+    # errors: the error page, or the JSON error in the twin
+    assert "no " in page(ui, f"/diff?a={day1}&b=ffffffff-0000", 404).lower()
+    assert ui.get(f"/diff.json?a={day1}&b=ffffffff-0000").json()["error"]["code"] == "not_found"
+    assert "give two ids" in page(ui, f"/diff?a={day1}", 400)
+    assert "an artifact" in page(ui, f"/diff?a={day1}&b={demo.trainer_ids[0]}", 400)
+
+
+def test_impact_page_lists_the_model_and_the_pushed_model_first(ui: httpx.Client, demo: DemoStore) -> None:
+    raw = twin(ui, "/artifacts?filter=" + quote("type = 'ImpressionLog'") + "&order=-created_at")["items"][0]
+    html = page(ui, f"/impact/{raw['id'][:10]}")
+    assert "What did this touch?" in html and 'id="impact-summary"' in html
+    assert [m for m in re.findall(r'<h2 data-rank="(\w+)">(\w+)', html)][:2] == [("deployed", "PushedModel"),
+                                                                                 ("model", "Model")]
+    assert f'href="/artifacts/{demo.model_id}"' in html and "not deployed" in html
+    data = twin(ui, f"/impact/{raw['id']}")
+    groups = data["impact"]["groups"]
+    assert [a["artifact"]["id"] for a in groups[1]["artifacts"]] == [demo.model_id]
+    assert groups[1]["artifacts"][0]["made_by"] == "Trainer"
+    assert {s["name"] for s in data["impact"]["steps"]} >= {"trainer", "pusher"}
+    assert ui.get("/impact/ffffffff-0000.json").json()["error"]["code"] == "not_found"
+    assert "is an execution, not an artifact" in page(ui, f"/impact/{demo.trainer_ids[0]}", 404)
+
+
 def test_charts_are_downsampled_series_per_run(ui: httpx.Client, demo: DemoStore) -> None:
     runs = ",".join(demo.trainer_ids)
     data = twin(ui, f"/charts?runs={runs}&key=loss")

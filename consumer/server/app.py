@@ -50,9 +50,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 DESCRIPTION = """The lineage graph of metatrail over HTTP: lists with the filter language and
-keyset paging, nodes with their neighbourhood, lineage, comparisons, metric histories,
-event delivery (`POST /events`), OpenLineage events (`POST /lineage`, `/lineage/batch`), dead
-letters, status, tokens.
+keyset paging, nodes with their neighbourhood, lineage, comparisons, diffs and impact,
+metric histories, event delivery (`POST /events`), OpenLineage events (`POST /lineage`,
+`/lineage/batch`), dead letters, status, tokens.
 
 Authentication: `Authorization: Bearer <token>` (`metatrail token create --scope read|write|admin`).
 Errors are always `{"error": {"code": ..., "message": ...}}`."""

@@ -254,6 +254,135 @@ class MetricHistoryOut(_Out):
     series: list[SeriesOut]
 
 
+# --- diff and impact ------------------------------------------------------------------------
+class ValueChangeOut(_Out):
+    key: str
+    a: Any = Field(description="A's value (null where A lacks it).")
+    b: Any = Field(description="B's value (null where B lacks it).")
+    change: Literal["added", "removed", "changed"]
+    delta: Number | None = Field(None, description="b - a, for numbers.")
+    relative: Number | None = Field(None, description="delta / |a|, for numbers (null when a is 0).")
+
+
+class ArtifactPairOut(_Out):
+    role: str
+    type: str | None
+    status: Literal["same", "equal", "changed", "added", "removed"]
+    a: ArtifactOut | None
+    b: ArtifactOut | None
+    fields: list[ValueChangeOut] = Field([], description="uri, digest, version, name, state, type that differ.")
+    properties: list[ValueChangeOut] = Field([], description="Properties that moved, largest relative change first.")
+
+
+class CacheOriginOut(_Out):
+    a_state: str | None
+    b_state: str | None
+    a_cached_from: str | None
+    b_cached_from: str | None
+    b_reused_a: bool
+
+
+class TimingOut(_Out):
+    a_seconds: Number | None
+    b_seconds: Number | None
+    delta_seconds: Number | None
+
+
+class StepPairOut(_Out):
+    key: str = Field(description="The step's place, from the target upstream (<role<Type hops).")
+    kind: Literal["lineage", "observer", "consumer"]
+    depth: int = Field(description="Steps from the target (its producer is 1); higher is more upstream.")
+    type: str | None
+    name: str | None
+    status: Literal["same", "unchanged", "changed", "added", "removed"]
+    a: ExecutionOut | None
+    b: ExecutionOut | None
+    inputs: list[ArtifactPairOut] = []
+    outputs: list[ArtifactPairOut] = []
+    parameters: list[ValueChangeOut] = []
+    code: list[ValueChangeOut] = []
+    environment: list[ValueChangeOut] = []
+    state: ValueChangeOut | None = None
+    cache: CacheOriginOut | None = None
+    timing: TimingOut | None = None
+
+
+class SliceDeltaOut(_Out):
+    slice: str
+    a: Number | None
+    b: Number | None
+    delta: Number | None
+    relative: Number | None
+
+
+class MetricDeltaOut(_Out):
+    step: str
+    metric: str
+    a: Number | None
+    b: Number | None
+    delta: Number | None
+    relative: Number | None
+    slices: list[SliceDeltaOut] = Field([], description="Largest drop first.")
+
+
+class VerdictOut(_Out):
+    text: str = Field(description="The most upstream change, why there is no alignment, or that nothing differs.")
+    first: str | None = Field(None, description="The key of the step where the first change is.")
+    chain: list[str] = Field([], description="What the change flowed through to B.")
+    observed: list[str] = Field([], description="What the checks and the target's readers saw change.")
+    largest_drop: str | None = None
+
+
+AnyNodeOut = Annotated[ArtifactOut | ExecutionOut | ContextOut, Field(discriminator="kind")]
+
+
+class DiffOut(_Out):
+    a: AnyNodeOut
+    b: AnyNodeOut
+    aligned: bool = Field(description="False for two targets of different pipelines: note says why.")
+    verdict: VerdictOut
+    target: ArtifactPairOut | None = None
+    steps: list[StepPairOut] = Field([], description="Aligned steps, most upstream first.")
+    metrics: list[MetricDeltaOut] = Field([], description="The targets' metrics side by side, largest drop first.")
+    pipelines: dict[str, list[str]] = {}
+    counts: dict[str, int] = Field({}, description="Steps per status.")
+    note: str | None = None
+    truncated: bool = Field(False, description="A lineage walk hit its hop or node limit.")
+
+
+class ImpactedArtifactOut(_Out):
+    artifact: ArtifactOut
+    hops: int
+    made_by: str | None = Field(description="The type of the step that made it.")
+    deployed: bool | None = Field(description="Its pushed/deployed property; null when it has none.")
+
+
+class ImpactGroupOut(_Out):
+    type: str | None
+    rank: Literal["deployed", "model", "other"]
+    artifacts: list[ImpactedArtifactOut] = Field(description="Nearest first.")
+
+
+class RetriggeredStepOut(_Out):
+    id: str
+    name: str
+    pipeline: str | None
+    policy: str
+    slots: dict[str, str] = Field(description="Input slot -> type, the slots the impacted types feed.")
+    filters: dict[str, str | None]
+    hops: int
+
+
+class ImpactOut(_Out):
+    source: ArtifactOut
+    groups: list[ImpactGroupOut] = Field(description="Downstream by type: deployed artifacts, then models, then the rest.")
+    executions: list[ExecutionOut] = Field(description="The executions downstream (that read bad data).")
+    steps: list[RetriggeredStepOut] = Field(description="Registered steps fixed data would start again.")
+    pipelines: list[str]
+    counts: dict[str, int] = {}
+    truncated: bool = False
+
+
 # --- events ---------------------------------------------------------------------------------
 class RejectedEvent(_Out):
     index: int = Field(description="Position of the event in the request (0-based).")

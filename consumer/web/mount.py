@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from metatrail.consumer.web import assets
 from metatrail.consumer.web.auth import install_login
 from metatrail.consumer.web.pages import add_page
-from metatrail.consumer.web.views import charts, compare, home, lineage, nodes, slices, tables
+from metatrail.consumer.web.views import charts, compare, diff, home, lineage, nodes, slices, tables
 
 STATIC_URL = "/static"
 
@@ -25,7 +25,7 @@ def mount_ui(app: FastAPI, *, api_info: dict[str, Any] | None = None, static: Pa
     app.state.ui_api_info = api_info or {}
     app.mount(STATIC_URL, StaticFiles(directory=static, check_dir=False), name="ui-static")
     install_login(app)
-    for module in (home, tables, nodes, lineage, compare, charts, slices):
+    for module in (home, tables, nodes, lineage, compare, diff, charts, slices):
         for path, template, build in module.PAGES:
             add_page(app, path, template, build, missing)
     nodes.install_retire(app)

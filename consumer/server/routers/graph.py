@@ -1,4 +1,5 @@
-"""``/lineage``, ``/compare`` and ``/metrics/history``: the questions a team asks of the graph."""
+"""``/lineage``, ``/compare``, ``/diff``, ``/impact`` and ``/metrics/history``: the questions a
+team asks of the graph."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from metatrail.consumer.query.lineage import DEFAULT_MAX_HOPS
 from metatrail.consumer.server import http_models as hm
 from metatrail.consumer.server.dependencies import StoreDep, require
 from metatrail.consumer.server.errors import ApiError
@@ -69,6 +71,34 @@ def compare(
             rows.append({"section": section, "key": key, "values": values,
                          "differs": any(v != values[0] for v in values[1:])})
     return json_body({"columns": data["columns"], "rows": rows})
+
+
+@router.get("/diff", response_model=hm.DiffOut, summary="Why two models (or runs) differ")
+def diff(
+    store: StoreDep,
+    a: Annotated[str, Query(min_length=1, max_length=64, description="A: a model (any artifact), execution or run id, or prefix.")],
+    b: Annotated[str, Query(min_length=1, max_length=64, description="B: one of the same kind.")],
+    depth: Annotated[int, Query(ge=0, le=100, description="Hop limit of each lineage walk (edges).")] = DEFAULT_MAX_HOPS,
+) -> JSONBody:
+    """Both upstream lineages aligned step by step, what differs in each aligned pair
+    (inputs, parameters, code, environment, cache origin, properties), the targets' metrics
+    side by side with per-slice deltas (largest drop first), and a verdict naming the most
+    upstream change: what `metatrail diff A B --json` prints. Two nodes of different kinds
+    are a 400."""
+    return json_body(store.diff(a, b, max_hops=depth).to_json())
+
+
+@router.get("/impact", response_model=hm.ImpactOut, summary="What a bad artifact touched")
+def impact(
+    store: StoreDep,
+    artifact: Annotated[str, Query(min_length=1, max_length=64, description="The artifact found bad (id or prefix).")],
+    depth: Annotated[int, Query(ge=0, le=100, description="Hop limit of the walk downstream (edges).")] = DEFAULT_MAX_HOPS,
+) -> JSONBody:
+    """Everything downstream of `artifact` grouped by type (deployed artifacts and models
+    first), the executions that read it, and the registered steps fixed data would start
+    again: what `metatrail impact ID --json` prints. Retiring is a write: the CLI's
+    `--retire`, or `POST /artifacts/{id}/retire` per artifact."""
+    return json_body(store.impact(artifact, max_hops=depth).to_json())
 
 
 @router.get("/metrics/history", response_model=hm.MetricHistoryOut, summary="A metric over steps, downsampled")
