@@ -216,6 +216,22 @@ def start_broker(tmp: Path) -> tuple[str, Any]:
     return broker.bootstrap, broker
 
 
+def fresh_postgres_store(name: str) -> tuple[Any, str, str]:
+    """A new PostgreSQL database ``<name>_<pid>`` with metatrail's schema, on the server of
+    ``METATRAIL_TEST_POSTGRES_URL``: (its admin engine, the database's name, its store URL).
+    The caller drops it (``DROP DATABASE ... WITH (FORCE)``) and disposes the engine."""
+    admin_url = os.environ.get("METATRAIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    db = f"{name}_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {db}"))
+    store_url = admin.url.set(database=db).render_as_string(hide_password=False)
+    engine = open_engine(store_url)
+    upgrade(engine)
+    engine.dispose()
+    return admin, db, store_url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -235,15 +251,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="mt-e2e-"))
     bootstrap, broker = start_broker(tmp)
-    admin_url = os.environ.get("METATRAIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    db = f"mt_bench_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {db}"))
-    store_url = admin.url.set(database=db).render_as_string(hide_password=False)
-    engine = open_engine(store_url)
-    upgrade(engine)
-    engine.dispose()
+    admin, db, store_url = fresh_postgres_store("mt_bench")
     prefix = f"bench-{os.getpid()}"
     settings = load_settings(
         transport="kafka", kafka_bootstrap=bootstrap, kafka_topic_prefix=prefix, kafka_group=f"{prefix}-g",

@@ -44,13 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kafka import KafkaAdminClient  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
-from bench.e2e_bench import consumer_main, producer, start_broker, wait_balanced  # noqa: E402
+from bench.e2e_bench import consumer_main, fresh_postgres_store, producer, start_broker, wait_balanced  # noqa: E402
 from metatrail.consumer.openlineage.mapping import decode_openlineage  # noqa: E402
 from metatrail.consumer.service.topics import ensure_topics  # noqa: E402
-from metatrail.consumer.store.engine import open_engine  # noqa: E402
-from metatrail.consumer.store.migrate import upgrade  # noqa: E402
 from metatrail.schemas.ids import new_id  # noqa: E402
 from metatrail.schemas.settings import Settings, load_settings  # noqa: E402
 
@@ -179,15 +177,7 @@ def serve_phase(args: argparse.Namespace, messages: list[tuple[bytes, bytes]]) -
     """``metatrail serve`` on a fresh PostgreSQL database, the workload posted to it."""
     import socket
 
-    admin_url = os.environ.get("METATRAIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    db = f"mt_olhttp_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {db}"))
-    store_url = admin.url.set(database=db).render_as_string(hide_password=False)
-    engine = open_engine(store_url)
-    upgrade(engine)
-    engine.dispose()
+    admin, db, store_url = fresh_postgres_store("mt_olhttp")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -283,15 +273,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="mt-olbench-"))
     bootstrap, broker = start_broker(tmp)
-    admin_url = os.environ.get("METATRAIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    db = f"mt_olbench_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {db}"))
-    store_url = admin.url.set(database=db).render_as_string(hide_password=False)
-    engine = open_engine(store_url)
-    upgrade(engine)
-    engine.dispose()
+    admin, db, store_url = fresh_postgres_store("mt_olbench")
     prefix = f"olbench-{os.getpid()}"
     settings = load_settings(
         transport="kafka", kafka_bootstrap=bootstrap, kafka_topic_prefix=prefix, kafka_group=f"{prefix}-g",
