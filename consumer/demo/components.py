@@ -132,13 +132,13 @@ def schema_gen(feature_spec: Artifact) -> Artifact:
     return Artifact(str(path), type="Schema", name="ctr-schema", properties={"features": len(schema["features"])})
 
 
-@step(inputs={"statistics": "Statistics"}, outputs=["ExampleAnomalies"], pipeline=PIPELINE, type="ExampleValidator")
-def example_validator(statistics: Artifact) -> Artifact:
+@step(inputs={"statistics": "Statistics", "schema": "Schema"}, outputs=["ExampleAnomalies"], pipeline=PIPELINE,
+      type="ExampleValidator")
+def example_validator(statistics: Artifact, schema: Artifact) -> Artifact:
     """Anomalies of the statistics against the pipeline's schema, and drift against the
-    previous statistics of the pipeline (the baseline)."""
-    schema = _lookup("Schema", "schema")
-    if schema is None:
-        raise RuntimeError("no Schema in the pipeline yet")
+    previous statistics of the pipeline (the baseline). The schema is an input, not a
+    lookup: SchemaGen runs beside ExampleGen, and through Kafka its output may be applied
+    after the statistics are, so the validator waits for both."""
     baseline = _lookup("Statistics", "baseline", f"id != '{statistics.id}'")
     base = _read_json(baseline) if baseline is not None else None
     found = analysis.validate(_read_json(statistics), _read_json(schema), base)
@@ -154,13 +154,10 @@ def example_validator(statistics: Artifact) -> Artifact:
     )
 
 
-@step(inputs={"examples": "Examples"}, outputs=["Model"], pipeline=PIPELINE, type="Trainer")
-def trainer(examples: Artifact, epochs: int = 6) -> Artifact:
+@step(inputs={"examples": "Examples", "schema": "Schema"}, outputs=["Model"], pipeline=PIPELINE, type="Trainer")
+def trainer(examples: Artifact, schema: Artifact, epochs: int = 6) -> Artifact:
     """Train the click-through model on the train split (Keras or numpy) with the
-    pipeline's schema."""
-    schema = _lookup("Schema", "schema")
-    if schema is None:
-        raise RuntimeError("no Schema in the pipeline yet")
+    pipeline's schema (an input: it may be applied after the examples, see the validator)."""
     framework = TRAINER if TRAINER != "auto" else ("keras" if model.keras_available() else "numpy")
     log_params({"framework": framework})
     train = data.read_csv(Path(examples.uri) / "train.csv")
