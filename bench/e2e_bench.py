@@ -32,6 +32,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,6 +218,28 @@ def start_broker(tmp: Path) -> tuple[str, Any]:
     return broker.bootstrap, broker
 
 
+@contextmanager
+def consumer_group(script: str, settings: Settings, outs: list[Path], partitions: int) -> Iterator[list[Any]]:
+    """One consumer process per ``outs`` file (``script --role consumer``, which calls
+    ``consumer_main``), yielded once each says it is ready and the group holds
+    ``partitions`` partitions; stopped with SIGTERM (each finishes its batch) on exit."""
+    procs = [subprocess.Popen([sys.executable, script, "--role", "consumer", "--settings-json",
+                               settings.model_dump_json(), "--out", str(out)], stdout=subprocess.PIPE, text=True)
+             for out in outs]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit("consumer did not start")
+        wait_balanced(outs, partitions)
+        yield procs
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=120)
+
+
 def fresh_postgres_store(name: str) -> tuple[Any, str, str]:
     """A new PostgreSQL database ``<name>_<pid>`` with metatrail's schema, on the server of
     ``METATRAIL_TEST_POSTGRES_URL``: (its admin engine, the database's name, its store URL).
@@ -260,23 +284,10 @@ def main() -> None:
         store_url=store_url,
     )
     ensure_topics(settings)
+    print(f"generating {args.events} pipeline events ...", flush=True)
+    messages = workload_messages(args.events)
     outs = [tmp / f"consumer-{i}.json" for i in range(args.consumers)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--role", "consumer", "--settings-json", settings.model_dump_json(),
-             "--out", str(out)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        for out in outs
-    ]
-    try:
-        print(f"generating {args.events} pipeline events ...", flush=True)
-        messages = workload_messages(args.events)
-        for proc in procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise SystemExit("consumer did not start")
-        wait_balanced(outs, 2 * args.partitions)  # the events topic's and <prefix>.openlineage's
+    with consumer_group(__file__, settings, outs, 2 * args.partitions):  # events and <prefix>.openlineage
         print("throughput phase ...", flush=True)
         tp = throughput_phase(settings, messages)
         print(f"  {tp['events']} events end to end in {tp['end_to_end_s']} s: {tp['events_per_s']} events/s "
@@ -284,11 +295,6 @@ def main() -> None:
         rate = tp["events_per_s"] * args.latency_fraction
         print(f"latency phase at {rate:.0f} events/s for {args.latency_s:g} s ...", flush=True)
         lp = latency_phase(settings, rate, args.latency_s, already=len(messages))
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=120)
     consumer_outs = [json.loads(out.read_text()) for out in outs]
     lat = sorted(x for c in consumer_outs for x in c["latencies_ms"])
     q = statistics.quantiles(lat, n=100) if len(lat) >= 100 else [float("nan")] * 99

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from kafka import KafkaAdminClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from bench.e2e_bench import consumer_main, fresh_postgres_store, producer, start_broker, wait_balanced  # noqa: E402
+from bench.e2e_bench import consumer_group, consumer_main, fresh_postgres_store, producer, start_broker  # noqa: E402
 from metatrail.consumer.openlineage.mapping import decode_openlineage  # noqa: E402
 from metatrail.consumer.service.topics import ensure_topics  # noqa: E402
 from metatrail.schemas.ids import new_id  # noqa: E402
@@ -283,16 +283,8 @@ def main() -> None:
     )
     ensure_topics(settings)
     outs = [tmp / f"consumer-{i}.json" for i in range(args.consumers)]
-    procs = [subprocess.Popen([sys.executable, __file__, "--role", "consumer", "--settings-json",
-                               settings.model_dump_json(), "--out", str(out)], stdout=subprocess.PIPE, text=True)
-             for out in outs]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise SystemExit("consumer did not start")
-        # Both topics have --partitions partitions: the group holds twice as many.
-        wait_balanced(outs, 2 * args.partitions)
+    # Both topics have --partitions partitions: the group holds twice as many.
+    with consumer_group(__file__, settings, outs, 2 * args.partitions) as procs:
         print("kafka phase ...", flush=True)
         started_cpu = {p.pid: cpu_seconds(p.pid) for p in procs}
         kp = kafka_phase(settings, messages)
@@ -302,11 +294,6 @@ def main() -> None:
         print(f"  CPU per event: consumers {cpu['consumer_cpu_us_per_event']} µs, PostgreSQL "
               f"{cpu['postgres_cpu_us_per_event']} µs: {cpu['two_core_capacity_events_per_s']} events/s on two "
               f"otherwise idle cores", flush=True)
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=120)
     stats = [json.loads(out.read_text())["stats"] for out in outs]
     result = {
         "benchmark": "openlineage: OpenLineage events -> <prefix>.openlineage -> consume -> PostgreSQL (committed)",
