@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from sqlalchemy import Engine
 
 from metatrail import Store
@@ -65,3 +67,57 @@ def test_wide_fan_out_and_size_limit(engine: Engine) -> None:
     one = store.lineage(gid("m7"), "upstream")
     assert [n.name for n in one.nodes] == ["m7", "t7", "hub"]
     assert store.count("artifact", f"downstream_of('{gid('hub')}')") == 300
+
+
+def _reference(edges: list[tuple[str, str]], start: str, direction: str, max_hops: int) -> tuple[dict[str, int], bool]:
+    """Breadth-first distances over (source, target) pairs, and whether a node lies one
+    hop beyond ``max_hops``: what ``Store.lineage`` must answer, computed without SQL."""
+    nexts: dict[str, set[str]] = {}
+    for source, target in edges:
+        a, b = (source, target) if direction == "downstream" else (target, source)
+        nexts.setdefault(a, set()).add(b)
+    depths, frontier, truncated = {start: 0}, [start], False
+    for hop in range(1, max_hops + 2):
+        frontier = sorted({n for f in frontier for n in nexts.get(f, ()) if n not in depths})
+        if hop > max_hops:
+            truncated = bool(frontier)
+            break
+        depths.update((n, hop) for n in frontier)
+    return depths, truncated
+
+
+def test_random_graphs_match_a_reference_walk(engine: Engine) -> None:
+    """Random layered graphs (fan-in, fan-out, shared inputs): every hop limit, from
+    artifacts and from executions, both ways, gives the reference's nodes, distances,
+    edges and ``truncated``."""
+    rng = random.Random(11)
+    g = GraphBuilder()
+    layers: list[list[str]] = [[f"a0-{i}" for i in range(4)]]
+    for name in layers[0]:
+        g.artifact(name, "Dataset", 0)
+    pairs: list[tuple[str, str]] = []
+    for depth in range(1, 6):
+        layer = []
+        for i in range(rng.randint(2, 5)):
+            inputs = rng.sample([a for lay in layers for a in lay], rng.randint(1, 3))
+            outputs = [f"a{depth}-{i}-{k}" for k in range(rng.randint(1, 2))]
+            for out in outputs:
+                g.artifact(out, "Dataset", depth)
+            g.execution(f"x{depth}-{i}", "Step", depth - 0.5, inputs=inputs, outputs=outputs)
+            pairs += [(gid(a), gid(f"x{depth}-{i}")) for a in inputs]
+            pairs += [(gid(f"x{depth}-{i}"), gid(out)) for out in outputs]
+            layer += outputs
+        layers.append(layer)
+    g.apply(engine)
+    store = Store(engine)
+    starts = ["a0-0", "a0-3", "x2-0", "x3-1", layers[2][0], layers[5][-1]]
+    for start in starts:
+        for direction in ("upstream", "downstream"):
+            for hops in range(0, 9):
+                graph = store.lineage(gid(start), direction, max_hops=hops)  # type: ignore[arg-type]
+                depths, truncated = _reference(pairs, gid(start), direction, hops)
+                where = f"{start} {direction} {hops}"
+                assert graph.depths == depths, where
+                assert graph.truncated == truncated, where
+                assert sorted((e.source, e.target) for e in graph.edges) == sorted(
+                    p for p in pairs if p[0] in depths and p[1] in depths), where

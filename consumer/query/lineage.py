@@ -67,7 +67,9 @@ def lineage_graph(
     """The lineage subgraph around ``start`` (see ``Store.lineage``)."""
     """Raises ``NotFoundError`` when ``start`` is neither an artifact nor an execution."""
     directions = ("upstream", "downstream") if direction == "both" else (direction,)
-    walked = {d: set(walk_edges(raw, start, d, max_hops + 1)) for d in directions}
+    # Walking artifacts to ``max_hops`` is enough to see one hop beyond it (``truncated``):
+    # the walk returns every edge of the executions next to each artifact it reaches.
+    walked = {d: set(walk_edges(raw, start, d, max_hops)) for d in directions}
     start_kind = _kind_from_edges(start, walked) or node_kind(raw, start)
     if start_kind is None:
         resolve(raw, start, ("artifact", "execution"))  # names what the id is instead, if anything
