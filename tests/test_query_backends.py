@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import random
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
 
 from metatrail import Store
+from metatrail.consumer.apply import apply_events
 from metatrail.consumer.query import Artifact, Context
 from metatrail.consumer.store.engine import open_engine
 from metatrail.schemas.errors import AmbiguousIdError, FilterError, NotFoundError
-from tests.fixtures.graphs import LONG_PREFIX, gid, pipeline_graph
+from metatrail.schemas import ExecutionCompleted, MetricPoint, MetricsLogged
+from tests.fixtures.graphs import LONG_PREFIX, T0, gid, pipeline_graph
 
 
 @pytest.fixture
@@ -203,3 +208,37 @@ def _common_prefix(a: str, b: str) -> str:
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1
     return a[:n]
+
+
+def _reference_extremes(values: list[float], lo: int, width: int) -> set[tuple[int, float | str]]:
+    """Per step bucket: the lowest and the highest finite sample (ties: the first step)
+    and the first non-finite one, as (step, value)."""
+    kept: set[tuple[int, float | str]] = set()
+    for start in range(lo, len(values), width):
+        span = list(range(start, min(start + width, len(values))))
+        finite = [i for i in span if math.isfinite(values[i])]
+        if finite:
+            kept.add((min(finite, key=lambda i: (values[i], i)), values[min(finite, key=lambda i: (values[i], i))]))
+            high = min(finite, key=lambda i: (-values[i], i))
+            kept.add((high, values[high]))
+        odd = [i for i in span if not math.isfinite(values[i])]
+        if odd:
+            kept.add((odd[0], repr(values[odd[0]])))
+    return kept
+
+
+def test_downsampled_series_keeps_each_buckets_extremes(engine: Engine) -> None:
+    """Ties (values rounded to a tenth) and non-finite samples: every backend keeps what the
+    reference keeps, the first step of a tied extreme included."""
+    rng = random.Random(8)
+    values = [round(rng.random(), 1) for _ in range(3000)]
+    for i in rng.sample(range(3000), 40):
+        values[i] = rng.choice([math.nan, math.inf, -math.inf])
+    ex = uuid.UUID(int=77)
+    points = [MetricPoint(key="loss", value=v, step=i, timestamp=T0) for i, v in enumerate(values)]
+    apply_events(engine, [ExecutionCompleted(execution_id=ex, type="Trainer")]
+                 + [MetricsLogged(execution_id=ex, points=points[i:i + 500]) for i in range(0, 3000, 500)])
+    (series,) = Store(engine).metric_series("loss", executions=[str(ex)], max_points=300)
+    assert series.total == 3000 and series.downsampled
+    got = {(p.step, p.value if math.isfinite(p.value) else repr(p.value)) for p in series.points}
+    assert got == _reference_extremes(values, 0, 30)  # 300 points: 100 buckets of 30 steps

@@ -97,6 +97,8 @@ def _bucket_extremes(raw: Raw, column: str, params: list[Any], lo: int, hi: int,
     total, odd = int(counts[0]), int(counts[1])
     if raw.dialect == "sqlite":
         rows = _sqlite_extremes(raw, where, params, lo, hi, width)
+    elif raw.dialect == "postgresql" and max(abs(lo), abs(hi)) <= _EXACT_IN_DOUBLE:
+        rows = _array_extremes(raw, where, params, lo, width)
     else:
         rows = _grouped_extremes(raw, column, params, lo, width)
     if odd:
@@ -133,10 +135,28 @@ def _sqlite_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, 
     return [(step, v, None) for step, pair in extremes.items() for v in set(pair)]
 
 
+#: Largest step a double holds exactly (PostgreSQL's ``ARRAY[value, step]`` is of doubles).
+_EXACT_IN_DOUBLE = 2**53
+
+
+def _array_extremes(raw: Raw, where: str, params: list[Any], lo: int, width: int) -> list[tuple[Any, ...]]:
+    """PostgreSQL: each bucket's lowest and highest sample with its step in one hashed
+    grouping, one pass over the covering index. ``MIN(ARRAY[value, step])`` orders by
+    value, then step; the highest takes ``-step``, so ties keep the first step, as
+    ``_grouped_extremes`` does."""
+    sql = (f"SELECT MIN(ARRAY[value, step]), MAX(ARRAY[value, -step]) FROM mt_metrics "
+           f"WHERE {where} AND step IS NOT NULL AND value IS NOT NULL GROUP BY (step - {int(lo)}) / {int(width)}")
+    rows: list[tuple[Any, ...]] = []
+    for low, high in raw.rows(sql, params):
+        rows.append((int(low[1]), low[0], None))
+        rows.append((-int(high[1]), high[0], None))
+    return rows
+
+
 def _grouped_extremes(raw: Raw, column: str, params: list[Any], lo: int, width: int) -> list[tuple[Any, ...]]:
-    """PostgreSQL, MariaDB: each bucket's MIN and MAX by one hashed grouping, then the
-    samples holding them by a join on (bucket, value): two passes over the covering index,
-    no sort of the series."""
+    """MariaDB (and PostgreSQL beyond double-exact steps): each bucket's MIN and MAX by one
+    hashed grouping, then the samples holding them by a join on (bucket, value): two passes
+    over the covering index, no sort of the series."""
     div = "DIV" if raw.dialect in ("mysql", "mariadb") else "/"
     bucket = f"((m.step - {int(lo)}) {div} {int(width)})"
     owner = _where(raw, column, "m.")
