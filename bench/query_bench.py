@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
 from metatrail.consumer.apply import apply_events  # noqa: E402
 from metatrail.consumer.query import Store  # noqa: E402
@@ -152,18 +152,18 @@ def load_metatrail(url: str, runs: int, batch_runs: int = 150) -> float:
                 print(f"    loaded {plan['run'] + 1}/{runs} runs ({time.perf_counter() - start:.0f} s)", flush=True)
     if batch:
         apply_events(engine, batch)
-    analyze(engine)
+    analyze(engine, vacuum=True)
     engine.dispose()
     return time.perf_counter() - start
 
 
-def analyze(engine: Any) -> None:
-    """PostgreSQL: refresh planner statistics, as autovacuum would (it may be off, as on
-    the test machine). SQLite is left without statistics: see the report in query.json."""
+def analyze(engine: Any, vacuum: bool = False) -> None:
+    """PostgreSQL: refresh planner statistics, and with ``vacuum`` the visibility map too
+    (index-only scans then skip the table), as autovacuum would (it may be off, as on the
+    test machine). SQLite is left without statistics: see the report in query.json."""
     if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            conn.commit()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE" if vacuum else "ANALYZE"))
 
 
 def timed(fn: Callable[[], Any], samples: int) -> dict[str, float]:
@@ -362,12 +362,16 @@ def statement_only(store: Store, path: Path, filter_: str, samples: int) -> dict
         conn.close()
 
 
-def pg_database() -> tuple[str, Callable[[], None]] | None:
+def pg_database(template: str | None = None) -> tuple[str, Callable[[], None], bool] | None:
+    """A new PostgreSQL database (dropped by the returned callable): a copy of ``template``
+    when that database exists (then True), else empty. None: no server to reach."""
     try:
         admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         name = f"mt_query_bench_{os.getpid()}"
         with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
+            copied = template is not None and conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": template}).first() is not None
+            conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if copied else "")))
     except Exception as exc:  # unreachable server: skip PostgreSQL
         print(f"  PostgreSQL unavailable ({exc}); skipped")
         return None
@@ -377,7 +381,17 @@ def pg_database() -> tuple[str, Callable[[], None]] | None:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
 
-    return admin.url.set(database=name).render_as_string(hide_password=False), drop
+    return admin.url.set(database=name).render_as_string(hide_password=False), drop, copied
+
+
+def keep_database(url: str, template: str) -> None:
+    """Copy the database of ``url`` to ``template`` (a later run's starting point)."""
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    source = make_url(url).database
+    with admin.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{source}'"))
+        conn.execute(text(f"CREATE DATABASE {template} TEMPLATE {source}"))
+    admin.dispose()
 
 
 def main() -> int:
@@ -406,7 +420,7 @@ def main() -> int:
                 made = pg_database()
                 if made is None:
                     continue
-                url, cleanup = made
+                url, cleanup, _ = made
             try:
                 print(f"  {backend}: loading through apply_events...", flush=True)
                 load_s = load_metatrail(url, runs)

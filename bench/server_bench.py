@@ -17,6 +17,11 @@ bench/results/server.json.
 
     python bench/server_bench.py                   # ~100k nodes
     python bench/server_bench.py --nodes 1000000   # the full size
+
+A store built once can be measured again: ``--keep DIR`` keeps the built SQLite file and
+PostgreSQL database as templates (``DIR/server-bench-<runs>.db``, database
+``mt_server_bench_<runs>``) and a later run with the same ``--keep`` and ``--nodes`` copies
+them instead of building (every run measures, and posts into, a fresh copy).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -42,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.query_bench import NODES_PER_RUN, RAW_EVERY, T0, load_metatrail, nid, pg_database, plan_events, plans  # noqa: E402
+from bench.query_bench import (  # noqa: E402
+    NODES_PER_RUN, RAW_EVERY, T0, analyze, keep_database, load_metatrail, nid, pg_database, plan_events, plans)
 from metatrail.consumer.apply import apply_events  # noqa: E402
 from metatrail.consumer.store.engine import open_engine  # noqa: E402
 from metatrail.schemas import ExecutionCompleted, MetricPoint, MetricsLogged  # noqa: E402
@@ -65,6 +72,7 @@ def add_history(url: str) -> None:
         events.append(MetricsLogged(execution_id=HISTORY_EXECUTION, points=points))
     for i in range(0, len(events), 5):
         apply_events(engine, events[i:i + 5])
+    analyze(engine, vacuum=True)
     engine.dispose()
 
 
@@ -185,6 +193,42 @@ def post_events(api: httpx.Client, url: str, runs: int, batches: int, batch_size
             "http_over_in_process": round((applied / seconds) / (batches * batch_size / direct_s), 2)}
 
 
+def fresh_store(
+    backend: str, runs: int, scratch: Path, keep: Path | None
+) -> tuple[str, Callable[[], None], float | None] | None:
+    """A bench store to measure: built now (seconds taken), or copied from the template
+    that ``keep`` holds (load time then None). None: the backend is unavailable."""
+    if backend == "sqlite":
+        url = f"sqlite:///{scratch / 'metatrail.db'}"
+        template = keep / f"server-bench-{runs}.db" if keep else None
+        if template is not None and template.exists():
+            shutil.copyfile(template, scratch / "metatrail.db")
+            return url, lambda: None, None
+        load_s = build(url, runs)
+        if template is not None:
+            keep.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+            shutil.copyfile(scratch / "metatrail.db", template)
+        return url, lambda: None, load_s
+    template_db = f"mt_server_bench_{runs}" if keep else None
+    made = pg_database(template_db)
+    if made is None:
+        return None
+    url, cleanup, copied = made
+    if copied:
+        return url, cleanup, None
+    load_s = build(url, runs)
+    if template_db is not None:
+        keep_database(url, template_db)
+    return url, cleanup, load_s
+
+
+def build(url: str, runs: int) -> float:
+    print("    loading through apply_events...", flush=True)
+    load_s = load_metatrail(url, runs)
+    add_history(url)
+    return load_s
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100_000)
@@ -192,6 +236,7 @@ def main() -> int:
     parser.add_argument("--event-batches", type=int, default=40)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", type=Path, help="keep built stores here as templates, and reuse them")
     args = parser.parse_args()
     runs = max(1, args.nodes // NODES_PER_RUN)
     rng = random.Random(13)
@@ -206,27 +251,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mt-server-bench-") as tmp:
         scratch = Path(tmp)
         for backend in filter(None, args.backends.split(",")):
-            cleanup: Callable[[], None] = lambda: None  # noqa: E731
-            if backend == "sqlite":
-                url = f"sqlite:///{scratch / 'metatrail.db'}"
-            else:
-                made = pg_database()
-                if made is None:
-                    continue
-                url, cleanup = made
+            made = fresh_store(backend, runs, scratch, args.keep)
+            if made is None:
+                continue
+            url, cleanup, load_s = made
             try:
-                print(f"  {backend}: loading through apply_events...", flush=True)
-                load_s = load_metatrail(url, runs)
-                add_history(url)
                 proc, base = start_server(url, scratch)
                 try:
                     row = measure(base, url, runs, args.samples, args.event_batches, rng)
                 finally:
                     proc.terminate()
                     proc.wait(60)
-                row["load_s"] = round(load_s, 1)
+                row["load_s"] = None if load_s is None else round(load_s, 1)
                 results["backends"][backend] = row
-                print(f"  {backend}: loaded in {load_s:.0f} s; wide lineage {row['lineage_wide_nodes']} nodes")
+                loaded = "copied from the kept store" if load_s is None else f"loaded in {load_s:.0f} s"
+                print(f"  {backend}: {loaded}; wide lineage {row['lineage_wide_nodes']} nodes")
                 for q in TARGETS_MS:
                     print(f"    {q:22s} p50 {row[q]['p50_ms']:8.2f} ms   p95 {row[q]['p95_ms']:8.2f} ms"
                           f"   (target p95 <= {TARGETS_MS[q]} ms)")

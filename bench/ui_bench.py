@@ -80,11 +80,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     runs = -(-args.executions // len(PIPELINE))
-    made = (args.store, lambda: None) if args.store else pg_database()
+    made = (args.store, lambda: None, False) if args.store else pg_database()
     if made is None:
         print("PostgreSQL unavailable: nothing measured")
         return 1
-    url, drop = made
+    url, drop, _ = made
     results: dict[str, Any] = {"benchmark": "ui", "python": platform.python_version(), "cpus": os.cpu_count(),
                                "backend": "postgresql", "executions": runs * len(PIPELINE), "pipeline_runs": runs,
                                "targets_ms": TARGETS_MS,
