@@ -93,14 +93,15 @@ def _bucket_extremes(raw: Raw, column: str, params: list[Any], lo: int, hi: int,
     width = max(1, -(-(hi - lo + 1) // buckets))
     where = _where(raw, column)
     stepped = f"FROM mt_metrics WHERE {where} AND step IS NOT NULL"
-    counts = raw.rows(f"SELECT COUNT(*), COUNT(nonfinite) {stepped}", params)[0]
-    total, odd = int(counts[0]), int(counts[1])
-    if raw.dialect == "sqlite":
-        rows = _sqlite_extremes(raw, where, params, lo, hi, width)
-    elif raw.dialect == "postgresql" and max(abs(lo), abs(hi)) <= _EXACT_IN_DOUBLE:
-        rows = _array_extremes(raw, where, params, lo, width)
+    if raw.dialect == "postgresql" and max(abs(lo), abs(hi)) <= _EXACT_IN_DOUBLE:
+        rows, total, odd = _array_extremes(raw, where, params, lo, width)
     else:
-        rows = _grouped_extremes(raw, column, params, lo, width)
+        counts = raw.rows(f"SELECT COUNT(*), COUNT(nonfinite) {stepped}", params)[0]
+        total, odd = int(counts[0]), int(counts[1])
+        if raw.dialect == "sqlite":
+            rows = _sqlite_extremes(raw, where, params, lo, hi, width)
+        else:
+            rows = _grouped_extremes(raw, column, params, lo, width)
     if odd:
         seen: set[int] = set()
         for step, nonfinite in raw.rows(f"SELECT step, nonfinite {stepped} AND nonfinite IS NOT NULL ORDER BY step",
@@ -139,18 +140,26 @@ def _sqlite_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, 
 _EXACT_IN_DOUBLE = 2**53
 
 
-def _array_extremes(raw: Raw, where: str, params: list[Any], lo: int, width: int) -> list[tuple[Any, ...]]:
-    """PostgreSQL: each bucket's lowest and highest sample with its step in one hashed
-    grouping, one pass over the covering index. ``MIN(ARRAY[value, step])`` orders by
-    value, then step; the highest takes ``-step``, so ties keep the first step, as
-    ``_grouped_extremes`` does."""
-    sql = (f"SELECT MIN(ARRAY[value, step]), MAX(ARRAY[value, -step]) FROM mt_metrics "
-           f"WHERE {where} AND step IS NOT NULL AND value IS NOT NULL GROUP BY (step - {int(lo)}) / {int(width)}")
+def _array_extremes(raw: Raw, where: str, params: list[Any], lo: int,
+                    width: int) -> tuple[list[tuple[Any, ...]], int, int]:
+    """PostgreSQL: each bucket's lowest and highest sample with its step, and its counts
+    of samples and of non-finite ones, in one hashed grouping: one pass over the covering
+    index. ``MIN(ARRAY[value, step])`` orders by value, then step; the highest takes
+    ``-step``, so ties keep the first step, as ``_grouped_extremes`` does. (The grouping
+    joined back to the series, as on MariaDB, could take minutes here once the planner
+    knew the table's size: it picked a nested loop over the bucket join.)"""
+    finite = "FILTER (WHERE value IS NOT NULL)"
+    sql = (f"SELECT MIN(ARRAY[value, step]) {finite}, MAX(ARRAY[value, -step]) {finite}, COUNT(*), "
+           f"COUNT(nonfinite) FROM mt_metrics WHERE {where} AND step IS NOT NULL "
+           f"GROUP BY (step - {int(lo)}) / {int(width)}")
     rows: list[tuple[Any, ...]] = []
-    for low, high in raw.rows(sql, params):
-        rows.append((int(low[1]), low[0], None))
-        rows.append((-int(high[1]), high[0], None))
-    return rows
+    total = odd = 0
+    for low, high, count, nonfinite in raw.rows(sql, params):
+        total, odd = total + int(count), odd + int(nonfinite)
+        if low is not None:
+            rows.append((int(low[1]), low[0], None))
+            rows.append((-int(high[1]), high[0], None))
+    return rows, total, odd
 
 
 def _grouped_extremes(raw: Raw, column: str, params: list[Any], lo: int, width: int) -> list[tuple[Any, ...]]:
