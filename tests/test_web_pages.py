@@ -225,6 +225,8 @@ def test_impact_page_lists_the_model_and_the_pushed_model_first(ui: httpx.Client
     assert [m for m in re.findall(r'<h2 data-rank="(\w+)">(\w+)', html)][:2] == [("deployed", "PushedModel"),
                                                                                  ("model", "Model")]
     assert f'href="/artifacts/{demo.model_id}"' in html and "not deployed" in html
+    # The group is of deployment records, not of deployed artifacts: its tag says so.
+    assert re.search(r'data-rank="deployed">PushedModel \(\d+\) <span class="tag"[^>]*>deployments<', html)
     data = twin(ui, f"/impact/{raw['id']}")
     groups = data["impact"]["groups"]
     assert [a["artifact"]["id"] for a in groups[1]["artifacts"]] == [demo.model_id]
