@@ -89,7 +89,7 @@ def _reference(edges: list[tuple[str, str]], start: str, direction: str, max_hop
 def test_random_graphs_match_a_reference_walk(engine: Engine) -> None:
     """Random layered graphs (fan-in, fan-out, shared inputs): every hop limit, from
     artifacts and from executions, both ways, gives the reference's nodes, distances,
-    edges and ``truncated``."""
+    edges and ``truncated``, and the frontier counts each node's neighbours left out."""
     rng = random.Random(11)
     g = GraphBuilder()
     layers: list[list[str]] = [[f"a0-{i}" for i in range(4)]]
@@ -121,3 +121,7 @@ def test_random_graphs_match_a_reference_walk(engine: Engine) -> None:
                 assert graph.truncated == truncated, where
                 assert sorted((e.source, e.target) for e in graph.edges) == sorted(
                     p for p in pairs if p[0] in depths and p[1] in depths), where
+                hidden = {n: (sum(1 for a, b in pairs if b == n and a not in depths),
+                              sum(1 for a, b in pairs if a == n and b not in depths)) for n in depths}
+                assert {f.id: (f.hidden_upstream, f.hidden_downstream) for f in store.frontier(graph)} == {
+                    n: counts for n, counts in hidden.items() if counts != (0, 0)}, where

@@ -5,6 +5,7 @@ shows "+N more" on those nodes and expands one at a time (a lineage call centred
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from metatrail.consumer.query.domain import LineageGraph, _JSON
 from metatrail.consumer.query.raw import CHUNK, Raw
@@ -20,26 +21,41 @@ class FrontierNode(_JSON):
     hidden_downstream: int
 
 
+_BY_ARTIFACT = "SELECT artifact_id, direction, execution_id, 'artifact' FROM mt_edges WHERE artifact_id IN "
+_BY_EXECUTION = "SELECT execution_id, direction, artifact_id, 'execution' FROM mt_edges WHERE execution_id IN "
+
+
 def frontier(raw: Raw, graph: LineageGraph) -> tuple[FrontierNode, ...]:
     """The nodes of ``graph`` that have neighbours outside it, ordered as ``graph.nodes``.
-    Two indexed lookups per 900 nodes (edges by artifact, edges by execution)."""
+    One statement of two indexed lookups (edges by artifact, edges by execution) when the
+    ids fit an IN list each; one per 900 ids otherwise."""
     kept = {n.id for n in graph.nodes}
     up: dict[str, set[str]] = {}
     down: dict[str, set[str]] = {}
     artifacts = [n.id for n in graph.nodes if n.kind == "artifact"]
     executions = [n.id for n in graph.nodes if n.kind == "execution"]
-    for part in chunks(artifacts, CHUNK):
-        sql = f"SELECT artifact_id, direction, execution_id FROM mt_edges WHERE artifact_id IN {raw.in_list(len(part))}"
-        for node, direction, other in raw.rows(sql, part):
-            if other not in kept:  # OUTPUT: an execution made it (upstream); INPUT: one read it
-                (up if direction == "OUTPUT" else down).setdefault(node, set()).add(other)
-    for part in chunks(executions, CHUNK):
-        sql = f"SELECT execution_id, direction, artifact_id FROM mt_edges WHERE execution_id IN {raw.in_list(len(part))}"
-        for node, direction, other in raw.rows(sql, part):
-            if other not in kept:  # INPUT: it read the artifact (upstream); OUTPUT: it made it
-                (up if direction == "INPUT" else down).setdefault(node, set()).add(other)
+    for node, direction, other, kind in _edges_of(raw, artifacts, executions):
+        if other in kept:
+            continue
+        # From an artifact, OUTPUT: an execution made it (upstream); INPUT: one read it.
+        # From an execution, INPUT: it read the artifact (upstream); OUTPUT: it made it.
+        upstream = direction == ("OUTPUT" if kind == "artifact" else "INPUT")
+        (up if upstream else down).setdefault(node, set()).add(other)
     return tuple(FrontierNode(n.id, len(up.get(n.id, ())), len(down.get(n.id, ())))
                  for n in graph.nodes if n.id in up or n.id in down)
+
+
+def _edges_of(raw: Raw, artifacts: list[str], executions: list[str]) -> list[tuple[Any, ...]]:
+    """(node, direction, other end, node kind) of every edge of the given nodes."""
+    if len(artifacts) <= CHUNK and len(executions) <= CHUNK:
+        parts = [(_BY_ARTIFACT, artifacts), (_BY_EXECUTION, executions)]
+        sql = " UNION ALL ".join(head + raw.in_list(len(ids)) for head, ids in parts if ids)
+        return raw.rows(sql, [*artifacts, *executions]) if sql else []
+    rows: list[tuple[Any, ...]] = []
+    for head, ids in ((_BY_ARTIFACT, artifacts), (_BY_EXECUTION, executions)):
+        for part in chunks(ids, CHUNK):
+            rows.extend(raw.rows(head + raw.in_list(len(part)), part))
+    return rows
 
 
 __all__ = ["FrontierNode", "frontier"]
