@@ -276,13 +276,16 @@ class _RunEventMapper:
         return typed(values)
 
     def _facets(self) -> dict[str, PropertyValue]:
-        secrets = {"redactor": self.redactor, "redacted": self.redacted}
-        props = facet_properties(self.run_facets, self.max_facet_bytes, skip=_STRUCTURAL_RUN_FACETS, **secrets)
+        props = self._facet_group(self.run_facets, skip=_STRUCTURAL_RUN_FACETS)
         clashing = frozenset(self.job_facets) & frozenset(self.run_facets)
-        props.update(facet_properties(self.job_facets, self.max_facet_bytes, skip=clashing, **secrets))
-        props.update(facet_properties({k: self.job_facets[k] for k in clashing}, self.max_facet_bytes,
-                                      prefix="job.", **secrets))
+        props.update(self._facet_group(self.job_facets, skip=clashing))
+        props.update(self._facet_group({k: self.job_facets[k] for k in clashing}, prefix="job."))
         return props
+
+    def _facet_group(self, facets: dict[str, Any], *, skip: frozenset[str] = frozenset(),
+                     prefix: str = "") -> dict[str, PropertyValue]:
+        return facet_properties(facets, self.max_facet_bytes, skip=skip, prefix=prefix,
+                                redactor=self.redactor, redacted=self.redacted)
 
     def _error(self) -> ErrorInfo | None:
         facet = self.run_facets.get("errorMessage")
