@@ -50,6 +50,41 @@ def test_every_shared_event_maps_to_events_that_pass_our_validation() -> None:
             assert parse_event(dump_event(e)) == e
 
 
+def _edge_cases() -> list[dict[str, Any]]:
+    """Events whose mapping takes every branch the event builders have (``build``)."""
+    parent = {"run": {"runId": PARENT}, "job": {"namespace": "airflow", "name": "dag " * 100}}
+    error = {"message": "boom", "programmingLanguage": "PYTHON", "stackTrace": "at x"}
+    model = {"namespace": "s3://m", "name": "model" * 500,
+             "facets": {"datasetType": {"datasetType": "MODEL"},
+                        "version": {"datasetVersion": "v" * 300}, "storage": {"api_key": "k3y"}}}
+    return [
+        event(),
+        event(eventType="START", eventTime="2024-10-16T16:53:51",
+              job={"namespace": "etl", "name": "9 x/y" * 90}),
+        event(eventType="FAIL", run={"runId": "8f0e2a9c-3f0e-4d3b-9a51-0a2b3c4d5e6f",
+                                     "facets": {"errorMessage": error, "parent": parent}}),
+        event(eventType="OTHER", eventTime="2024-10-16T18:53:51+02:00", run={"runId": "run_id"},
+              outputs=[model], inputs=[model, {"namespace": "file", "name": "/" + "d/" * 1200}]),
+        event(run={"runId": RUN, "facets": {"executionParameters": {"parameters": [
+            {"key": "token", "value": "t"}, {"key": "n", "value": 3},
+            {"key": "m", "value": {"a": [1]}}]}}}),
+        {"eventTime": "2024-01-01T00:00:00Z",
+         "dataset": {"namespace": "bigquery", "name": "p.d.t"}},
+        {"eventTime": "2024-01-01T00:00:00Z", "inputs": [model],
+         "job": {"namespace": "etl", "name": "j", "facets": {"sql": {"q": 1}}}},
+    ]
+
+
+@pytest.mark.parametrize("data", _edge_cases())
+def test_mapped_events_equal_their_validated_twins(data: dict[str, Any]) -> None:
+    """The mapping builds events without pydantic's validation (``build``): each must be
+    the very event validation makes of its fields."""
+    for e in decode_openlineage(data):
+        twin = type(e).model_validate(e.model_dump())
+        assert twin == e and twin.model_dump_json() == e.model_dump_json()
+        assert parse_event(dump_event(e)) == e
+
+
 def test_event_ids_come_from_the_canonical_json() -> None:
     data = event()
     spaced = json.dumps(data, indent=3).encode()

@@ -118,8 +118,15 @@ def test_batch_applies_the_valid_events_and_names_the_invalid_by_position(live_s
         wrapped = api.post("/lineage/batch", json={"events": [json.loads(g) for g in good]}).json()
         assert (wrapped["accepted"], wrapped["applied"]) == (3, 0)
 
+        # a NaN (which orjson, the fast path, refuses) fails its own event, not the batch
+        nan = client_json(str(uuid.uuid4())).replace(b'"eventType"', b'"x": NaN, "eventType"', 1)
+        mixed = api.post("/lineage/batch", content=b"[" + nan + b"," + good[0] + b"]",
+                         headers={"Content-Type": "application/json"}).json()
+        assert (mixed["accepted"], mixed["rejected"], mixed["errors"][0]["index"]) == (1, 1, 0)
+        assert "JSON" in mixed["errors"][0]["reason"]
+
         letters = api.get("/dead-letters").json()["items"]
-        assert len(letters) == 2  # the two invalid events, kept with their reasons
+        assert len(letters) == 3  # the three invalid events, kept with their reasons
         assert any("runId" in letter["reason"] for letter in letters)
 
 

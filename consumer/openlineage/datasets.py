@@ -9,7 +9,8 @@ from typing import Any
 from uuid import UUID
 
 from metatrail.consumer.openlineage import naming
-from metatrail.consumer.openlineage.facets import attach, facet_properties, redacted_flag
+from metatrail.consumer.openlineage.build import built
+from metatrail.consumer.openlineage.facets import facet_properties, redacted_flag
 from metatrail.consumer.openlineage.fields import event_time, object_at, string_value, text
 from metatrail.consumer.openlineage.secrets import Redactor
 from metatrail.schemas.errors import EventValidationError
@@ -33,8 +34,11 @@ class Dataset:
     is_model: bool = False
 
     def record(self, artifact_id: UUID, event_id: UUID, when: datetime, run_id: UUID | None) -> ArtifactRecorded:
-        identity = {"ol_namespace": string_value(self.namespace), "ol_name": string_value(self.name)}
-        return attach(ArtifactRecorded(
+        properties = {"ol_namespace": string_value(self.namespace),
+                      "ol_name": string_value(self.name), **self.facets}
+        properties |= redacted_flag(self.redacted)
+        return built(
+            ArtifactRecorded,
             event_id=event_id,
             occurred_at=when,
             run_id=run_id,
@@ -44,8 +48,8 @@ class Dataset:
             name=naming.node_name(self.name),
             version=None if self.version is None else naming.version_text(self.version),
             state="LIVE",
-            properties=identity,
-        ), "properties", self.facets | redacted_flag(self.redacted))
+            properties=properties,
+        )
 
 
 class Datasets:
@@ -127,11 +131,11 @@ def map_job_event(data: dict[str, Any], max_facet_bytes: int, redactor: Redactor
     props = {"ol_job_namespace": string_value(namespace), "ol_job_name": string_value(name)}
     facets = facet_properties(object_at(job, "facets", "job"), max_facet_bytes, redactor=secrets, redacted=redacted)
     events: list[Event] = [
-        attach(ContextUpserted(
-            event_id=naming.part_id(digest, "job"), occurred_at=when,
+        built(
+            ContextUpserted, event_id=naming.part_id(digest, "job"), occurred_at=when,
             context_id=naming.job_context_id(namespace, name), type=naming.JOB_CONTEXT_TYPE,
-            name=naming.node_name(name), properties=props,
-        ), "properties", facets | redacted_flag(redacted))
+            name=naming.node_name(name), properties={**props, **facets, **redacted_flag(redacted)},
+        )
     ]
     datasets = Datasets(max_facet_bytes, secrets)
     for item in datasets_of(data, "inputs") + datasets_of(data, "outputs"):

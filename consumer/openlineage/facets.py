@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from metatrail.consumer.openlineage.naming import canonical_json
 from metatrail.consumer.openlineage.secrets import FLAG, Redactor
+from metatrail.schemas.construct import fill
 from metatrail.schemas.values import PropertyValue
 
 #: Default cap on one facet's canonical JSON, in bytes.
@@ -34,20 +33,11 @@ _MAX_NAME = 128
 def json_value(value: Any) -> PropertyValue:
     """A JSON property value built without validating it: only for values taken from an
     event parsed as strict JSON (no NaN or Infinity) whose canonical JSON was written (the
-    mapping computes its digest first), which are JSON by construction. Built as
-    ``model_construct`` builds one, minus its generic field walk: a facet is one of these,
-    and there are several per event at Kafka rates. The tests check that every mapped
-    event passes the contract's validation all the same."""
-    built = _new(PropertyValue)
-    _set(built, "__dict__", {"type": "json", "value": value})
-    _set(built, "__pydantic_fields_set__", {"type", "value"})
-    _set(built, "__pydantic_extra__", None)
-    _set(built, "__pydantic_private__", None)
-    return built
-
-
-_new = object.__new__
-_set = object.__setattr__
+    mapping computes its digest first), which are JSON by construction. A facet is one of
+    these, and there are several per event at Kafka rates (the contract's check of a JSON
+    value is a full walk of it). The tests check that every mapped event passes the
+    contract's validation all the same."""
+    return fill(PropertyValue, {"type": "json", "value": value}, {"type", "value"})
 
 
 def facet_value(facet: Any, max_bytes: int | None) -> PropertyValue:
@@ -90,20 +80,6 @@ def facet_properties(
 def redacted_flag(names: list[str]) -> dict[str, PropertyValue]:
     """The ``redacted`` custom property listing ``names`` (nothing when there are none)."""
     return {FLAG: json_value(sorted(set(names)))} if names else {}
-
-
-E = TypeVar("E", bound=BaseModel)
-
-
-def attach(event: E, field: str, facets: Mapping[str, PropertyValue]) -> E:
-    """``event`` (just validated) with ``facets`` added to its properties ``field``,
-    without validating them inside it again: they are JSON by construction (see
-    ``json_value``), and the contract's check of a JSON property (a full ``json.dumps``)
-    cost more than all the rest of the mapping. The tests check that every mapped event
-    passes the contract's validation all the same."""
-    if facets:
-        object.__setattr__(event, field, {**getattr(event, field), **facets})
-    return event
 
 
 def is_truncated(value: Any) -> bool:

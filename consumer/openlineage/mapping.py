@@ -45,6 +45,7 @@ from uuid import UUID
 import orjson
 
 from metatrail.consumer.openlineage import naming
+from metatrail.consumer.openlineage.build import built
 from metatrail.consumer.openlineage.datasets import (
     VERSION_FACETS,
     Datasets,
@@ -53,7 +54,11 @@ from metatrail.consumer.openlineage.datasets import (
     map_job_event,
     version_of,
 )
-from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES, attach, facet_properties, redacted_flag
+from metatrail.consumer.openlineage.facets import (
+    DEFAULT_MAX_FACET_BYTES,
+    facet_properties,
+    redacted_flag,
+)
 from metatrail.consumer.openlineage.fields import event_time, object_at, string_value, text
 from metatrail.consumer.openlineage.secrets import MARK, Redactor, default_words
 from metatrail.schemas.errors import EventValidationError
@@ -208,14 +213,14 @@ class _RunEventMapper:
             job_part = naming.description_digest(self.run_id, self.job_namespace, self.job_name, *job_parents)
             run_part = naming.description_digest(self.run_id, self.job_namespace, self.job_name, *run_parents)
         events: list[Event] = [
-            ContextUpserted(
-                event_id=naming.part_id(job_part, "job"), occurred_at=described_at, run_id=root,
-                context_id=job_ctx, type=naming.JOB_CONTEXT_TYPE, name=naming.node_name(self.job_name),
-                parent_ids=job_parents, properties=identity,
+            built(
+                ContextUpserted, event_id=naming.part_id(job_part, "job"), occurred_at=described_at,
+                run_id=root, context_id=job_ctx, type=naming.JOB_CONTEXT_TYPE,
+                name=naming.node_name(self.job_name), parent_ids=job_parents, properties=identity,
             ),
-            ContextUpserted(
-                event_id=naming.part_id(run_part, "run"), occurred_at=described_at, run_id=root,
-                context_id=run_ctx, type=naming.RUN_CONTEXT_TYPE,
+            built(
+                ContextUpserted, event_id=naming.part_id(run_part, "run"), occurred_at=described_at,
+                run_id=root, context_id=run_ctx, type=naming.RUN_CONTEXT_TYPE,
                 name=naming.node_name(f"{self.job_name}:{self.run_id}"),
                 parent_ids=run_parents, properties={"ol_run_id": string_value(self.run_id), **identity},
             ),
@@ -223,15 +228,17 @@ class _RunEventMapper:
         datasets = Datasets(self.max_facet_bytes, self.redactor)
         inputs, outputs = self._edges(datasets)
         events.extend(datasets.records(self.digest, self.when, root))
-        events.append(attach(
-            ExecutionRecorded(
-                event_id=naming.part_id(self.digest, "execution"), occurred_at=self.when, run_id=root,
-                execution_id=naming.execution_id(self.run_id), type=naming.type_name(self.job_name),
-                name=naming.node_name(self.job_name), context_ids=[job_ctx, run_ctx, *lineage],
-                parameters=self._parameters(), custom_properties={"ol_run_id": string_value(self.run_id), **identity},
-                inputs=inputs, outputs=outputs, state=self.state,  # type: ignore[arg-type]
-                started_at=self.when if self.event_type == "START" else None, error=self._error(),
-            ), "custom_properties", self._facets() | redacted_flag(self.redacted),
+        parameters = self._parameters()
+        custom = {"ol_run_id": string_value(self.run_id), **identity, **self._facets()}
+        custom |= redacted_flag(self.redacted)  # after the facets and parameters named theirs
+        events.append(built(
+            ExecutionRecorded, event_id=naming.part_id(self.digest, "execution"),
+            occurred_at=self.when, run_id=root, execution_id=naming.execution_id(self.run_id),
+            type=naming.type_name(self.job_name), name=naming.node_name(self.job_name),
+            context_ids=[job_ctx, run_ctx, *lineage],
+            parameters=parameters, custom_properties=custom, inputs=inputs, outputs=outputs,
+            state=self.state, started_at=self.when if self.event_type == "START" else None,
+            error=self._error(),
         ))
         return events
 
@@ -269,13 +276,16 @@ class _RunEventMapper:
         return typed(values)
 
     def _facets(self) -> dict[str, PropertyValue]:
-        secrets = {"redactor": self.redactor, "redacted": self.redacted}
-        props = facet_properties(self.run_facets, self.max_facet_bytes, skip=_STRUCTURAL_RUN_FACETS, **secrets)
+        props = self._facet_group(self.run_facets, skip=_STRUCTURAL_RUN_FACETS)
         clashing = frozenset(self.job_facets) & frozenset(self.run_facets)
-        props.update(facet_properties(self.job_facets, self.max_facet_bytes, skip=clashing, **secrets))
-        props.update(facet_properties({k: self.job_facets[k] for k in clashing}, self.max_facet_bytes,
-                                      prefix="job.", **secrets))
+        props.update(self._facet_group(self.job_facets, skip=clashing))
+        props.update(self._facet_group({k: self.job_facets[k] for k in clashing}, prefix="job."))
         return props
+
+    def _facet_group(self, facets: dict[str, Any], *, skip: frozenset[str] = frozenset(),
+                     prefix: str = "") -> dict[str, PropertyValue]:
+        return facet_properties(facets, self.max_facet_bytes, skip=skip, prefix=prefix,
+                                redactor=self.redactor, redacted=self.redacted)
 
     def _error(self) -> ErrorInfo | None:
         facet = self.run_facets.get("errorMessage")
