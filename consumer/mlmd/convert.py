@@ -69,8 +69,11 @@ class Converted:
     dead: list[tuple[RawRecord, DeadLetter]] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def millis(value: Any) -> datetime:
-    """An MLMD time (milliseconds since the epoch; NULL as 0) as an aware UTC datetime."""
+    """An MLMD time (milliseconds since the epoch; NULL as 0) as an aware UTC datetime.
+    Cached: the nodes MLMD writes in one call share their times (a node's creation and
+    update time are often one value too)."""
     return EPOCH + timedelta(milliseconds=int(value or 0))
 
 
