@@ -10,10 +10,10 @@ with a property and an output artifact with two properties, INPUT/OUTPUT events 
 ``put_executions``, ``put_events``, ``put_attributions_and_associations``,
 ``put_parent_contexts``); both sides are measured in rows of the resulting store per second.
 
-    python bench/mlmd_import_bench.py [--runs 25000] [--skip-postgres]
+    python bench/mlmd_import_bench.py [--runs 25000] [--skip-postgres] [--out PATH]
 
 Needs ``pip install ml-metadata==1.17.1`` (Python 3.11 or older). Writes
-``bench/results/mlmd_import.json``.
+``bench/results/mlmd_import.json`` (or ``--out``: a trial run leaves the recorded figures).
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=25_000, help="pipeline runs (4 executions each)")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args()
     try:
         import ml_metadata  # noqa: F401
@@ -215,9 +216,9 @@ def main() -> int:
                   f"{first['peak_rss_mib']} MiB; re-import {again['seconds']:.1f} s, {again['applied']} applied",
                   flush=True)
     results["bench_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Turn MLMD rows into metatrail events, with ids derived from the source.
 
-Identity: a node's id is ``derived_id("mlmd", <store identity>, <kind>, <MLMD id>)`` and
-an event's id hashes the source rows it was made from, so importing an unchanged store
-again gives the same events (duplicates, applied as no-ops), and a node that changed in
-MLMD gives a new event whose time (MLMD's ``last_update_time_since_epoch``) makes it win.
+Identity: a node's id follows from the store's identity, its kind and its MLMD id, and an
+event's id from the source rows it was made from (``ids.SourceIds``, in MLMD's id order),
+so importing an unchanged store again gives the same events (duplicates, applied as
+no-ops), and a node that changed in MLMD gives a new event whose time (MLMD's
+``last_update_time_since_epoch``) makes it win.
 
 Mapping: types -> ``type.registered`` (property kinds, base type from ``ParentType``);
 contexts -> ``context.upserted`` (parent contexts); artifacts -> ``artifact.recorded``;
@@ -16,18 +17,17 @@ MLMD's finer event types kept as the edge type); attributions and associations -
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from uuid import UUID
 
 from pydantic import ValidationError
 
 from metatrail.consumer.apply.report import DeadLetter, RawRecord
+from metatrail.consumer.mlmd.ids import SourceIds
 from metatrail.consumer.mlmd.reader import NodePage, TypeInfo
 from metatrail.consumer.mlmd.values import property_value
 from metatrail.schemas.construct import construct, make
@@ -42,7 +42,6 @@ from metatrail.schemas.events import (
     ProducerInfo,
     TypeRegistered,
 )
-from metatrail.schemas.ids import derived_ids
 from metatrail.schemas.values import Properties
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -70,8 +69,11 @@ class Converted:
     dead: list[tuple[RawRecord, DeadLetter]] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def millis(value: Any) -> datetime:
-    """An MLMD time (milliseconds since the epoch; NULL as 0) as an aware UTC datetime."""
+    """An MLMD time (milliseconds since the epoch; NULL as 0) as an aware UTC datetime.
+    Cached: the nodes MLMD writes in one call share their times (a node's creation and
+    update time are often one value too)."""
     return EPOCH + timedelta(milliseconds=int(value or 0))
 
 
@@ -105,19 +107,11 @@ class Converter:
         self.identity = identity
         self.types = types
         self.type_names = {t.id: type_name(t.name) for t in types.values()}
-        self._ids = {kind: functools.lru_cache(maxsize=1 << 16)(derived_ids("mlmd", identity, kind))
-                     for kind in ("artifact", "execution", "context")}
-        self._event_ids = derived_ids("mlmd-event", identity)
+        self._ids = SourceIds(identity)
+        #: node_id(kind, MLMD id): a page names the same nodes many times (edges, members).
+        self.node_id = functools.lru_cache(maxsize=1 << 16)(self._ids.node)
         #: Who writes the events: this process.
         self._producer = ProducerInfo.current()
-
-    def node_id(self, kind: str, mlmd_id: int) -> UUID:
-        """The metatrail id of an MLMD node: ``derived_id("mlmd", identity, kind, mlmd_id)``."""
-        return self._ids[kind](mlmd_id)
-
-    def _event_id(self, kind: str, mlmd_id: Any, *content: Any) -> UUID:
-        digest = hashlib.blake2b(repr(content).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-        return self._event_ids(f"{kind}\x1f{mlmd_id}\x1f{digest}")
 
     # -- types --------------------------------------------------------------------------
     def type_events(self) -> Converted:
@@ -131,7 +125,7 @@ class Converter:
             parents = [self.type_names[p] for p in t.parents if p in self.type_names]
             content = (t.name, t.kind, t.description, sorted(props.items()), sorted(parents))
             self._build(out, "type", t.id, content, lambda: construct(
-                TypeRegistered, event_id=self._event_id("type", t.id, content), occurred_at=EPOCH,
+                TypeRegistered, event_id=self._ids.event("type", t.id, content), occurred_at=EPOCH,
                 producer=self._producer, type_kind=kind, name=self.type_names[t.id], properties=props,
                 description=t.description or None, base_type=min(parents) if parents else None))
         return out
@@ -164,7 +158,7 @@ class Converter:
         def make_event() -> Event:
             plain, custom = self._properties(props)
             return construct(
-                ArtifactRecorded, event_id=self._event_id("artifact", mlmd_id, row, props),
+                ArtifactRecorded, event_id=self._ids.event("artifact", mlmd_id, (row, props)),
                 occurred_at=millis(max(created or 0, updated or 0)), producer=self._producer,
                 artifact_id=self.node_id("artifact", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
                 uri=_text("uri", uri, 2048) or "", state=ARTIFACT_STATES[state] if state in range(7) else "UNKNOWN",
@@ -192,7 +186,7 @@ class Converter:
                 (outputs if edge_type in OUTPUT_TYPES else inputs).append(ref)
             when = millis(max(created or 0, updated or 0))
             return construct(
-                ExecutionRecorded, event_id=self._event_id("execution", mlmd_id, row, props, events, paths),
+                ExecutionRecorded, event_id=self._ids.event("execution", mlmd_id, (row, props, events, paths)),
                 occurred_at=when, producer=self._producer, execution_id=self.node_id("execution", mlmd_id),
                 type=self.type_names.get(type_id, "Unknown"), name=_text("name", name, 255), state=state,
                 started_at=millis(created), ended_at=when if state in TERMINAL else None, parameters=plain,
@@ -211,7 +205,7 @@ class Converter:
             if not name:
                 raise ValueError("a context needs a name")
             return construct(
-                ContextUpserted, event_id=self._event_id("context", mlmd_id, row, props, parents),
+                ContextUpserted, event_id=self._ids.event("context", mlmd_id, (row, props, parents)),
                 occurred_at=millis(max(created or 0, updated or 0)), producer=self._producer,
                 context_id=self.node_id("context", mlmd_id), type=self.type_names.get(type_id, "Unknown"),
                 name=_text("name", name, 255), parent_ids=[self.node_id("context", p) for p in parents],
@@ -232,7 +226,7 @@ class Converter:
             members.sort()
             ids = [self.node_id(member_kind, m) for m in members]
             self._build(out, table.lower(), context, members, lambda: construct(
-                ContextMembersAdded, event_id=self._event_id(table.lower(), context, members), occurred_at=EPOCH,
+                ContextMembersAdded, event_id=self._ids.event(table.lower(), context, members), occurred_at=EPOCH,
                 producer=self._producer, context_id=self.node_id("context", context),
                 artifact_ids=ids if member_kind == "artifact" else [],
                 execution_ids=ids if member_kind == "execution" else []))
