@@ -413,3 +413,24 @@ def shared_store_or_none(name: str) -> Path | None:
 
     path = SHARED_MLMD / name
     return path if path.is_file() else None
+
+
+def test_a_store_imported_with_the_earlier_id_layout_reimports_as_duplicates(
+        built: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stores imported before ids came in runs of 16 have UUIDv5 node ids (derived_id of
+    the store's identity, kind and MLMD id). Importing such a store again keeps them: no
+    node doubles, every event is a duplicate; a store imported afresh gets the new ids."""
+    from metatrail.consumer.mlmd import importer
+    from metatrail.consumer.mlmd.ids import LegacyIds
+    from metatrail.schemas.ids import derived_id
+
+    with monkeypatch.context() as patch:  # what an earlier build did
+        patch.setattr(importer, "SourceIds", LegacyIds)
+        first = import_mlmd(str(built), engine)
+    counts, before = _counts(engine), canonical_dump(engine)
+    again = import_mlmd(str(built), engine)
+    assert (again.applied, again.duplicates) == (0, first.events)
+    assert _counts(engine) == counts and canonical_dump(engine) == before
+    with engine.connect() as conn:
+        (mlmd_id, node_id), *_ = conn.execute(text("SELECT mlmd_id, id FROM mt_artifacts ORDER BY mlmd_id")).all()
+    assert node_id == str(derived_id("mlmd", first.identity, "artifact", mlmd_id))

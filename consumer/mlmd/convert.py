@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from metatrail.consumer.apply.report import DeadLetter, RawRecord
-from metatrail.consumer.mlmd.ids import SourceIds
+from metatrail.consumer.mlmd.ids import Ids, SourceIds
 from metatrail.consumer.mlmd.reader import NodePage, TypeInfo
 from metatrail.consumer.mlmd.values import property_value
 from metatrail.schemas.construct import construct, make
@@ -103,11 +103,11 @@ class Converter:
     first, a failed check making the node a dead letter. The tests re-validate every event
     this makes."""
 
-    def __init__(self, identity: str, types: dict[int, TypeInfo]) -> None:
+    def __init__(self, identity: str, types: dict[int, TypeInfo], ids: Ids | None = None) -> None:
         self.identity = identity
         self.types = types
         self.type_names = {t.id: type_name(t.name) for t in types.values()}
-        self._ids = SourceIds(identity)
+        self._ids: Ids = ids or SourceIds(identity)
         #: node_id(kind, MLMD id): a page names the same nodes many times (edges, members).
         self.node_id = functools.lru_cache(maxsize=1 << 16)(self._ids.node)
         #: Who writes the events: this process.
@@ -125,7 +125,7 @@ class Converter:
             parents = [self.type_names[p] for p in t.parents if p in self.type_names]
             content = (t.name, t.kind, t.description, sorted(props.items()), sorted(parents))
             self._build(out, "type", t.id, content, lambda: construct(
-                TypeRegistered, event_id=self._ids.event("type", t.id, content), occurred_at=EPOCH,
+                TypeRegistered, event_id=self._ids.event("type", t.id, (content,)), occurred_at=EPOCH,
                 producer=self._producer, type_kind=kind, name=self.type_names[t.id], properties=props,
                 description=t.description or None, base_type=min(parents) if parents else None))
         return out
@@ -226,7 +226,7 @@ class Converter:
             members.sort()
             ids = [self.node_id(member_kind, m) for m in members]
             self._build(out, table.lower(), context, members, lambda: construct(
-                ContextMembersAdded, event_id=self._ids.event(table.lower(), context, members), occurred_at=EPOCH,
+                ContextMembersAdded, event_id=self._ids.event(table.lower(), context, (members,)), occurred_at=EPOCH,
                 producer=self._producer, context_id=self.node_id("context", context),
                 artifact_ids=ids if member_kind == "artifact" else [],
                 execution_ids=ids if member_kind == "execution" else []))

@@ -12,12 +12,20 @@ the store and the kind (nodes: distinct MLMD ids give distinct ids, without a ha
 node) or a hash of the source rows an event was made from (events). Deterministic, so
 importing the same store again finds the same nodes and events; a node that changed in
 MLMD gives a new event.
+
+Stores imported before this layout have UUIDv5 ids (``derived_id`` of the same parts):
+an import into a store that holds such nodes of the source (``LegacyIds``) keeps deriving
+them that way, so that re-importing it still finds what it imported.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Protocol
 from uuid import UUID
+
+from metatrail.schemas.ids import derived_ids
 
 #: Consecutive MLMD ids that share an id's head: 2 ** RUN_BITS.
 RUN_BITS = 4
@@ -79,10 +87,39 @@ class SourceIds:
             series = self._nodes[kind] = _Series(f"{self.identity}\x1fnode\x1f{kind}")
         return series.node(mlmd_id)
 
-    def event(self, kind: str, mlmd_id: int, content: object) -> UUID:
+    def event(self, kind: str, mlmd_id: int, content: tuple[object, ...]) -> UUID:
         """The id of the event made of ``content`` (the source rows) about the MLMD
         ``kind`` (a node kind, 'type', 'attribution', 'association') ``mlmd_id``."""
         series = self._events.get(kind)
         if series is None:
             series = self._events[kind] = _Series(f"{self.identity}\x1fevent\x1f{kind}")
         return series.event(mlmd_id, content)
+
+
+class LegacyIds:
+    """The ids of one MLMD store's nodes and events as imports made them before
+    ``SourceIds``: ``derived_id("mlmd", identity, kind, MLMD id)`` for nodes, and for an
+    event a ``derived_id`` of its kind, MLMD id and a digest of its source rows."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self._nodes: dict[str, Callable[[object], UUID]] = {}
+        self._events = derived_ids("mlmd-event", identity)
+
+    def node(self, kind: str, mlmd_id: int) -> UUID:
+        derive = self._nodes.get(kind)
+        if derive is None:
+            derive = self._nodes[kind] = derived_ids("mlmd", self.identity, kind)
+        return derive(mlmd_id)
+
+    def event(self, kind: str, mlmd_id: int, content: tuple[object, ...]) -> UUID:
+        digest = hashlib.blake2b(repr(content).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        return self._events(f"{kind}\x1f{mlmd_id}\x1f{digest}")
+
+
+class Ids(Protocol):
+    """What the converter asks of an id layout."""
+
+    def node(self, kind: str, mlmd_id: int) -> UUID: ...
+
+    def event(self, kind: str, mlmd_id: int, content: tuple[object, ...]) -> UUID: ...

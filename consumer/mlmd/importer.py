@@ -11,6 +11,7 @@ Memory holds a few pages of source rows and their events at a time (the one appl
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from queue import Empty, Queue
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from metatrail.consumer.apply.records import write_dead_letters
 from metatrail.consumer.apply.retry import retry_transient
 from metatrail.consumer.apply.writer import existing_keys
 from metatrail.consumer.mlmd.convert import Converted, Converter
+from metatrail.consumer.mlmd.ids import Ids, LegacyIds, SourceIds
 from metatrail.consumer.mlmd.reader import NodePage, Reader
 from metatrail.consumer.mlmd.source import MlmdSource, open_source, short_error
 from metatrail.consumer.store.engine import session_scope
@@ -35,6 +37,8 @@ from metatrail.schemas.errors import SourceError, StoreError
 from metatrail.schemas.events import ContextUpserted
 from metatrail.schemas.parse import dump_event
 from metatrail.schemas.settings import Settings, load_settings
+
+log = logging.getLogger("metatrail.mlmd")
 
 #: Context types TFX and Kubeflow Pipelines give a pipeline and one run of it.
 PIPELINE_CONTEXT_TYPES = frozenset({"pipeline", "system.Pipeline"})
@@ -51,8 +55,6 @@ _PAGE_TABLES = {"context": ("Context", "ContextProperty", "ParentContext"),
 PREFETCH_PAGES = 2
 #: SQLite page cache of the importing connection, KiB (allocated as pages are read).
 SQLITE_CACHE_KIB = 262_144
-#: WAL pages after which the importing connection checkpoints (SQLite's default: 1,000).
-SQLITE_CHECKPOINT_PAGES = 16_000
 
 #: progress(phase, source rows done so far, source rows in all)
 Progress = Callable[[str, int, int], None]
@@ -165,7 +167,7 @@ class _Run:
                  counts: dict[str, int]) -> Iterator[tuple[str, Converted, dict[str, int]]]:
         """(phase, events of a page, source rows per table in it), page by page."""
         types = reader.types()
-        converter = Converter(self.source.identity, types)
+        converter = Converter(self.source.identity, types, self._ids(reader))
         yield "types", converter.type_events(), {t: counts[t] for t in ("Type", "TypeProperty", "ParentType")}
         for table, phase in PHASES[:3]:
             for page in reader.node_pages(table.lower(), page_size):
@@ -173,6 +175,21 @@ class _Run:
         for table, phase in PHASES[3:]:
             for pairs in reader.memberships(table, page_size * 10):
                 yield phase, converter.membership_events(table, pairs), {table: len(pairs)}
+
+    def _ids(self, reader: Reader) -> Ids:
+        """The id layout: ``LegacyIds`` when the store holds this source's first node under
+        the layout earlier imports used (re-importing then finds it), else ``SourceIds``."""
+        legacy = LegacyIds(self.source.identity)
+        if self.engine is not None and (not self.dry_run or self.migrated):
+            with self.engine.connect() as conn:
+                for kind, table in (("context", "mt_contexts"), ("artifact", "mt_artifacts"),
+                                    ("execution", "mt_executions")):
+                    first = reader.first_id(kind)
+                    if first is not None and conn.execute(
+                            text(f"SELECT 1 FROM {table} WHERE id = :id"), {"id": str(legacy.node(kind, first))}).first():
+                        log.info("%s was imported with the earlier id layout: keeping it", self.source.label)
+                        return legacy
+        return SourceIds(self.source.identity)
 
     def _tick(self, phase: str) -> None:
         if self.progress is not None:
@@ -241,17 +258,9 @@ class _Run:
 
 def _tune_sqlite(session: Session) -> None:
     """Settings of the importing SQLite connection. An import writes all over the store's
-    indexes: a page cache larger than SQLite's 2 MiB default saves re-reading them; and
-    checkpointing when the WAL holds 16,000 pages (64 MiB) rather than 1,000 (at nearly
-    every commit of an import) copies an index page that several commits changed into
-    the database once (580k-row store: -6% CPU, -19% time). Durability keeps the store's
-    own terms: with ``synchronous=NORMAL`` a commit reaches the disk at the next
-    checkpoint, only later here; a power loss may take back the last pages of an import,
-    which a rerun completes (an application crash loses nothing: the WAL is written at
-    every commit). An in-memory store has no WAL and ignores the setting."""
-    conn = session.connection()
-    conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-    conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
+    indexes: a page cache larger than SQLite's 2 MiB default saves re-reading them. (How
+    often the log is checkpointed is the store's own setting, ``WAL_CHECKPOINT_PAGES``.)"""
+    session.connection().exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
 
 
 def _has_store(engine: Engine) -> bool:

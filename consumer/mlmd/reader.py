@@ -82,6 +82,12 @@ class Reader:
         """Rows of an MLMD table."""
         return int(self._rows(f"SELECT COUNT(*) FROM {self.source.quote(table)}")[0][0])
 
+    def first_id(self, kind: str) -> int | None:
+        """The smallest MLMD id of the store's artifacts, executions or contexts."""
+        q = self.source.quote
+        value = self._rows(f"SELECT MIN({q('id')}) FROM {q(NODE_TABLES[kind])}")[0][0]
+        return None if value is None else int(value)
+
     def types(self) -> dict[int, TypeInfo]:
         """Every type with its property data types and parent types (a small table)."""
         q = self.source.quote

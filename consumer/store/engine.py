@@ -141,10 +141,12 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             # Checkpoint every ~40 MB of log, not every 4 MB: a batch into a large store
-            # dirties thousands of index pages, so the default checkpointed (and synced)
-            # at nearly every commit; hot pages are now written back once per several
-            # batches (commit time halved on the 1M-node bench store). Durability is the
-            # log's, as before.
+            # (or an MLMD import) dirties thousands of index pages, so the default
+            # checkpointed at nearly every commit; an index page several batches change is
+            # now written back once (commit time halved on the 1M-node bench store).
+            # Durability is of the same kind: with synchronous=NORMAL the log is synced at
+            # checkpoints, so a power loss (not a process crash) can take back the commits
+            # since the last one: up to ~40 MB of them now.
             cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
