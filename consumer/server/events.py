@@ -20,6 +20,7 @@ import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import orjson
 from sqlalchemy import Engine
 
 from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
@@ -69,12 +70,28 @@ def decode_body(body: bytes, content_encoding: str | None, content_type: str | N
         return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
     if not start:
         return []
+    return _json_items(body)
+
+
+def _json_items(body: bytes) -> list[bytes]:
+    """Each item of a JSON array body (or the one JSON value) as its own JSON bytes.
+
+    Split by orjson: the standard library's parse and re-dump of a 500-event batch cost
+    the server more CPU than applying it (or mapping it, for OpenLineage). What orjson
+    refuses and the standard library reads (NaN, an integer beyond 64 bits) takes the
+    standard library's way, which keeps each item apart: such an event is dead-lettered
+    alone (the contract refuses it), not the body."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_request", f"body is not a JSON array of events nor NDJSON: {exc}") from exc
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "bad_request", f"body is not a JSON array of events nor NDJSON: {exc}") from exc
+        items = data if isinstance(data, list) else [data]
+        return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8") for item in items]
     items = data if isinstance(data, list) else [data]
-    return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8") for item in items]
+    return [orjson.dumps(item) for item in items]
 
 
 def unpack_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:

@@ -22,7 +22,7 @@ from metatrail.consumer.openlineage.ingest import apply_openlineage
 from metatrail.consumer.server import http_models as hm
 from metatrail.consumer.server.dependencies import State, require
 from metatrail.consumer.server.errors import ApiError
-from metatrail.consumer.server.events import NDJSON_TYPES, decode_body, read_body, unpack_body
+from metatrail.consumer.server.events import decode_body, read_body, unpack_body
 from metatrail.consumer.server.responses import JSONBody, json_body
 
 router = APIRouter(dependencies=[Depends(require("write"))])
@@ -71,31 +71,12 @@ async def post_lineage_batch(request: Request, state: State) -> JSONBody:
     dead-lettered with their reason and listed by position in `errors`; the others are
     applied. 400 only when the body holds no events at all."""
     limit = state.settings.server_max_request_bytes
-    body = unpack_body(await _body(request, limit), request.headers.get("content-encoding"), limit)
-    content_type = request.headers.get("content-type")
-    payloads = _json_array(body, content_type)
-    if payloads is None:
-        payloads = decode_body(body, None, content_type, limit)
-        if len(payloads) == 1 and payloads[0].lstrip().startswith(b"{"):
-            payloads = _unwrap(payloads[0])
+    body = await _body(request, limit)
+    payloads = decode_body(body, request.headers.get("content-encoding"), request.headers.get("content-type"), limit)
+    if len(payloads) == 1 and payloads[0].lstrip().startswith(b"{"):
+        payloads = _unwrap(payloads[0])
     report = await run_in_threadpool(apply_openlineage, state.engine, payloads, state.settings)
     return json_body(report.to_json())
-
-
-def _json_array(body: bytes, content_type: str | None) -> list[bytes] | None:
-    """The events of a JSON array body split by orjson, or ``None`` when the body is not
-    one orjson reads (then ``decode_body`` splits it, as for ``/events``). Why: the standard
-    library's parse and re-dump of a 500-event batch cost the server more CPU than mapping
-    the events. What orjson refuses (NaN, an integer beyond 64 bits) goes the general way,
-    which keeps each event apart, so that a bad event is dead-lettered alone."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media in NDJSON_TYPES or not body.lstrip().startswith(b"["):
-        return None
-    try:
-        items = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return [orjson.dumps(item) for item in items]
 
 
 def _unwrap(payload: bytes) -> list[bytes]:
