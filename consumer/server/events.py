@@ -17,8 +17,9 @@ import hashlib
 import json
 import threading
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine
@@ -81,6 +82,7 @@ def _json_items(body: bytes) -> list[bytes]:
     refuses and the standard library reads (NaN, an integer beyond 64 bits) takes the
     standard library's way, which keeps each item apart: such an event is dead-lettered
     alone (the contract refuses it), not the body."""
+    dump: Callable[[Any], bytes] = orjson.dumps
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -88,10 +90,13 @@ def _json_items(body: bytes) -> list[bytes]:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "bad_request", f"body is not a JSON array of events nor NDJSON: {exc}") from exc
-        items = data if isinstance(data, list) else [data]
-        return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8") for item in items]
+        dump = _standard_dump
     items = data if isinstance(data, list) else [data]
-    return [orjson.dumps(item) for item in items]
+    return [dump(item) for item in items]
+
+
+def _standard_dump(item: Any) -> bytes:
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def unpack_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
