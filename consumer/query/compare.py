@@ -26,9 +26,10 @@ def last_values(raw: Raw, column: str, ids: list[str]) -> dict[str, dict[str, fl
     """owner id -> key -> last value (highest step, then latest time, then event order)."""
     out: dict[str, dict[str, float]] = {}
     for part in chunks(ids, 900):
-        sql = (f"SELECT {column}, metric_key, value, nonfinite FROM mt_metrics WHERE {column} IN {raw.in_list(len(part))} "
+        test, args = raw.one_of(part)
+        sql = (f"SELECT {column}, metric_key, value, nonfinite FROM mt_metrics WHERE {column} {test} "
                f"ORDER BY {column}, metric_key, CASE WHEN step IS NULL THEN 0 ELSE 1 END, step, timestamp, event_id, seq")
-        for owner, key, value, nonfinite in raw.rows(sql.replace("metric_key", raw.quote("key")), part):
+        for owner, key, value, nonfinite in raw.rows(sql.replace("metric_key", raw.quote("key")), args):
             out.setdefault(owner, {})[key] = metric_value(value, nonfinite)
     return out
 
@@ -36,8 +37,9 @@ def last_values(raw: Raw, column: str, ids: list[str]) -> dict[str, dict[str, fl
 def _run_executions(raw: Raw, context_ids: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for part in chunks(context_ids, 900):
-        sql = f"SELECT context_id, execution_id FROM mt_associations WHERE context_id IN {raw.in_list(len(part))}"
-        for cid, xid in sorted(raw.rows(sql, part)):
+        test, args = raw.one_of(part)
+        for cid, xid in sorted(raw.rows(f"SELECT context_id, execution_id FROM mt_associations WHERE context_id {test}",
+                                        args)):
             out.setdefault(cid, []).append(xid)
     return out
 

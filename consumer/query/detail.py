@@ -58,7 +58,8 @@ def _refs(raw: Raw, kind: str, pairs: list[tuple[str, str]]) -> tuple[NodeRef, .
     ids = list(dict.fromkeys(i for i, _ in pairs))
     table, state = {"artifact": ("mt_artifacts", "state"), "execution": ("mt_executions", "state"),
                     "context": ("mt_contexts", "NULL")}[kind]
-    found = {r[0]: r for r in raw.rows(f"SELECT id, type, name, {state} FROM {table} WHERE id IN {raw.in_list(len(ids))}", ids)}
+    test, args = raw.one_of(ids)
+    found = {r[0]: r for r in raw.rows(f"SELECT id, type, name, {state} FROM {table} WHERE id {test}", args)}
     refs = []
     for node_id, role in pairs:
         r = found.get(node_id)

@@ -21,8 +21,8 @@ class FrontierNode(_JSON):
     hidden_downstream: int
 
 
-_BY_ARTIFACT = "SELECT artifact_id, direction, execution_id, 'artifact' FROM mt_edges WHERE artifact_id IN "
-_BY_EXECUTION = "SELECT execution_id, direction, artifact_id, 'execution' FROM mt_edges WHERE execution_id IN "
+_BY_ARTIFACT = "SELECT artifact_id, direction, execution_id, 'artifact' FROM mt_edges WHERE artifact_id "
+_BY_EXECUTION = "SELECT execution_id, direction, artifact_id, 'execution' FROM mt_edges WHERE execution_id "
 
 
 def frontier(raw: Raw, graph: LineageGraph) -> tuple[FrontierNode, ...]:
@@ -48,13 +48,14 @@ def frontier(raw: Raw, graph: LineageGraph) -> tuple[FrontierNode, ...]:
 def _edges_of(raw: Raw, artifacts: list[str], executions: list[str]) -> list[tuple[Any, ...]]:
     """(node, direction, other end, node kind) of every edge of the given nodes."""
     if len(artifacts) <= CHUNK and len(executions) <= CHUNK:
-        parts = [(_BY_ARTIFACT, artifacts), (_BY_EXECUTION, executions)]
-        sql = " UNION ALL ".join(head + raw.in_list(len(ids)) for head, ids in parts if ids)
-        return raw.rows(sql, [*artifacts, *executions]) if sql else []
+        tests = [(head, raw.one_of(ids)) for head, ids in ((_BY_ARTIFACT, artifacts), (_BY_EXECUTION, executions)) if ids]
+        sql = " UNION ALL ".join(head + test for head, (test, _) in tests)
+        return raw.rows(sql, [arg for _, (_, args) in tests for arg in args]) if sql else []
     rows: list[tuple[Any, ...]] = []
     for head, ids in ((_BY_ARTIFACT, artifacts), (_BY_EXECUTION, executions)):
         for part in chunks(ids, CHUNK):
-            rows.extend(raw.rows(head + raw.in_list(len(part)), part))
+            test, args = raw.one_of(part)
+            rows.extend(raw.rows(head + test, args))
     return rows
 
 

@@ -16,9 +16,9 @@ def execution_links(raw: Raw, ids: Sequence[str]) -> dict[str, ExecutionLinks]:
     edges: dict[str, list[tuple[str, str, str]]] = {i: [] for i in ids}
     contexts: dict[str, list[str]] = {i: [] for i in ids}
     for part in chunks(list(dict.fromkeys(ids)), CHUNK):
-        marks = raw.in_list(len(part))
+        test, args = raw.one_of(part)
         for xid, direction, aid, role in raw.rows(
-            f"SELECT execution_id, direction, artifact_id, role FROM mt_edges WHERE execution_id IN {marks}", part
+            f"SELECT execution_id, direction, artifact_id, role FROM mt_edges WHERE execution_id {test}", args
         ):
             edges[xid].append((direction, aid, role))
         for xid, cid in raw.rows(

@@ -129,8 +129,9 @@ def _sqlite_extremes(raw: Raw, where: str, params: list[Any], lo: int, hi: int, 
     wanted = sorted({s for pair in steps for s in pair if s is not None})
     extremes: dict[int, tuple[float, float]] = {}  # step -> (lowest, highest) sample there
     for part in chunks(wanted, CHUNK):
-        for step, value in raw.rows(f"SELECT step, value FROM mt_metrics WHERE {where} AND step IN "
-                                    f"{raw.in_list(len(part))} AND value IS NOT NULL", [*params, *part]):
+        test, args = raw.one_of(part)
+        for step, value in raw.rows(f"SELECT step, value FROM mt_metrics WHERE {where} AND step {test} "
+                                    f"AND value IS NOT NULL", [*params, *args]):
             low, high = extremes.get(step, (value, value))
             extremes[step] = (min(low, value), max(high, value))
     return [(step, v, None) for step, pair in extremes.items() for v in set(pair)]

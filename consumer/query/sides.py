@@ -229,8 +229,8 @@ def _pipelines(raw: Raw, target: Target, roots: Sequence[str]) -> list[str]:
         contexts.update(r[0] for r in raw.rows("SELECT context_id FROM mt_attributions WHERE artifact_id = ?",
                                                 (target.id,)))
     for part in chunks(list(roots), CHUNK):
-        sql = f"SELECT context_id FROM mt_associations WHERE execution_id IN {raw.in_list(len(part))}"
-        contexts.update(r[0] for r in raw.rows(sql, part))
+        test, args = raw.one_of(part)
+        contexts.update(r[0] for r in raw.rows(f"SELECT context_id FROM mt_associations WHERE execution_id {test}", args))
     return pipeline_names(raw, contexts)
 
 
@@ -243,11 +243,12 @@ def pipeline_names(raw: Raw, context_ids: Iterable[str]) -> list[str]:
     found = set(ids)
     names: set[str] = set()
     for part in chunks(ids, CHUNK):
-        sql = f"SELECT parent_id FROM mt_parent_contexts WHERE context_id IN {raw.in_list(len(part))}"
-        found.update(r[0] for r in raw.rows(sql, part))
+        test, args = raw.one_of(part)
+        found.update(r[0] for r in raw.rows(f"SELECT parent_id FROM mt_parent_contexts WHERE context_id {test}", args))
     for part in chunks(sorted(found), CHUNK):
-        sql = f"SELECT type, name FROM mt_contexts WHERE id IN {raw.in_list(len(part))}"
-        names.update(name for type_, name in raw.rows(sql, part) if name and _is_pipeline(type_))
+        test, args = raw.one_of(part)
+        names.update(name for type_, name in raw.rows(f"SELECT type, name FROM mt_contexts WHERE id {test}", args)
+                     if name and _is_pipeline(type_))
     return sorted(names)
 
 
@@ -259,9 +260,9 @@ def _reader_edges(raw: Raw, artifact_ids: Iterable[str]) -> list[tuple[str, str,
     """(execution id, artifact id, role) of every INPUT edge from these artifacts."""
     out: list[tuple[str, str, str]] = []
     for part in chunks(sorted(set(artifact_ids)), CHUNK):
-        sql = (f"SELECT execution_id, artifact_id, role FROM mt_edges "
-               f"WHERE artifact_id IN {raw.in_list(len(part))} AND direction = 'INPUT'")
-        out.extend((r[0], r[1], r[2]) for r in raw.rows(sql, part))
+        test, args = raw.one_of(part)
+        sql = f"SELECT execution_id, artifact_id, role FROM mt_edges WHERE artifact_id {test} AND direction = 'INPUT'"
+        out.extend((r[0], r[1], r[2]) for r in raw.rows(sql, args))
     return sorted(out)
 
 
@@ -275,17 +276,18 @@ def _readers_around(raw: Raw, executions: Iterable[str], known: Iterable[str],
     skip_x = sorted(set(known))[:MAX_SKIP]
     skip_a = sorted(set(shared))
     skip_a = skip_a if len(skip_a) <= MAX_SKIP else []
-    cond = ""
-    if skip_x:
-        cond += f" AND r.execution_id NOT IN {raw.in_list(len(skip_x))}"
-    if skip_a:
-        cond += f" AND s.artifact_id NOT IN {raw.in_list(len(skip_a))}"
+    cond, skip_args = "", []
+    for column, skip in (("r.execution_id", skip_x), ("s.artifact_id", skip_a)):
+        if skip:
+            test, args = raw.none_of(skip)
+            cond, skip_args = f"{cond} AND {column} {test}", [*skip_args, *args]
     out: set[tuple[str, str, str]] = set()
     for part in chunks(sorted(set(executions)), CHUNK - len(skip_x) - len(skip_a)):
+        test, args = raw.one_of(part)
         sql = (f"SELECT r.execution_id, r.artifact_id, r.role FROM mt_edges s "
                f"JOIN mt_edges r ON r.artifact_id = s.artifact_id AND r.direction = 'INPUT' "
-               f"WHERE s.execution_id IN {raw.in_list(len(part))}{cond}")
-        out.update((r[0], r[1], r[2]) for r in raw.rows(sql, [*part, *skip_x, *skip_a]))
+               f"WHERE s.execution_id {test}{cond}")
+        out.update((r[0], r[1], r[2]) for r in raw.rows(sql, [*args, *skip_args]))
     return sorted(out)
 
 
@@ -293,9 +295,9 @@ def _load_steps(raw: Raw, side: Side, executions: Sequence[str]) -> None:
     """Every edge of these executions, and the nodes on them this side does not know."""
     edges: list[tuple[str, str, str, str]] = []
     for part in chunks(sorted(set(executions)), CHUNK):
-        sql = (f"SELECT execution_id, direction, artifact_id, role FROM mt_edges "
-               f"WHERE execution_id IN {raw.in_list(len(part))}")
-        edges.extend((r[0], r[1], r[2], r[3]) for r in raw.rows(sql, part))
+        test, args = raw.one_of(part)
+        sql = f"SELECT execution_id, direction, artifact_id, role FROM mt_edges WHERE execution_id {test}"
+        edges.extend((r[0], r[1], r[2], r[3]) for r in raw.rows(sql, args))
     for ex in executions:
         side.inputs[ex], side.outputs[ex] = [], []
     for ex, direction, art, role in sorted(edges):

@@ -20,9 +20,9 @@ def edges_among(raw: Raw, artifact_ids: Collection[str], execution_ids: Collecti
     if not executions:
         return ()
     for part in chunks(sorted(artifact_ids), CHUNK):
-        sql = (f"SELECT execution_id, direction, artifact_id, role FROM mt_edges "
-               f"WHERE artifact_id IN {raw.in_list(len(part))}")
-        for execution, direction, artifact, role in raw.rows(sql, part):
+        test, args = raw.one_of(part)
+        sql = f"SELECT execution_id, direction, artifact_id, role FROM mt_edges WHERE artifact_id {test}"
+        for execution, direction, artifact, role in raw.rows(sql, args):
             if execution not in executions:
                 continue
             if direction == "INPUT":
