@@ -77,15 +77,17 @@ class Raw:
         values as one array parameter. Why: the statement's text is then the same for any
         number of values, so the server parses and plans it once (psycopg prepares a
         statement run five times) instead of once per call, and 500 ids bind as one
-        value. A 500-id primary-key lookup took 12 ms as an IN list and 6 ms so."""
+        value. A 500-id primary-key lookup took 12 ms as an IN list and 6 ms so. The
+        array is sent in binary (``%b``): the text form has psycopg test every element
+        for quoting, ~1 ms of the client's CPU per 500 ids."""
         if self.dialect == "postgresql":
-            return "= ANY(?)", [list(values)]
+            return "= ANY(%b)", [list(values)]
         return "IN (" + ", ".join(["?"] * len(values)) + ")", list(values)
 
     def none_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """The negation of ``one_of`` (``NOT IN``; ``<> ALL`` on PostgreSQL)."""
         if self.dialect == "postgresql":
-            return "<> ALL(?)", [list(values)]
+            return "<> ALL(%b)", [list(values)]
         return "NOT IN (" + ", ".join(["?"] * len(values)) + ")", list(values)
 
 
