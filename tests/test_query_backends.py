@@ -242,3 +242,30 @@ def test_downsampled_series_keeps_each_buckets_extremes(engine: Engine) -> None:
     assert series.total == 3000 and series.downsampled
     got = {(p.step, p.value if math.isfinite(p.value) else repr(p.value)) for p in series.points}
     assert got == _reference_extremes(values, 0, 30)  # 300 points: 100 buckets of 30 steps
+
+
+def test_postgresql_reads_plan_each_statement_for_its_parameters(server_databases: object, tmp_path: object) -> None:
+    """psycopg prepares a statement run five times, and PostgreSQL would then plan it
+    once for an average owner; on skewed metrics that generic plan read a whole
+    100,000-sample series for ``MIN(step)``. A ``Store.open`` on PostgreSQL plans every
+    statement for its parameters: after many history calls on skewed data, statements
+    have been prepared and none ran a generic plan."""
+    from tests.fixtures.backends import backend_url
+
+    url = backend_url("postgresql", server_databases, tmp_path)  # type: ignore[arg-type]
+    engine = open_engine(url)
+    big, small = uuid.UUID(int=91), uuid.UUID(int=92)
+    apply_events(engine, [ExecutionCompleted(execution_id=ex, type="Trainer") for ex in (big, small)] + [
+        MetricsLogged(execution_id=big, points=[MetricPoint(key="loss", value=float(i % 97), step=i, timestamp=T0)
+                                                for i in range(s, s + 500)]) for s in range(0, 5000, 500)] + [
+        MetricsLogged(execution_id=small, points=[MetricPoint(key="loss", value=1.0, step=1, timestamp=T0)])])
+    engine.dispose()
+    with Store.open(url) as store:
+        for _ in range(12):
+            (series,) = store.metric_series("loss", executions=[str(big)], max_points=300)
+            assert series.total == 5000 and series.downsampled
+        with store.engine.connect() as conn:
+            custom, generic = conn.exec_driver_sql(
+                "SELECT COALESCE(SUM(custom_plans), 0), COALESCE(SUM(generic_plans), 0) FROM pg_prepared_statements"
+            ).one()
+    assert custom > 0 and generic == 0
