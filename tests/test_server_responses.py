@@ -19,3 +19,20 @@ def test_the_body_is_compact_utf8_json_of_the_content(content: object) -> None:
     body = JSONBody(content).body
     assert json.loads(body) == content
     assert body == json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def test_times_are_written_with_their_own_offset_however_often_they_recur() -> None:
+    """Domain objects write each time as ``isoformat()`` does, UTC times remembered: an equal
+    instant in another zone (equal, and hashed alike) keeps its own offset, and a UTC time
+    written again reads the same."""
+    from datetime import datetime, timedelta, timezone
+
+    from metatrail.consumer.query import Artifact
+
+    utc = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc)
+    paris = utc.astimezone(timezone(timedelta(hours=1)))
+    assert utc == paris
+    first = Artifact("a", "Model", None, None, "LIVE", created_at=utc, updated_at=paris).to_json()
+    again = Artifact("b", "Model", None, None, "LIVE", created_at=paris, updated_at=utc).to_json()
+    assert (first["created_at"], first["updated_at"]) == ("2026-03-01T12:00:00.250000+00:00", "2026-03-01T13:00:00.250000+01:00")
+    assert (again["created_at"], again["updated_at"]) == ("2026-03-01T13:00:00.250000+01:00", "2026-03-01T12:00:00.250000+00:00")

@@ -10,7 +10,7 @@ nodes are built (:mod:`metatrail.consumer.query.raw`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Generic, Literal, TypeVar
 
 NodeKind = Literal["artifact", "execution", "context"]
@@ -21,6 +21,27 @@ RETIRED_STATES: frozenset[str] = frozenset({"DELETED", "ABANDONED"})
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
+
+#: ISO 8601 text of UTC times already written, by time: a lineage answer writes 2,000
+#: of them (created, updated, started, ended... per node), many equal (a node's
+#: ``updated_at`` is its ``created_at`` until it changes; runs share their start), and
+#: a dict lookup costs a fiftieth of ``isoformat()``. Emptied when full.
+_UTC_TEXT: dict[datetime, str] = {}
+_UTC_TEXT_MAX = 65_536
+
+
+def _utc_text(value: datetime) -> str:
+    """``value.isoformat()`` of a UTC time, remembered. Only times whose zone is
+    ``timezone.utc`` are remembered: equal times in other zones (equal, and hashed alike)
+    are written with their own offset."""
+    if value.tzinfo is not timezone.utc:
+        return value.isoformat()
+    text = _UTC_TEXT.get(value)
+    if text is None:
+        if len(_UTC_TEXT) >= _UTC_TEXT_MAX:
+            _UTC_TEXT.clear()
+        text = _UTC_TEXT[value] = value.isoformat()
+    return text
 
 
 def _jsonable(value: Any) -> Any:
@@ -37,7 +58,7 @@ def _jsonable(value: Any) -> Any:
     if kind is dict:
         return {k if type(k) is str else str(k): v if type(v) in _PLAIN else _jsonable(v) for k, v in value.items()}
     if isinstance(value, datetime):
-        return value.isoformat()
+        return _utc_text(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
