@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from metatrail import Store
 from metatrail.consumer.cli import main
 from metatrail.consumer.mlmd import import_mlmd
+from metatrail.consumer.mlmd.importer import reads_ahead
 from metatrail.consumer.store.engine import open_engine
 from metatrail.consumer.store.migrate import upgrade
 from metatrail.consumer.store.models import Base, DeadLetterRow, EdgeRow, TypeRow
@@ -266,6 +267,19 @@ def test_dry_run_counts_and_writes_nothing(built: Path, engine: Engine) -> None:
     import_mlmd(str(built), engine)
     again = import_mlmd(str(built), engine, dry_run=True)
     assert (again.would_apply, again.duplicates) == (0, dry.events)
+
+
+def test_pages_are_read_ahead_only_into_a_database_server(tmp_path: Path) -> None:
+    sqlite = open_engine(f"sqlite:///{tmp_path}/metatrail.db")
+    server = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")  # an engine connects only when used
+    try:
+        assert reads_ahead(server, dry_run=False)
+        assert not reads_ahead(server, dry_run=True)  # nothing is applied: nothing to overlap
+        assert not reads_ahead(sqlite, dry_run=False)  # SQLite waits on the GIL the reading thread holds
+        assert not reads_ahead(None, dry_run=True)
+    finally:
+        sqlite.dispose()
+        server.dispose()
 
 
 class _Stop(Exception):

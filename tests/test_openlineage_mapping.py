@@ -7,11 +7,13 @@ import json
 import re
 from typing import Any
 
+import orjson
 import pytest
 
 from metatrail.consumer.openlineage import naming
 from metatrail.consumer.openlineage.facets import is_truncated
 from metatrail.consumer.openlineage.mapping import decode_openlineage
+from metatrail.consumer.openlineage.parsed import ParsedJson
 from metatrail.schemas.errors import EventValidationError
 from metatrail.schemas.events import ArtifactRecorded, ContextUpserted, ExecutionRecorded
 from metatrail.schemas.parse import dump_event, parse_event
@@ -249,6 +251,25 @@ def test_bad_input_is_refused_with_a_reason(payload: Any, reason: str) -> None:
 def test_too_large_an_event_is_refused() -> None:
     with pytest.raises(EventValidationError, match="larger than the limit"):
         decode_openlineage(json.dumps(event()).encode(), max_bytes=100)
+    with pytest.raises(EventValidationError, match="larger than the limit"):  # parsed already: still measured
+        decode_openlineage(ParsedJson.of(event()), max_bytes=100)
+
+
+@requires_shared
+def test_an_event_parsed_already_maps_as_its_bytes_do() -> None:
+    for name, payload in all_payloads():
+        parsed = ParsedJson.of(orjson.loads(payload))
+        assert bytes(parsed) == orjson.dumps(orjson.loads(payload)), name  # what a dead letter keeps
+        assert decode_openlineage(parsed) == decode_openlineage(bytes(parsed)), name
+
+
+def test_the_mapping_reads_the_value_a_parsed_event_carries_not_its_bytes() -> None:
+    parsed = ParsedJson.of(event())
+    parsed.value = event(eventType="FAIL")  # a carrier whose bytes say otherwise: the value is what counts
+    assert execution_of(decode_openlineage(parsed)).state == "FAILED"
+    assert execution_of(decode_openlineage(bytes(parsed))).state == "COMPLETE"
+    with pytest.raises(EventValidationError, match="must be a JSON object"):
+        decode_openlineage(ParsedJson.of([event()]))
 
 
 def test_static_dataset_and_job_events_describe_nodes_without_edges() -> None:

@@ -13,12 +13,15 @@ import uuid
 from datetime import datetime, timezone
 
 import httpx
+import orjson
 import pytest
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
 from metatrail.consumer.openlineage import naming
+from metatrail.consumer.openlineage.parsed import ParsedJson
+from metatrail.consumer.server.events import decode_body
 from metatrail.consumer.server.tokens import create_token
 from metatrail.consumer.store.engine import open_engine
 from tests.fixtures.openlineage import requires_shared, scenario_payloads
@@ -128,6 +131,23 @@ def test_batch_applies_the_valid_events_and_names_the_invalid_by_position(live_s
         letters = api.get("/dead-letters").json()["items"]
         assert len(letters) == 3  # the three invalid events, kept with their reasons
         assert any("runId" in letter["reason"] for letter in letters)
+
+
+def test_a_batch_body_splits_into_events_that_carry_what_its_parse_made() -> None:
+    one = {"eventType": "START", "run": {"runId": "r-1"}, "job": {"namespace": "n", "name": "j"}}
+    body = orjson.dumps([one, "not an event"])
+    items = decode_body(body, None, "application/json", 1 << 20, keep_values=True)
+    assert [type(i) for i in items] == [ParsedJson, ParsedJson]
+    assert (items[0].value, bytes(items[0])) == (one, orjson.dumps(one))
+    assert type(decode_body(body, None, "application/json", 1 << 20)[0]) is bytes  # POST /events: bytes only
+    # a body orjson refuses (NaN) is split by the standard library: its items carry no value,
+    # so the mapping parses them and refuses the NaN event alone
+    mixed = decode_body(b'[{"x": NaN}, ' + orjson.dumps(one) + b"]", None, "application/json", 1 << 20,
+                        keep_values=True)
+    assert len(mixed) == 2 and not any(isinstance(i, ParsedJson) for i in mixed)
+    lines = decode_body(orjson.dumps(one) + b"\n" + orjson.dumps(one), None, "application/x-ndjson", 1 << 20,
+                        keep_values=True)  # NDJSON lines go on as sent
+    assert lines == [orjson.dumps(one)] * 2 and not isinstance(lines[0], ParsedJson)
 
 
 def client_json(run_id: str) -> bytes:

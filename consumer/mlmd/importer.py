@@ -5,8 +5,8 @@ associations. Each page becomes one batch of events applied through the one appl
 (``metatrail.consumer.apply``) in one transaction, with the page's dead letters: a node is
 never visible with half its properties or edges, an interrupted import leaves whole
 pages, and running it again completes it (the events it already applied are duplicates).
-Memory holds a few pages of source rows and their events at a time (the one applied and
-``PREFETCH_PAGES`` read ahead).
+Memory holds a few pages of source rows and their events at a time (the one applied and,
+into a database server, ``PREFETCH_PAGES`` read ahead).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ _PAGE_TABLES = {"context": ("Context", "ContextProperty", "ParentContext"),
                 "artifact": ("Artifact", "ArtifactProperty"),
                 "execution": ("Execution", "ExecutionProperty", "Event", "EventPath")}
 
-#: Pages read and converted ahead of the one being applied (memory: this many pages more).
+#: Pages read and converted ahead of the one being applied, into a database server
+#: (memory: this many pages more).
 PREFETCH_PAGES = 2
 #: SQLite page cache of the importing connection, KiB (allocated as pages are read).
 SQLITE_CACHE_KIB = 262_144
@@ -154,9 +155,10 @@ class _Run:
             if table != "MLMDEnv":
                 self.report.source_rows[table] = 0
         self._tick("types")
-        # Reading and converting the next pages overlaps applying this one: the database
-        # works (SQLite in C, a server over the network) without holding the GIL.
-        for phase, converted, rows in prefetch(self._batches(reader, page_size, counts), PREFETCH_PAGES):
+        pages = self._batches(reader, page_size, counts)
+        if reads_ahead(self.engine, self.dry_run):
+            pages = prefetch(pages, PREFETCH_PAGES)
+        for phase, converted, rows in pages:
             for table, n in rows.items():
                 self.report.source_rows[table] += n
             self._recognise(converted)
@@ -261,6 +263,16 @@ def _tune_sqlite(session: Session) -> None:
     indexes: a page cache larger than SQLite's 2 MiB default saves re-reading them. (How
     often the log is checkpointed is the store's own setting, ``WAL_CHECKPOINT_PAGES``.)"""
     session.connection().exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+
+
+def reads_ahead(engine: Engine | None, dry_run: bool) -> bool:
+    """Whether pages are read and converted in a thread of their own while the previous
+    one is applied: only into a database server, whose work (in its own process, over
+    the network) the converting thread overlaps. Into SQLite it cost more than it saved
+    (2,000 TFX runs, 116,041 rows: median wall 4.9 -> 4.5 s and CPU 4.6 -> 3.9 s without
+    the thread, 7 interleaved runs): SQLite's C code gives up the GIL for each row it
+    steps through, and then waits for a converting thread that holds it to let go."""
+    return engine is not None and not dry_run and engine.dialect.name != "sqlite"
 
 
 def _has_store(engine: Engine) -> bool:

@@ -25,6 +25,7 @@ import orjson
 from sqlalchemy import Engine
 
 from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
+from metatrail.consumer.openlineage.parsed import ParsedJson
 from metatrail.consumer.server.errors import ApiError
 from metatrail.schemas.errors import EventValidationError
 from metatrail.schemas.parse import parse_event
@@ -60,10 +61,13 @@ async def read_body(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
     return bytes(body)
 
 
-def decode_body(body: bytes, content_encoding: str | None, content_type: str | None, max_bytes: int) -> list[bytes]:
-    """The events' bytes in a body (see the module docstring). Raises ``ApiError``: 400 for
-    a body that is not JSON events at all, 413 past ``max_bytes`` unpacked, 415 for an
-    unknown encoding."""
+def decode_body(body: bytes, content_encoding: str | None, content_type: str | None, max_bytes: int, *,
+                keep_values: bool = False) -> list[bytes]:
+    """The events' bytes in a body (see the module docstring). ``keep_values``: the items
+    of a JSON array that orjson parsed come as ``ParsedJson``, for a reader that would
+    parse them again (the OpenLineage mapping). Raises ``ApiError``: 400 for a body that
+    is not JSON events at all, 413 past ``max_bytes`` unpacked, 415 for an unknown
+    encoding."""
     body = unpack_body(body, content_encoding, max_bytes)
     media = (content_type or "").split(";")[0].strip().lower()
     start = body.lstrip()[:1]
@@ -71,10 +75,10 @@ def decode_body(body: bytes, content_encoding: str | None, content_type: str | N
         return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
     if not start:
         return []
-    return _json_items(body)
+    return _json_items(body, keep_values)
 
 
-def _json_items(body: bytes) -> list[bytes]:
+def _json_items(body: bytes, keep_values: bool = False) -> list[bytes]:
     """Each item of a JSON array body (or the one JSON value) as its own JSON bytes.
 
     Split by orjson: the standard library's parse and re-dump of a 500-event batch cost
@@ -82,7 +86,7 @@ def _json_items(body: bytes) -> list[bytes]:
     refuses and the standard library reads (NaN, an integer beyond 64 bits) takes the
     standard library's way, which keeps each item apart: such an event is dead-lettered
     alone (the contract refuses it), not the body."""
-    dump: Callable[[Any], bytes] = orjson.dumps
+    dump: Callable[[Any], bytes] = ParsedJson.of if keep_values else orjson.dumps
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from metatrail.consumer.openlineage.ingest import apply_openlineage
+from metatrail.consumer.openlineage.parsed import ParsedJson
 from metatrail.consumer.server import http_models as hm
 from metatrail.consumer.server.dependencies import State, require
 from metatrail.consumer.server.errors import ApiError
@@ -72,7 +73,8 @@ async def post_lineage_batch(request: Request, state: State) -> JSONBody:
     applied. 400 only when the body holds no events at all."""
     limit = state.settings.server_max_request_bytes
     body = await _body(request, limit)
-    payloads = decode_body(body, request.headers.get("content-encoding"), request.headers.get("content-type"), limit)
+    payloads = decode_body(body, request.headers.get("content-encoding"), request.headers.get("content-type"), limit,
+                           keep_values=True)
     if len(payloads) == 1 and payloads[0].lstrip().startswith(b"{"):
         payloads = _unwrap(payloads[0])
     report = await run_in_threadpool(apply_openlineage, state.engine, payloads, state.settings)
@@ -83,10 +85,10 @@ def _unwrap(payload: bytes) -> list[bytes]:
     """``{"events": [...]}`` (what some batching clients send) as its events; anything else
     is one event."""
     try:
-        data: Any = orjson.loads(payload)
+        data: Any = payload.value if isinstance(payload, ParsedJson) else orjson.loads(payload)
     except orjson.JSONDecodeError:
         return [payload]
     events = data.get("events") if isinstance(data, dict) else None
     if isinstance(events, list) and "eventType" not in data and "run" not in data:
-        return [orjson.dumps(event) for event in events]
+        return [ParsedJson.of(event) for event in events]
     return [payload]

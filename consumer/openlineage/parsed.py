@@ -1,0 +1,31 @@
+"""JSON bytes that arrive with the value they hold already parsed.
+
+``POST /api/v1/lineage/batch`` parses its body to split it into events, and used to hand
+each event on as bytes that the mapping parsed again: a second ``orjson.loads`` of every
+event (~25 µs of a ~5 KB one), the largest part of what the HTTP path spent beyond the
+Kafka consumer's. A ``ParsedJson`` is still the event's bytes (its digest names a dead
+letter, a dead letter stores them, the size limit measures them), and also carries the
+value they were dumped from, which the mapping takes instead of parsing them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class ParsedJson(bytes):
+    """``orjson.dumps(value)`` that keeps ``value``. Only for values orjson itself parsed
+    (strict JSON), whose dump parses back to an equal value: reading ``value`` is then
+    the same as parsing the bytes."""
+
+    value: Any
+
+    @classmethod
+    def of(cls, value: Any) -> ParsedJson:
+        """``value`` dumped by orjson, kept beside its bytes. Raises ``TypeError`` for what
+        orjson cannot dump (it parsed nothing like it)."""
+        parsed = cls(orjson.dumps(value))
+        parsed.value = value
+        return parsed
