@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,6 +317,24 @@ def test_an_interrupted_import_leaves_whole_pages_and_a_rerun_completes(built: P
     import_mlmd(str(built), clean)
     assert _comparable(canonical_dump(engine)) == _comparable(canonical_dump(clean))
     clean.dispose()
+
+
+def test_a_failed_import_ends_its_reading_thread_before_the_source_closes(built: Path, engine: Engine) -> None:
+    """Into a database server the next pages are read in a thread. When a page fails, that
+    thread has ended by the time the import raises (and closes the source), although the
+    exception, and the frames its traceback holds, are still alive: a thread left
+    reading a closed SQLite connection crashes the process."""
+    ticks: list[str] = []
+
+    def stop_early(phase: str, done: int, total: int) -> None:
+        ticks.append(phase)
+        if len(ticks) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop) as caught:
+        import_mlmd(str(built), engine, page_size=5, progress=stop_early)
+    assert caught.tb is not None  # the traceback, and the frames it holds, still alive here
+    assert not [t for t in threading.enumerate() if t.name == "metatrail-mlmd-reader"]
 
 
 def _edges_of(engine: Engine, execution_id: str) -> int:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from queue import Empty, Queue
 from typing import Any, TypeVar
@@ -158,15 +159,20 @@ class _Run:
         pages = self._batches(reader, page_size, counts)
         if reads_ahead(self.engine, self.dry_run):
             pages = prefetch(pages, PREFETCH_PAGES)
-        for phase, converted, rows in pages:
-            for table, n in rows.items():
-                self.report.source_rows[table] += n
-            self._recognise(converted)
-            self._apply(converted)
-            self._tick(phase)
+        # Closed here, whatever happens: a failed page must stop (and join) the reading
+        # thread before the caller closes the source it reads. Held only by this frame,
+        # the generator would live on in the exception's traceback, its thread reading a
+        # closed SQLite connection (a crash, not an error).
+        with closing(pages):
+            for phase, converted, rows in pages:
+                for table, n in rows.items():
+                    self.report.source_rows[table] += n
+                self._recognise(converted)
+                self._apply(converted)
+                self._tick(phase)
 
     def _batches(self, reader: Reader, page_size: int,
-                 counts: dict[str, int]) -> Iterator[tuple[str, Converted, dict[str, int]]]:
+                 counts: dict[str, int]) -> Generator[tuple[str, Converted, dict[str, int]], None, None]:
         """(phase, events of a page, source rows per table in it), page by page."""
         types = reader.types()
         converter = Converter(self.source.identity, types, self._ids(reader))
@@ -295,7 +301,7 @@ def _page_rows(page: NodePage) -> dict[str, int]:
 T = TypeVar("T")
 
 
-def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+def prefetch(items: Iterator[T], depth: int) -> Generator[T, None, None]:
     """The items of ``items``, made by a background thread at most ``depth`` ahead of
     the caller. An exception in the thread is raised here; when the caller stops early
     (or fails), the thread is stopped and joined before this returns."""
