@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from metatrail.consumer.store.models import STRING_KEY_LEN
@@ -58,14 +57,45 @@ KIND_WIDTH = {"bool": 0, "int": 1, "float": 2, "string": 3, "json": 4}
 _TEXT_LIMIT = 255
 
 
-#: str(UUID) costs more than a cached lookup, and a batch names the same ids many times.
-sid = lru_cache(maxsize=1 << 16)(str)
+#: Most recent id texts, by the UUID's integer: a batch names the same ids many times.
+_ID_TEXTS: dict[int, str] = {}
+#: Entries kept before the cache starts again (bounded memory in a long-lived consumer).
+_ID_TEXTS_MAX = 1 << 16
+
+
+def sid(node_id: object) -> str:
+    """The text of an id (a UUID, or already its text). str(UUID) costs several times a
+    lookup, and keying by the UUID's integer avoids ``UUID.__hash__`` (a Python call)."""
+    if node_id.__class__ is str:
+        return node_id  # type: ignore[return-value]
+    try:
+        key = node_id.int  # type: ignore[attr-defined]
+    except AttributeError:  # not a UUID (a str subclass...): its text, uncached
+        return str(node_id)
+    text = _ID_TEXTS.get(key)
+    if text is None:
+        if len(_ID_TEXTS) >= _ID_TEXTS_MAX:
+            _ID_TEXTS.clear()
+        text = _ID_TEXTS[key] = str(node_id)
+    return text
 
 
 def stamp_of(event: Event) -> str:
     """Sortable LWW stamp: occurred_at (fixed width, UTC) then event id."""
     when = event.occurred_at.replace(tzinfo=None).isoformat(timespec="microseconds")
     return f"{when}Z|{sid(event.event_id)}"
+
+
+def _widened(span: tuple[datetime, datetime] | None, when: datetime) -> tuple[datetime, datetime]:
+    """(first, last) including ``when``; the same span object when it already does (most
+    references of a batch repeat a time already seen)."""
+    if span is None:
+        return (when, when)
+    if when < span[0]:
+        return (when, span[1])
+    if when > span[1]:
+        return (span[0], when)
+    return span
 
 
 class NodeDraft:
@@ -92,12 +122,10 @@ class NodeDraft:
             self.groups[name] = values
 
     def saw_described(self, when: datetime) -> None:
-        span = self.described
-        self.described = (when, when) if span is None else (min(span[0], when), max(span[1], when))
+        self.described = _widened(self.described, when)
 
     def saw_referenced(self, when: datetime) -> None:
-        span = self.referenced
-        self.referenced = (when, when) if span is None else (min(span[0], when), max(span[1], when))
+        self.referenced = _widened(self.referenced, when)
 
     @property
     def references_only(self) -> bool:
@@ -119,7 +147,7 @@ class NodeDraft:
             self.max_values[column] = value
 
 
-@dataclass
+@dataclass(slots=True)
 class PropertyDraft:
     value: PropertyValue
     stamp_at: datetime
@@ -128,9 +156,6 @@ class PropertyDraft:
     @property
     def stamp(self) -> tuple[datetime, str]:
         return (self.stamp_at, self.stamp_event)
-
-
-_NODE_FIELDS = {"context": "contexts", "artifact": "artifacts", "execution": "executions"}
 
 
 @dataclass
@@ -154,12 +179,15 @@ class Plan:
     types: dict[tuple[str, str], tuple[dict[str, str], str | None, str | None]] = field(default_factory=dict)
     steps: dict[str, NodeDraft] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._by_kind = {"context": self.contexts, "artifact": self.artifacts, "execution": self.executions}
+
     def drafts(self, kind: str) -> dict[str, NodeDraft]:
         """The drafts of one node kind: 'context', 'artifact' or 'execution'."""
-        return getattr(self, _NODE_FIELDS[kind])  # type: ignore[no-any-return]
+        return self._by_kind[kind]
 
     def node(self, kind: str, node_id: object) -> NodeDraft:
-        table = self.drafts(kind)
+        table = self._by_kind[kind]
         key = sid(node_id)
         draft = table.get(key)
         if draft is None:
@@ -177,18 +205,20 @@ class Plan:
         return draft
 
     def offer_properties(
-        self, kind: str, node_id: object, props: Properties, is_custom: bool, event: Event
+        self, kind: str, node_id: object, props: Properties, custom_props: Properties, event: Event
     ) -> None:
-        if not props:
+        """Offer a node's properties and custom properties as one event sets them."""
+        if not props and not custom_props:
             return
         table = self.properties[kind]
         node, at, event_id = sid(node_id), event.occurred_at, sid(event.event_id)
-        for name, value in props.items():
-            key = (node, is_custom, name)
-            new = PropertyDraft(value, at, event_id)
-            old = table.get(key)
-            if old is None or new.stamp > old.stamp:
-                table[key] = new
+        for is_custom, offered in ((False, props), (True, custom_props)):
+            for name, value in offered.items():
+                key = (node, is_custom, name)
+                old = table.get(key)
+                # A draft is made only when it wins (most properties are offered once).
+                if old is None or at > old.stamp_at or (at == old.stamp_at and event_id > old.stamp_event):
+                    table[key] = PropertyDraft(value, at, event_id)
 
     def offer_type(
         self, kind: str, name: str | None, props: dict[str, str], description: str | None = None,
@@ -203,6 +233,21 @@ class Plan:
         known, desc, base = entry or ({}, None, None)
         merged = widen(known, props)
         self.types[(kind, name)] = (merged, pick_description(desc, description), pick_base(base, base_type))
+
+    def offer_property_kinds(self, kind: str, name: str | None, props: Properties) -> None:
+        """``offer_type`` with the kinds of a node's properties, without building them
+        when the type already declares each (most events of a batch: one type, many nodes)."""
+        if not name:
+            return
+        entry = self.types.get((kind, name))
+        if entry is not None:
+            declared = entry[0]
+            for prop_name, value in props.items():
+                if declared.get(prop_name) != value.type:
+                    break
+            else:
+                return
+        self.offer_type(kind, name, _kinds(props))
 
     def describe_origin(self, kind: str, node_id: str, e: Any, stamp: str) -> NodeDraft:
         """Describe a node at the event's time, and with what an importer says of its
@@ -269,9 +314,8 @@ def _plan_context(plan: Plan, e: ContextUpserted) -> None:
     for parent in e.parent_ids:
         plan.reference("context", parent, e.occurred_at)
         plan.parents.add((cid, sid(parent)))
-    plan.offer_properties("context", cid, e.properties, False, e)
-    plan.offer_properties("context", cid, e.custom_properties, True, e)
-    plan.offer_type("context", e.type, _kinds(e.properties))
+    plan.offer_properties("context", cid, e.properties, e.custom_properties, e)
+    plan.offer_property_kinds("context", e.type, e.properties)
 
 
 def _plan_artifact(plan: Plan, e: ArtifactRecorded) -> None:
@@ -286,15 +330,14 @@ def _plan_artifact(plan: Plan, e: ArtifactRecorded) -> None:
     for cid in e.context_ids:
         plan.reference("context", cid, e.occurred_at)
         plan.attributions.add((sid(cid), aid))
-    plan.offer_properties("artifact", aid, e.properties, False, e)
-    plan.offer_properties("artifact", aid, e.custom_properties, True, e)
-    plan.offer_type("artifact", e.type, _kinds(e.properties))
+    plan.offer_properties("artifact", aid, e.properties, e.custom_properties, e)
+    plan.offer_property_kinds("artifact", e.type, e.properties)
 
 
 def _plan_artifact_state(plan: Plan, e: ArtifactStateChanged) -> None:
     draft = plan.reference("artifact", e.artifact_id, e.occurred_at)
     draft.offer("state", {"state": e.state, "state_reason": e.reason}, stamp_of(e))
-    plan.offer_properties("artifact", e.artifact_id, e.custom_properties, True, e)
+    plan.offer_properties("artifact", e.artifact_id, {}, e.custom_properties, e)
 
 
 def _plan_execution(
@@ -363,9 +406,8 @@ def _plan_execution(
                 plan.edges[key] = at
             for cid in contexts:
                 plan.attributions.add((cid, aid))
-    plan.offer_properties("execution", xid, e.parameters, False, e)
-    plan.offer_properties("execution", xid, e.custom_properties, True, e)
-    plan.offer_type("execution", e.type, _kinds(e.parameters))
+    plan.offer_properties("execution", xid, e.parameters, e.custom_properties, e)
+    plan.offer_property_kinds("execution", e.type, e.parameters)
 
 
 def _plan_members(plan: Plan, e: ContextMembersAdded) -> None:

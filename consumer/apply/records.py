@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from metatrail.consumer.apply.applier import apply_in_session
 from metatrail.consumer.apply.bulk import write
+from metatrail.consumer.apply.collector import collector_paused
 from metatrail.consumer.apply.report import ApplyReport, DeadLetter, RawRecord
 from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES
 from metatrail.consumer.openlineage.mapping import DEFAULT_MAX_EVENT_BYTES, decode_openlineage
@@ -74,6 +75,19 @@ def apply_records(
     of the call is then written, and nothing is dead-lettered. Never raises for bad input. The report counts our events (an
     OpenLineage record is several); ``dead_letters`` names the rejected records.
     """
+    # The parsed events die when _decode_and_apply returns, before the collector resumes.
+    with collector_paused():
+        return _decode_and_apply(engine, records, max_event_bytes, max_openlineage_bytes, max_facet_bytes, redact_words)
+
+
+def _decode_and_apply(
+    engine: Engine,
+    records: Sequence[RawRecord],
+    max_event_bytes: int,
+    max_openlineage_bytes: int,
+    max_facet_bytes: int,
+    redact_words: tuple[str, ...] | None,
+) -> ApplyReport:
     valid: list[tuple[RawRecord, list[Event]]] = []
     invalid: list[tuple[RawRecord, DeadLetter]] = []
     for record in records:

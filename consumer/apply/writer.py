@@ -4,28 +4,42 @@ rows (the writes are in ``metatrail.consumer.apply.bulk``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import String, Table, any_, bindparam, false, func, literal_column, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import String, Table, bindparam, cast, false, func, literal_column, select, tuple_
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Session
 
 from metatrail.consumer.store.batching import chunks
 
 
 def _member_of(session: Session, column: Any, values: Sequence[str]) -> Any:
-    """``column IN values``; on PostgreSQL ``column = ANY(array)`` and on SQLite ``column
-    IN (SELECT value FROM json_each(?))``: one parameter instead of hundreds (the drivers,
-    and SQLAlchemy's expanding IN, handle each placeholder in Python)."""
+    """``column IN values``; on PostgreSQL and SQLite as ``column IN (SELECT value FROM
+    <elements of a JSON array>)``: one text parameter, written by ``json.dumps`` in C,
+    instead of hundreds (SQLAlchemy's expanding IN, and psycopg's list dumper, handle each
+    element in Python: about 3 µs an id on PostgreSQL). The server expands the array and
+    probes the key's index per element."""
     dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        return column.in_(values)
+    document = bindparam("members", json.dumps(list(values)), type_=String())
     if dialect == "postgresql":
-        return column == any_(bindparam("members", list(values), type_=ARRAY(String())))
-    if dialect == "sqlite":
-        members = select(literal_column("value")).select_from(
-            func.json_each(bindparam("members", json.dumps(list(values)), type_=String())))
-        return column.in_(members)
-    return column.in_(values)
+        elements = func.json_array_elements_text(cast(document, JSON))
+    else:
+        elements = func.json_each(document)
+    return column.in_(select(literal_column("value")).select_from(elements))
+
+
+#: Ids per read where they travel as one JSON parameter (no bound on parameters to stay
+#: under): a batch's ids in one statement rather than one per 500.
+_JSON_MEMBERS_PER_READ = 10_000
+
+
+def _parts(session: Session, ordered: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``ordered`` in slices of as many ids as one read of this backend takes."""
+    json_members = session.get_bind().dialect.name in ("postgresql", "sqlite")
+    return chunks(ordered, _JSON_MEMBERS_PER_READ) if json_members else chunks(ordered)
 
 
 def _locks(session: Session) -> bool:
@@ -39,7 +53,7 @@ def load_rows(session: Session, table: Table, key: str, ids: Iterable[str]) -> d
     ordered = sorted(set(ids))
     found: dict[str, dict[str, Any]] = {}
     column = table.c[key]
-    for part in chunks(ordered):
+    for part in _parts(session, ordered):
         stmt = select(table).where(_member_of(session, column, part)).order_by(column)
         if _locks(session):
             stmt = stmt.with_for_update()
@@ -54,7 +68,7 @@ def load_rows_by(
     """All rows whose ``column`` is in ``values`` (no lock: the owning node is locked)."""
     ordered = sorted(set(values))
     rows: list[dict[str, Any]] = []
-    for part in chunks(ordered):
+    for part in _parts(session, ordered):
         stmt = select(table).where(_member_of(session, table.c[column], part))
         rows.extend(dict(r) for r in session.execute(stmt).mappings())
     return rows
@@ -65,7 +79,7 @@ def settled_ids(session: Session, table: Table, ids: Iterable[str]) -> set[str]:
     a recorded node never goes back to being a placeholder."""
     ordered = sorted(set(ids))
     found: set[str] = set()
-    for part in chunks(ordered):
+    for part in _parts(session, ordered):
         stmt = select(table.c.id).where(_member_of(session, table.c.id, part), table.c.is_placeholder == false())
         found.update(session.execute(stmt).scalars())
     return found
@@ -74,7 +88,7 @@ def settled_ids(session: Session, table: Table, ids: Iterable[str]) -> set[str]:
 def existing_keys(session: Session, table: Table, key: str, ids: Iterable[str]) -> set[str]:
     ordered = sorted(set(ids))
     found: set[str] = set()
-    for part in chunks(ordered):
+    for part in _parts(session, ordered):
         stmt = select(table.c[key]).where(_member_of(session, table.c[key], part))
         found.update(session.execute(stmt).scalars())
     return found

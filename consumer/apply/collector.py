@@ -1,0 +1,55 @@
+"""Pause CPython's cyclic garbage collector while a batch is applied.
+
+A batch allocates a hundred thousand or more container objects (parsed events, plan
+drafts, row dicts) that all stay alive until the batch is written, so every collection
+that runs during a batch traverses them and frees nothing: measured at 10-15% of the
+applying process's CPU on OpenLineage batches with the service's collector settings, and
+more with CPython's defaults. Once the batch's objects are released they are freed by
+reference counting, which lowers the collector's allocation count again: resuming after
+the batch leaves nothing for it to do on their account.
+
+The pause is the span of one batch and nests (concurrent appliers in threads share it):
+the collector is re-enabled when the last pause ends, and only if it was enabled when the
+first began, so a program that disabled it keeps it disabled.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _CollectorPause:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._resume:
+                gc.enable()
+
+
+_PAUSE = _CollectorPause()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Run the block with the cyclic collector paused (nests; thread-safe; restores the
+    collector's state as it was before the outermost pause)."""
+    _PAUSE.enter()
+    try:
+        yield
+    finally:
+        _PAUSE.exit()
