@@ -9,8 +9,10 @@ nodes are built (:mod:`metatrail.consumer.query.raw`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Generic, Literal, TypeVar
 
 NodeKind = Literal["artifact", "execution", "context"]
@@ -70,19 +72,52 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+#: Annotations whose values are written as they are (no conversion).
+_PLAIN_ANNOTATIONS = frozenset({"str", "int", "bool", "None"})
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a class's objects become JSON data: its field names in order, a getter of
+    their values in that order (``operator.itemgetter``, in C), and the fields whose
+    values may need converting (times, mappings, floats: any not annotated with str,
+    int, bool or None alone)."""
+
+    names: tuple[str, ...]
+    values: Callable[[dict[str, Any]], Any]
+    loose: tuple[str, ...]
+
+    @classmethod
+    def of(cls, kind: type) -> _Layout:
+        found = fields(kind)
+        names = tuple(f.name for f in found)
+        loose = tuple(f.name for f in found
+                      if not {part.strip() for part in str(f.type).split("|")} <= _PLAIN_ANNOTATIONS)
+        getter = itemgetter(*names)
+        return cls(names, getter if len(names) > 1 else lambda d: (getter(d),), loose)
+
+
+_LAYOUTS: dict[type, _Layout] = {}
 
 
 class _JSON:
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON-ready data (field order kept)."""
+        """Plain JSON-ready data (field order kept).
+
+        Built in C where it can be: the values in field order by one ``itemgetter`` call,
+        zipped into a dict; then only the fields that may hold something to convert are
+        looked at. A 500-node lineage answer builds 500 of these: converting field by field
+        in Python cost ~24 µs a node, about a third of the answer's time."""
         cls = type(self)
-        names = _FIELD_NAMES.get(cls)
-        if names is None:
-            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
-        values = self.__dict__
+        layout = _LAYOUTS.get(cls)
+        if layout is None:
+            layout = _LAYOUTS[cls] = _Layout.of(cls)
+        out = dict(zip(layout.names, layout.values(self.__dict__)))
         plain = _PLAIN
-        return {name: v if type(v := values[name]) in plain else _jsonable(v) for name in names}
+        for name in layout.loose:
+            if type(value := out[name]) not in plain:
+                out[name] = _jsonable(value)
+        return out
 
 
 @dataclass(frozen=True)

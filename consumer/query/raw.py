@@ -73,14 +73,15 @@ class Raw:
     def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A membership test for ``values`` and its parameters: ``f"id {test}"``.
 
-        On PostgreSQL and SQLite the values travel as one JSON array (``IN (SELECT value
-        FROM <its elements>)``), as apply's reads send them
-        (:mod:`metatrail.consumer.apply.writer`); ``IN (?, ?, ...)`` on MariaDB. Why: the
-        statement's text is then the same for any number of values, so PostgreSQL parses
-        it once (psycopg prepares a statement run five times) instead of once per call
-        (a 500-id primary-key lookup: 12 ms as an IN list, 6 ms so), and one text, written
-        by ``json.dumps`` in C, costs the driver less than hundreds of parameters. The
-        server probes the column's index per element."""
+        On PostgreSQL the values travel as one JSON array (``IN (SELECT value FROM
+        json_array_elements_text(?))``), as apply's reads send them
+        (:mod:`metatrail.consumer.apply.writer`): the statement's text is then the same
+        for any number of values, so it is parsed once (psycopg prepares a statement run
+        five times) instead of once per call (a 500-id primary-key lookup: 12 ms as an IN
+        list, 6 ms so), and one text, written by ``json.dumps`` in C, costs the driver less
+        than hundreds of parameters. ``IN (?, ?, ...)`` elsewhere: SQLite binds in C, and
+        its planner joined a ``json_each`` subquery into the lineage walk's and frontier's
+        statements badly (a wide lineage took 73 ms instead of 26)."""
         members, args = self._members(values)
         return f"IN {members}", args
 
@@ -94,8 +95,6 @@ class Raw:
             # Elements come out as text; whole numbers (steps) are cast back.
             value = "CAST(value AS BIGINT)" if values and all(type(v) is int for v in values) else "value"
             return f"(SELECT {value} FROM json_array_elements_text(CAST(? AS JSON)))", [json.dumps(list(values))]
-        if self.dialect == "sqlite":
-            return "(SELECT value FROM json_each(?))", [json.dumps(list(values))]
         return "(" + ", ".join(["?"] * len(values)) + ")", list(values)
 
 
