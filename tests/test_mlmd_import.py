@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from metatrail import Store
 from metatrail.consumer.cli import main
 from metatrail.consumer.mlmd import import_mlmd
-from metatrail.consumer.mlmd.importer import reads_ahead
+from metatrail.consumer.mlmd.importer import overlaps
 from metatrail.consumer.store.engine import open_engine
 from metatrail.consumer.store.migrate import upgrade
 from metatrail.consumer.store.models import Base, DeadLetterRow, EdgeRow, TypeRow
@@ -270,14 +270,14 @@ def test_dry_run_counts_and_writes_nothing(built: Path, engine: Engine) -> None:
     assert (again.would_apply, again.duplicates) == (0, dry.events)
 
 
-def test_pages_are_read_ahead_only_into_a_database_server(tmp_path: Path) -> None:
+def test_pages_are_read_ahead_and_applied_in_threads_only_into_a_database_server(tmp_path: Path) -> None:
     sqlite = open_engine(f"sqlite:///{tmp_path}/metatrail.db")
     server = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")  # an engine connects only when used
     try:
-        assert reads_ahead(server, dry_run=False)
-        assert not reads_ahead(server, dry_run=True)  # nothing is applied: nothing to overlap
-        assert not reads_ahead(sqlite, dry_run=False)  # SQLite waits on the GIL the reading thread holds
-        assert not reads_ahead(None, dry_run=True)
+        assert overlaps(server, dry_run=False)
+        assert not overlaps(server, dry_run=True)  # nothing is applied: nothing to overlap
+        assert not overlaps(sqlite, dry_run=False)  # SQLite waits on the GIL the reading thread holds
+        assert not overlaps(None, dry_run=True)
     finally:
         sqlite.dispose()
         server.dispose()
@@ -293,7 +293,7 @@ def test_an_interrupted_import_leaves_whole_pages_and_a_rerun_completes(built: P
 
     def stop_in_executions(phase: str, done: int, total: int) -> None:
         pages.append(phase)
-        if pages.count("executions") == 2:
+        if pages.count("executions") == 1:  # into a server the next page is in flight: it ends, whole
             raise _Stop
 
     with pytest.raises(_Stop):
