@@ -162,14 +162,15 @@ class _Run:
                 self.report.source_rows[table] = 0
         self._tick("types")
         pages = self._batches(reader, page_size, counts)
-        if overlaps(self.engine, self.dry_run):
+        overlapped = overlaps(self.engine, self.dry_run)
+        if overlapped:
             pages = prefetch(pages, PREFETCH_PAGES)
         # Closed here, whatever happens: a failed page must stop (and join) the reading
         # thread before the caller closes the source it reads. Held only by this frame,
         # the generator would live on in the exception's traceback, its thread reading a
         # closed SQLite connection (a crash, not an error).
         with closing(pages):
-            if overlaps(self.engine, self.dry_run):
+            if overlapped:
                 self._apply_overlapped(pages)
                 return
             for phase, converted, rows in pages:
