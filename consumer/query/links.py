@@ -22,7 +22,7 @@ def execution_links(raw: Raw, ids: Sequence[str]) -> dict[str, ExecutionLinks]:
         ):
             edges[xid].append((direction, aid, role))
         for xid, cid in raw.rows(
-            f"SELECT execution_id, context_id FROM mt_associations WHERE execution_id IN {marks}", part
+            f"SELECT execution_id, context_id FROM mt_associations WHERE execution_id {test}", args
         ):
             contexts[xid].append(cid)
     return {
