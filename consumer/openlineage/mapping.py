@@ -60,7 +60,7 @@ from metatrail.consumer.openlineage.facets import (
     redacted_flag,
 )
 from metatrail.consumer.openlineage.fields import event_time, object_at, string_value, text
-from metatrail.consumer.openlineage.parsed import ParsedJson
+from metatrail.consumer.openlineage.parsed import load_json
 from metatrail.consumer.openlineage.secrets import MARK, Redactor, default_words
 from metatrail.schemas.errors import EventValidationError
 from metatrail.schemas.events import ArtifactRef, ContextUpserted, ErrorInfo, Event, ExecutionRecorded
@@ -112,8 +112,7 @@ def _load(payload: bytes | str | dict[str, Any], max_bytes: int) -> dict[str, An
     if size > max_bytes:
         raise EventValidationError(f"OpenLineage event is {size} bytes, larger than the limit of {max_bytes}")
     try:
-        # Bytes the caller parsed already (an HTTP batch's events) are not parsed twice.
-        data = payload.value if isinstance(payload, ParsedJson) else orjson.loads(payload)  # strict JSON: no NaN
+        data = load_json(payload)  # bytes the caller parsed already (an HTTP batch's events) are not parsed again
     except orjson.JSONDecodeError as exc:
         raise EventValidationError(f"not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

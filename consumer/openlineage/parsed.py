@@ -29,3 +29,10 @@ class ParsedJson(bytes):
         parsed = cls(orjson.dumps(value))
         parsed.value = value
         return parsed
+
+
+def load_json(payload: bytes | str) -> Any:
+    """The value JSON text holds: the one kept beside it when it is a ``ParsedJson``, else
+    parsed by orjson (strict JSON: NaN and Infinity are refused). Raises
+    ``orjson.JSONDecodeError``."""
+    return payload.value if isinstance(payload, ParsedJson) else orjson.loads(payload)

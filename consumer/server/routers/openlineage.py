@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from metatrail.consumer.openlineage.ingest import apply_openlineage
-from metatrail.consumer.openlineage.parsed import ParsedJson
+from metatrail.consumer.openlineage.parsed import ParsedJson, load_json
 from metatrail.consumer.server import http_models as hm
 from metatrail.consumer.server.dependencies import State, require
 from metatrail.consumer.server.errors import ApiError
@@ -85,7 +85,7 @@ def _unwrap(payload: bytes) -> list[bytes]:
     """``{"events": [...]}`` (what some batching clients send) as its events; anything else
     is one event."""
     try:
-        data: Any = payload.value if isinstance(payload, ParsedJson) else orjson.loads(payload)
+        data: Any = load_json(payload)
     except orjson.JSONDecodeError:
         return [payload]
     events = data.get("events") if isinstance(data, dict) else None
