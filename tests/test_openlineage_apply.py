@@ -7,14 +7,17 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from metatrail.consumer.apply import RawRecord, apply_records
+from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records
+from metatrail.consumer.apply import records as records_module
+from metatrail.consumer.apply.records import record_options
 from metatrail.consumer.cli import main
 from metatrail.consumer.openlineage import naming
 from metatrail.consumer.openlineage.facets import is_truncated
@@ -338,3 +341,58 @@ def test_secrets_do_not_reach_the_store(engine: Engine, monkeypatch: pytest.Monk
     apply_openlineage(engine, [run_event("COMPLETE", 2, RUN, run_facets=facets)], load_settings())
     assert execution(engine, RUN).custom_properties["environmentVariables"]["environmentVariables"][0]["value"] \
         == "tok-123"  # off: recorded as sent (the later event's facet replaces the earlier)
+
+
+# --- retries -------------------------------------------------------------------------------
+
+
+@requires_shared
+def test_a_retried_batch_redoes_its_transaction_not_its_mapping(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    payloads = [p for _, p in all_payloads()]
+    decoded: list[bytes] = []
+    original = records_module.decode_openlineage
+
+    def counting(payload: Any, **options: Any) -> Any:
+        decoded.append(payload)
+        return original(payload, **options)
+
+    monkeypatch.setattr(records_module, "decode_openlineage", counting)
+    runs: list[ApplyReport] = []
+
+    def twice(work: Callable[[], ApplyReport]) -> ApplyReport:  # as a retry runs it again
+        runs.extend([work(), work()])
+        return runs[-1]
+
+    records = [RawRecord(p, f"test:{i}", format="openlineage") for i, p in enumerate(payloads)]
+    apply_records(engine, records, attempts=twice)
+    assert len(decoded) == len(payloads)
+    first, second = runs
+    assert first.applied > 0 and second.applied == 0
+    assert second.duplicates == first.applied + first.duplicates
+    expected = canonical_dump(engine)
+    reset_store(engine)
+    apply_ol(engine, payloads)
+    assert canonical_dump(engine) == expected
+
+
+@requires_shared
+def test_concurrent_appliers_of_the_same_new_nodes_give_one_graph(engine: Engine) -> None:
+    """Appliers that race to insert the same new contexts and artifacts (the events of one
+    run split across requests, a DAG's datasets): the loser retries its transaction."""
+    payloads = [p for _, p in all_payloads()]
+    apply_ol(engine, payloads)
+    expected = canonical_dump(engine)
+    reset_store(engine)
+    options = record_options(load_settings(db_retry_max_wait_s=0.2))
+
+    def applier(seed: int) -> None:
+        rng = random.Random(seed)
+        mixed = shuffled_with_duplicates(payloads, rng)
+        for start in range(0, len(mixed), 9):
+            part = mixed[start : start + 9]
+            records = [RawRecord(p, f"t{seed}:{start + i}", format="openlineage") for i, p in enumerate(part)]
+            assert not apply_records(engine, records, **options).dead_letters
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(applier, range(3)))
+    assert canonical_dump(engine) == expected

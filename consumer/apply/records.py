@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
@@ -34,6 +35,7 @@ from metatrail.consumer.apply.applier import apply_in_session
 from metatrail.consumer.apply.bulk import write
 from metatrail.consumer.apply.collector import collector_paused
 from metatrail.consumer.apply.report import ApplyReport, DeadLetter, RawRecord
+from metatrail.consumer.apply.retry import retry_transient
 from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES
 from metatrail.consumer.openlineage.mapping import DEFAULT_MAX_EVENT_BYTES, decode_openlineage
 from metatrail.consumer.store.engine import session_scope
@@ -58,6 +60,15 @@ FORMATS = ("metatrail", "openlineage")
 OPENLINEAGE_KIND = "openlineage"
 
 
+#: How a batch's store work is run: called with the work (a whole transaction, redone
+#: from scratch by each call), it returns the work's result, e.g. by retrying it.
+Attempts = Callable[[Callable[[], ApplyReport]], ApplyReport]
+
+
+def _once(work: Callable[[], ApplyReport]) -> ApplyReport:
+    return work()
+
+
 def apply_records(
     engine: Engine,
     records: Sequence[RawRecord],
@@ -66,28 +77,35 @@ def apply_records(
     max_openlineage_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES,
     redact_words: tuple[str, ...] | None = None,
+    attempts: Attempts = _once,
 ) -> ApplyReport:
     """Validate and apply raw records; invalid ones become dead letters.
 
     One transaction for the whole batch unless the store refuses a value (then halves,
     each in its own transaction). Raises ``TransientStoreError`` when the store is unwell
-    (a retry of the whole call may succeed) and ``StoreError`` when it is broken; nothing
-    of the call is then written, and nothing is dead-lettered. Never raises for bad input. The report counts our events (an
+    and ``StoreError`` when it is broken; nothing of the call is then written, and nothing
+    is dead-lettered. Never raises for bad input. The report counts our events (an
     OpenLineage record is several); ``dead_letters`` names the rejected records.
+
+    ``attempts`` runs the store's part (e.g. ``partial(retry_transient, settings=...)``).
+    The records are decoded once, before it: a retry after a transient failure (a
+    concurrent applier inserted the same new node first) redoes the transaction, not the
+    validation and OpenLineage mapping, which cost more than the transaction's own work.
     """
-    # The parsed events die when _decode_and_apply returns, before the collector resumes.
+    # The parsed events die when this returns, before the collector resumes.
     with collector_paused():
-        return _decode_and_apply(engine, records, max_event_bytes, max_openlineage_bytes, max_facet_bytes, redact_words)
+        valid, invalid = _decode(records, max_event_bytes, max_openlineage_bytes, max_facet_bytes, redact_words)
+        return attempts(lambda: _apply_split(engine, valid, invalid))
 
 
-def _decode_and_apply(
-    engine: Engine,
+def _decode(
     records: Sequence[RawRecord],
     max_event_bytes: int,
     max_openlineage_bytes: int,
     max_facet_bytes: int,
     redact_words: tuple[str, ...] | None,
-) -> ApplyReport:
+) -> tuple[list[tuple[RawRecord, list[Event]]], list[tuple[RawRecord, DeadLetter]]]:
+    """(valid records with their events, invalid records with their dead letters)."""
     valid: list[tuple[RawRecord, list[Event]]] = []
     invalid: list[tuple[RawRecord, DeadLetter]] = []
     for record in records:
@@ -102,12 +120,14 @@ def _decode_and_apply(
             valid.append((record, events))
         except EventValidationError as exc:
             invalid.append((record, _dead_letter(record, str(exc))))
-    return _apply_split(engine, valid, invalid)
+    return valid, invalid
 
 
 def record_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments of ``apply_records`` that come from the settings."""
+    """The keyword arguments of ``apply_records`` that come from the settings: the
+    limits, the redaction words and the store's retry policy."""
     return {
+        "attempts": partial(retry_transient, settings=settings),
         "max_event_bytes": settings.kafka_max_message_bytes,
         "max_openlineage_bytes": settings.openlineage_max_event_bytes,
         "max_facet_bytes": settings.openlineage_max_facet_bytes,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
+from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records
 from metatrail.consumer.cli.app import app
 from metatrail.consumer.apply.records import FORMATS, record_options
 from metatrail.consumer.cli.output import console, print_json
@@ -58,7 +58,7 @@ def ingest(
     try:
         upgrade(engine)
         for batch in read_records(file, batch_size, fmt):
-            report = retry_transient(lambda b=batch: apply_records(engine, b, **record_options(settings)), settings)
+            report = apply_records(engine, batch, **record_options(settings))
             total.merge(report)
     finally:
         engine.dispose()

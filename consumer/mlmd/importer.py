@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from queue import Empty, Queue
 from typing import Any, TypeVar
 
@@ -293,7 +294,7 @@ class _Run:
         assert self.engine is not None
         engine = self.engine
         records = [RawRecord(dump_event(e), f"mlmd:{self.source.identity}:event:{e.event_id}") for e in events]
-        result = retry_transient(lambda: apply_records(engine, records), self.settings)
+        result = apply_records(engine, records, attempts=partial(retry_transient, settings=self.settings))
         if dead:
             retry_transient(lambda: _write_dead(engine, dead), self.settings)
         return result

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from metatrail.consumer.apply import RawRecord, apply_records, retry_transient
+from metatrail.consumer.apply import RawRecord, apply_records
 from metatrail.consumer.apply.records import record_options
 from metatrail.schemas.settings import Settings
 
@@ -71,7 +71,7 @@ def apply_openlineage(
         payload = item if isinstance(item, bytes) else _dump(item)
         digest = hashlib.sha256(payload).hexdigest()
         records.append(RawRecord(payload=payload, source_key=f"{source}:sha256:{digest}", format="openlineage"))
-    report = retry_transient(lambda: apply_records(engine, records, **record_options(settings)), settings)
+    report = apply_records(engine, records, **record_options(settings))
     reasons = {letter.source_key: letter.reason for letter in report.dead_letters}
     outcomes = [
         EventOutcome(i, record.source_key not in reasons, reasons.get(record.source_key))

@@ -19,6 +19,7 @@ import threading
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -159,8 +160,8 @@ class EventSink:
         return result
 
     def _apply(self, records: list[RawRecord]) -> ApplyReport:
-        max_bytes = self.settings.kafka_max_message_bytes
-        return retry_transient(lambda: apply_records(self.engine, records, max_event_bytes=max_bytes), self.settings)
+        return apply_records(self.engine, records, max_event_bytes=self.settings.kafka_max_message_bytes,
+                             attempts=partial(retry_transient, settings=self.settings))
 
     def _publish(self, records: list[RawRecord], result: SubmitResult) -> list[RawRecord]:
         """Publish the valid records; returns the invalid ones (to dead-letter)."""

@@ -214,16 +214,19 @@ class ConsumeLoop:
             self._on_batch(report, self.stats)
 
     def _apply(self, engine: Engine, records: list[RawRecord]) -> ApplyReport:
-        attempts = 0
+        def attempts(work: Callable[[], ApplyReport]) -> ApplyReport:
+            count = 0
 
-        def attempt() -> ApplyReport:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and self._stop.is_set():
-                raise BatchAbandoned("stop requested while retrying a batch")
-            return apply_records(engine, records, **record_options(self.settings))
+            def attempt() -> ApplyReport:
+                nonlocal count
+                count += 1
+                if count > 1 and self._stop.is_set():
+                    raise BatchAbandoned("stop requested while retrying a batch")
+                return work()
 
-        return retry_transient(attempt, self.settings)
+            return retry_transient(attempt, self.settings)
+
+        return apply_records(engine, records, **(record_options(self.settings) | {"attempts": attempts}))
 
     def _recheck_topics(self) -> None:
         """After a rebalance (outside ``poll``): the topics may have been re-created (a
