@@ -152,6 +152,15 @@ class Settings(BaseSettings):
         "least one token in the store (or --insecure).",
     )
     server_port: int = Field(8181, ge=0, le=65535, description="Port of `metatrail serve`.")
+    server_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes `metatrail serve` answers with, sharing its port. Python runs one "
+        "request's work at a time per process: on PostgreSQL or MariaDB, one worker per core "
+        "lets ingest (`POST /events`, `/lineage/batch`) use every core. Each worker holds its "
+        "own connection pools.",
+    )
     server_max_request_bytes: int = Field(
         64 * 1024 * 1024,
         gt=0,

@@ -5,12 +5,14 @@ or in the store in clear."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -121,3 +123,52 @@ def test_the_token_never_reaches_logs_or_the_store_in_clear(store: str, tmp_path
     db = Path(store.removeprefix("sqlite:///"))
     for path in [db, *db.parent.glob(db.name + "-*")]:
         assert token.encode() not in path.read_bytes(), f"the token is in {path.name} in clear"
+
+
+def _workers_of(parent: int, log: str) -> list[int]:
+    """Pids of the worker processes ``parent`` spawned and that started serving."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log) if pid in children]
+
+
+def test_workers_share_the_port_apply_concurrent_writes_once_and_drain_on_sigterm(store_url: str,
+                                                                                     tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start(["--port", str(port), "--workers", "2"], store_url, log)
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = _workers_of(proc.pid, log.read_text())
+        assert len(set(workers)) == 2, log.read_text()
+        # Both workers take requests at once: each request records the same 100 artifacts
+        # (new to the store: the workers race to insert them) and 100 of its own.
+        shared = [dump_event(ArtifactRecorded(artifact_id=new_id(), type="Data", uri=f"s3://shared/{i}"))
+                  for i in range(100)]
+
+        def post(n: int) -> dict[str, int]:
+            own = [dump_event(ArtifactRecorded(artifact_id=new_id(), type="Data", uri=f"s3://{n}/{i}"))
+                   for i in range(100)]
+            answer = httpx.post(api + "/events", content=b"\n".join(shared + own), timeout=120,
+                                headers={"Content-Type": "application/x-ndjson"})
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json())
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, range(8)))
+        assert sum(a["applied"] for a in answers) == 100 + 8 * 100
+        assert sum(a["duplicates"] for a in answers) == 7 * 100
+        listed = httpx.get(api + "/artifacts", params={"count": "true", "page_size": 1}, timeout=60).json()
+        assert listed["total"] == 900
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+                       for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "Traceback" not in log.read_text()

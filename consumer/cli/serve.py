@@ -17,16 +17,19 @@ def serve(
     port: int | None = typer.Option(None, "--port", min=0, max=65535, help="Port (default METATRAIL_SERVER_PORT, 8181)."),
     store: str | None = typer.Option(None, "--store", help="Store URL (default METATRAIL_STORE_URL)."),
     insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback address with no token in the store (unauthenticated!)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, max=64,
+                                       help="Worker processes sharing the port (default METATRAIL_SERVER_WORKERS, 1)."),
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/docs) on the store until SIGTERM.
 
     With no token in the store the server answers without authentication and so listens
     only on a loopback address; a non-loopback --host needs a token first (metatrail token
-    create) or --insecure. SIGTERM lets requests in flight finish.
+    create) or --insecure. SIGTERM lets requests in flight finish. --workers N answers
+    with N processes (on PostgreSQL or MariaDB, one per core lets ingest use every core).
     """
     from metatrail.consumer.server.runner import serve as run_server
 
-    settings = load_settings()
+    settings = load_settings() if workers is None else load_settings(server_workers=workers)
     logging.getLogger("metatrail").setLevel(logging.INFO)
     host = host or settings.server_host
     port = settings.server_port if port is None else port

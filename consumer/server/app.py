@@ -58,13 +58,15 @@ Authentication: `Authorization: Bearer <token>` (`metatrail token create --scope
 Errors are always `{"error": {"code": ..., "message": ...}}`."""
 
 
-def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = False) -> FastAPI:
+def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = False,
+               owns_store: bool = False) -> FastAPI:
     """The API on ``store`` (its engine serves reads; a second engine on the same URL
     serves writes: apply needs transactions, which the read engine skips on servers).
 
     ``open_without_tokens``: serve requests without a token while the store holds no
     active token (``metatrail serve`` sets it only on a loopback address or with
-    ``--insecure``). The app owns the write engine; the caller keeps owning ``store``.
+    ``--insecure``). The app owns the write engine; the caller keeps owning ``store``
+    unless ``owns_store`` (a worker process's app closes it at shutdown).
     """
     engine = open_engine(store.engine.url.render_as_string(hide_password=False))
     state = ServerState(settings, store, engine, EventSink(settings, engine), open_without_tokens)
@@ -73,6 +75,8 @@ def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         state.close()
+        if owns_store:
+            store.close()
 
     app = FastAPI(title="metatrail", description=DESCRIPTION, version="1", openapi_url=OPENAPI_URL,
                   docs_url=None, redoc_url=None, lifespan=lifespan)

@@ -6,6 +6,13 @@ no token refuses to start (``ConfigError``, one line) unless ``insecure``, which
 loud warning. SIGTERM / SIGINT: uvicorn stops accepting connections, lets the requests in
 flight finish (at most ``METATRAIL_SERVER_SHUTDOWN_TIMEOUT_S``), runs the app's shutdown
 (engines closed) and returns.
+
+Workers (``METATRAIL_SERVER_WORKERS`` > 1): uvicorn's supervisor binds the port once and
+spawns that many worker processes that accept on it, each with its own app, store and
+connection pools, built by ``WorkerApp`` after the parent migrated the store and checked
+the exposure rule. SIGTERM to the parent reaches every worker, and each drains as above.
+Python runs one request's work at a time per process, so this is what lets ingest into a
+database server use every core.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from metatrail.consumer.query.store import Store
 from metatrail.consumer.server.app import create_app
 from metatrail.consumer.server.tokens import active_token_count
+from metatrail.consumer.service.gcpolicy import tune_for_batches
 from metatrail.consumer.store.engine import open_engine
 from metatrail.consumer.store.migrate import upgrade
 from metatrail.schemas.errors import ConfigError
@@ -51,6 +60,12 @@ def check_exposure(host: str, active_tokens: int, insecure: bool) -> None:
 
 def build(settings: Settings, store_url: str, host: str, insecure: bool) -> tuple[Store, object]:
     """The migrated store and the app for ``host`` (after the exposure check)."""
+    store = prepare(store_url, host, insecure)
+    return store, create_app(settings, store, open_without_tokens=is_loopback(host) or insecure)
+
+
+def prepare(store_url: str, host: str, insecure: bool) -> Store:
+    """The store, migrated, once serving it on ``host`` passed the exposure check."""
     engine = open_engine(store_url)  # a service creates its store (reads alone create nothing)
     try:
         upgrade(engine)
@@ -66,7 +81,23 @@ def build(settings: Settings, store_url: str, host: str, insecure: bool) -> tupl
     if insecure and tokens == 0 and not is_loopback(host):
         log.warning("!!! --insecure: serving %s on %s WITHOUT AUTHENTICATION: anyone who reaches it can read, "
                     "write and replay; create a token (metatrail token create) to close it", store_url, host)
-    return store, create_app(settings, store, open_without_tokens=is_loopback(host) or insecure)
+    return store
+
+
+@dataclass(frozen=True)
+class WorkerApp:
+    """The app of one worker process: uvicorn pickles this into each process it spawns,
+    which calls it (an app factory) to open its own store and build its own app."""
+
+    settings: Settings
+    store_url: str
+    open_without_tokens: bool
+
+    def __call__(self) -> object:
+        logging.getLogger("metatrail").setLevel(logging.INFO)
+        tune_for_batches()  # as the parent's CLI did for itself: a worker applies batches
+        store = Store.open(self.store_url)
+        return create_app(self.settings, store, open_without_tokens=self.open_without_tokens, owns_store=True)
 
 
 def _server_class(uvicorn: Any) -> Any:
@@ -98,11 +129,19 @@ def serve(settings: Settings, *, host: str, port: int, store_url: str, insecure:
         import uvicorn
     except ImportError as exc:
         raise ConfigError(f"metatrail serve needs the server extra: pip install 'metatrail[server]' ({exc})") from exc
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "server_header": False,
+                               "timeout_graceful_shutdown": settings.server_shutdown_timeout_s, "lifespan": "on"}
+    if settings.server_workers > 1:
+        prepare(store_url, host, insecure).close()
+        factory = WorkerApp(settings, store_url, is_loopback(host) or insecure)
+        config = uvicorn.Config(factory, factory=True, workers=settings.server_workers, **options)
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock if sock is not None else config.bind_socket()]).run()
+        return
     store, app = build(settings, store_url, host, insecure)
     try:
-        config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False,
-                                timeout_graceful_shutdown=settings.server_shutdown_timeout_s, lifespan="on")
-        server = _server_class(uvicorn)(config)
+        server = _server_class(uvicorn)(uvicorn.Config(app, **options))
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         store.close()
