@@ -16,7 +16,12 @@ from sqlalchemy import Engine, text
 
 from metatrail import Store
 from metatrail.consumer.query import Artifact, Execution
+from metatrail.consumer.apply import apply_events
 from metatrail.consumer.store.migrate import MIGRATIONS, upgrade
+from metatrail.consumer.store.property_document import encode
+from metatrail.schemas.events import ArtifactRecorded
+from metatrail.schemas.ids import new_id
+from metatrail.schemas.values import PropertyValue
 from tests.fixtures.dump import mismatched_documents
 from tests.fixtures.graphs import pipeline_graph
 
@@ -69,3 +74,28 @@ def test_nodes_from_rows_are_ordinary_frozen_nodes(engine: Engine, kind: str) ->
     for n in graph.nodes if graph else ():
         assert isinstance(n, (Artifact, Execution))
         assert type(n)(**{f.name: getattr(n, f.name) for f in dataclasses.fields(n)}) == n
+
+
+def test_documents_read_back_as_their_values_whatever_writes_them(engine: Engine) -> None:
+    """orjson writes documents; what it would write differently from Python's ``json``
+    (NaN as null, a lone surrogate, an integer beyond 64 bits) is written by ``json``, so
+    every document reads back as the values its rows hold, on every backend."""
+    odd = {"nan": float("nan"), "inf": float("-inf"), "text": "caf\u00e9 \U0001f600", "big": 2**70,
+           "nested": {"z": [1, 2.5, None, True], "a": "\udc80"}}
+    events = []
+    for name, value in odd.items():
+        events.append(ArtifactRecorded(artifact_id=new_id(), type="Data", uri=f"s3://{name}",
+                                       properties={name: PropertyValue.of(value)}))
+    apply_events(engine, events)
+    with engine.connect() as conn:
+        assert not mismatched_documents(conn)
+    with Store(engine) as store:
+        for event in events:
+            (name, expected), = ((k, v.value) for k, v in event.properties.items())
+            got = store.get(str(event.artifact_id)).properties[name]
+            if isinstance(expected, float) and expected != expected:
+                assert got != got
+            else:
+                assert got == expected, name
+    assert encode({"a": 1.5, "é": "ü"}, {}) == '[{"a":1.5,"é":"ü"},{}]'  # UTF-8, not \\u escapes
+    assert encode({"n": float("nan")}, {}) == '[{"n":NaN},{}]'
