@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, Table
 from sqlalchemy.orm import Session
 
-from metatrail.consumer.apply.bulk import WriteQueue
+from metatrail.consumer.apply.bulk import WriteQueue, can_claim, claim
 from metatrail.consumer.apply.collector import collector_paused
 from metatrail.consumer.apply.documents import node_documents
 from metatrail.consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
@@ -32,7 +32,13 @@ from metatrail.consumer.apply.plan import (
     widen,
 )
 from metatrail.consumer.apply.report import ApplyReport
-from metatrail.consumer.apply.writer import existing_keys, load_by_composite, load_rows, load_rows_by, settled_ids
+from metatrail.consumer.apply.writer import (
+    existing_keys,
+    load_by_composite,
+    load_rows_by,
+    load_rows_to_merge,
+    settled_ids,
+)
 from metatrail.consumer.store.engine import session_scope
 from metatrail.consumer.store.models import (
     AppliedEventRow,
@@ -85,8 +91,22 @@ def _apply_fresh(session: Session, events: Sequence[Event]) -> ApplyReport:
     unique: dict[str, Event] = {}
     for event in events:
         unique.setdefault(sid(event.event_id), event)
-    done = existing_keys(session, AppliedEventRow.__table__, "event_id", unique)
-    fresh = [e for key, e in unique.items() if key not in done]
+    now = datetime.now(timezone.utc)
+    applied = [
+        {"event_id": key, "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now} for key, e in unique.items()
+    ]
+    claims = can_claim(session)
+    if claims:
+        # Claimed first: an event a concurrent apply is applying (the same OpenLineage run
+        # described in two requests at once) waits for it and is a duplicate here, rather
+        # than a key conflict at the end that retries the whole batch.
+        claimed = claim(session, AppliedEventRow.__table__, applied)
+        fresh = [e for key, e in unique.items() if key in claimed]
+    else:
+        # Written at the end (SQLite writes one transaction at a time; on MySQL a key
+        # conflict there is a concurrent apply: transient, and the retry finds it).
+        done = existing_keys(session, AppliedEventRow.__table__, "event_id", unique)
+        fresh = [e for key, e in unique.items() if key not in done]
     report.duplicates = len(events) - len(fresh)
     report.applied = len(fresh)
     if not fresh:
@@ -94,16 +114,8 @@ def _apply_fresh(session: Session, events: Sequence[Event]) -> ApplyReport:
     plan = build_plan(fresh)
     writes = WriteQueue()
     _merge_plan(session, plan, report, writes)
-    now = datetime.now(timezone.utc)
-    writes.add(
-        AppliedEventRow.__table__,
-        [
-            {"event_id": sid(e.event_id), "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now}
-            for e in fresh
-        ],
-    )
-    # A unique-key conflict here is a concurrent apply that inserted the same rows first:
-    # the session scope reports it as transient (store.faults), and the retry finds them.
+    if not claims:
+        writes.add(AppliedEventRow.__table__, [row for row in applied if row["event_id"] not in done])
     writes.send(session)
     report.triggers_requested = evaluate_triggers(session, report)  # trigger evaluation
     return report
@@ -152,7 +164,7 @@ def _merge_kind(session: Session, kind: str, plan: Plan, report: ApplyReport, wr
     settled = settled_ids(session, node_table, [i for i, d in drafts.items() if d.references_only])
     if settled:
         drafts = {i: d for i, d in drafts.items() if i not in settled}
-    stored = load_rows(session, node_table, "id", drafts)
+    stored = load_rows_to_merge(session, node_table, "id", drafts)
     old_nodes = {key[0] for key in property_drafts} & set(stored)
     stored_properties = {
         (r["node_id"], bool(r["is_custom"]), r["name"]): r
@@ -240,7 +252,7 @@ def _merge_steps(session: Session, plan: Plan, report: ApplyReport, writes: Writ
     if not plan.steps:
         return
     table = StepRow.__table__
-    stored = load_rows(session, table, "id", plan.steps)
+    stored = load_rows_to_merge(session, table, "id", plan.steps)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for step_id in sorted(plan.steps):

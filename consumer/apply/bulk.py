@@ -197,22 +197,7 @@ def write(
     columns = tuple(rows[0])
     head, tail, converters = _plan(table, columns, dialect, mode, min_column)
     if dialect == "postgresql":
-        # The whole chunk as one JSON document, expanded server-side by
-        # json_to_recordset: json.dumps runs in C, and psycopg handles one parameter
-        # instead of dumping thousands (it does that in Python).
-        select, json_converters = _recordset_select(table, columns)
-        converting = [(c, conv) for c, conv in json_converters if conv is not None]
-        documents = []
-        for row in rows:
-            document = dict(row)
-            for c, conv in converting:
-                document[c] = conv(document[c])
-            documents.append(document)
-        try:
-            payload = orjson.dumps(documents).decode()
-        except TypeError:  # see _json_text
-            payload = json.dumps(documents, separators=(",", ":"), allow_nan=False)
-        connection.exec_driver_sql(head.removesuffix("VALUES ") + select + tail, (payload,))
+        connection.exec_driver_sql(*_recordset_insert(table, rows, columns, head, tail))
         return
     values = _tuples(rows, columns, converters)
     if dialect == "sqlite":
@@ -227,6 +212,67 @@ def write(
         sql = head + ", ".join([one_row] * len(part)) + tail
         flat = tuple(v for row in part for v in row)
         connection.exec_driver_sql(sql, flat)
+
+
+def _recordset_insert(table: Table, rows: Sequence[dict[str, Any]], columns: tuple[str, ...], head: str,
+                      tail: str) -> tuple[str, tuple[str]]:
+    """PostgreSQL's statement and parameter for ``rows``: the whole chunk as one JSON
+    document, expanded server-side by json_to_recordset (json.dumps runs in C, and psycopg
+    handles one parameter instead of dumping thousands: it does that in Python)."""
+    select, json_converters = _recordset_select(table, columns)
+    converting = [(c, conv) for c, conv in json_converters if conv is not None]
+    documents = []
+    for row in rows:
+        document = dict(row)
+        for c, conv in converting:
+            document[c] = conv(document[c])
+        documents.append(document)
+    try:
+        payload = orjson.dumps(documents).decode()
+    except TypeError:  # see _json_text
+        payload = json.dumps(documents, separators=(",", ":"), allow_nan=False)
+    return head.removesuffix("VALUES ") + select + tail, (payload,)
+
+
+def can_claim(session: Session) -> bool:
+    """Whether ``claim`` works here: PostgreSQL and MariaDB insert with RETURNING (MySQL
+    does not; SQLite runs one writing transaction at a time, so it has no race to avoid)."""
+    dialect = session.connection().dialect
+    return dialect.name == "postgresql" or bool(getattr(dialect, "is_mariadb", False))
+
+
+def claim(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> set[Any]:
+    """Insert those of ``rows`` whose key is not in ``table`` yet and return their keys
+    (a one-column primary key; see ``can_claim``). A key a concurrent transaction is
+    inserting waits for it to end and is not returned if it committed: rows are claimed,
+    not raced for. Rows go in key order, so two transactions claiming overlapping keys wait
+    for each other, never deadlock."""
+    (key,) = (c.name for c in table.primary_key.columns)
+    ordered = sorted(rows, key=itemgetter(key))
+    if not ordered:
+        return set()
+    connection = session.connection()
+    dialect = connection.dialect.name
+    columns = tuple(ordered[0])
+    claimed: set[Any] = set()
+    if dialect == "postgresql":
+        head, tail, _ = _plan(table, columns, dialect, "ignore", None)
+        for start in range(0, len(ordered), 10_000):
+            sql, params = _recordset_insert(table, ordered[start : start + 10_000], columns, head, tail)
+            claimed.update(connection.exec_driver_sql(f'{sql} RETURNING "{key}"', params).scalars())
+        return claimed
+    # MariaDB: INSERT IGNORE, which also turns a value the column cannot hold into a
+    # warning; claimed rows are made by apply itself (ids, kinds, times), never by input.
+    head, _, converters = _plan(table, columns, dialect, "insert", None)
+    head = head.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
+    values = _tuples(ordered, columns, converters)
+    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    per_statement = max(1, MAX_PARAMS // len(columns))
+    for start in range(0, len(values), per_statement):
+        part = values[start : start + per_statement]
+        sql = head + ", ".join([one_row] * len(part)) + f" RETURNING `{key}`"
+        claimed.update(connection.exec_driver_sql(sql, tuple(v for row in part for v in row)).scalars())
+    return claimed
 
 
 class WriteQueue:

@@ -62,6 +62,21 @@ def load_rows(session: Session, table: Table, key: str, ids: Iterable[str]) -> d
     return found
 
 
+def load_rows_to_merge(session: Session, table: Table, key: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``load_rows``, and where the backend locks rows, the ids it did not find read once
+    more. Why: a concurrent applier holding one of these rows may insert others of them
+    and commit while the first read waits for its lock; that read's snapshot predates the
+    commit, so it misses them, and inserting them would fail on their keys and retry the
+    whole batch. A second statement sees them (and locks them): the batch merges into them.
+    Concurrent appliers share rows all the time (a pipeline's datasets, an OpenLineage
+    job's context, the parent run every task of a DAG run names)."""
+    wanted = set(ids)
+    found = load_rows(session, table, key, wanted)
+    if _locks(session) and len(found) < len(wanted):
+        found.update(load_rows(session, table, key, wanted - found.keys()))
+    return found
+
+
 def load_rows_by(
     session: Session, table: Table, column: str, values: Iterable[str]
 ) -> list[dict[str, Any]]:
