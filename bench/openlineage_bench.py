@@ -8,19 +8,22 @@ the same, as a daily DAG's do; the simple run's id, ``run_id``, is not a UUID an
 its copies are duplicates). They are produced as fast as a raw kafka-python producer can,
 keyed by root job as the OpenLineage Kafka transport keys them, while ``--consumers``
 ``ConsumeLoop`` processes apply them; events/s = OpenLineage events / (first send → last
-offset committed after its DB commit). The mapping alone (no store) is timed in the
-driver, for the share it takes.
+offset committed after its DB commit). Also the backlog rate: the events not yet
+committed when the producer is done / the time the consumers then take to commit them,
+with the cores to themselves and the broker (what catching up on a topic runs at). The
+mapping alone (no store) is timed in the driver, for the share it takes.
 
 ``--via http``: the same workload POSTed to ``/api/v1/lineage/batch`` in batches of
-``--http-batch`` by ``--clients`` concurrent clients, into a ``metatrail serve`` the bench
-starts on a fresh PostgreSQL database (or ``--url`` of a running one, with ``--token``);
-events/s = OpenLineage events / (first request → last answer, each answer after its
-DB commit). Writes bench/results/openlineage_http.json.
+``--http-batch`` by ``--clients`` concurrent clients, into a ``metatrail serve
+--workers`` the bench starts on a fresh PostgreSQL database (or ``--url`` of a running
+one, with ``--token``); events/s = OpenLineage events / (first request → last answer,
+each answer after its DB commit). Writes bench/results/openlineage_http.json.
 
 Broker, PostgreSQL and the consumer processes as in ``bench/e2e_bench.py``. Writes
 bench/results/openlineage.json (unless ``--no-write``). Needs ``../shared/fixtures``.
 
     .venv/bin/python bench/openlineage_bench.py [--copies 200] [--consumers 2]
+    .venv/bin/python bench/openlineage_bench.py --via http [--clients 2 --workers 2]
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ def kafka_phase(settings: Settings, messages: list[tuple[bytes, bytes]]) -> dict
     p.close()
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
+        at_sent = committed(admin, settings)
         deadline = time.monotonic() + 1800
         while committed(admin, settings) < len(messages):
             if time.monotonic() > deadline:
@@ -119,6 +123,10 @@ def kafka_phase(settings: Settings, messages: list[tuple[bytes, bytes]]) -> dict
         "produce_s": round(sent - started, 3),
         "end_to_end_s": round(done - started, 3),
         "events_per_s": round(len(messages) / (done - started)),
+        # Once the producer is done the consumers drain the rest of the topic with the
+        # cores to themselves (and the broker): the rate a backlog is caught up at.
+        "backlog_events": len(messages) - at_sent,
+        "backlog_events_per_s": round((len(messages) - at_sent) / (done - sent)) if done > sent else None,
     }
 
 
@@ -126,6 +134,11 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The processes ``parent`` started (``serve --workers``' workers)."""
+    return [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
 
 
 def backend_pids(admin: Any, db: str) -> list[int]:
@@ -181,8 +194,8 @@ def serve_phase(args: argparse.Namespace, messages: list[tuple[bytes, bytes]]) -
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "metatrail", "serve", "--port", str(port), "--store", store_url],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "metatrail", "serve", "--port", str(port), "--store", store_url,
+                               "--workers", str(args.workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -193,9 +206,12 @@ def serve_phase(args: argparse.Namespace, messages: list[tuple[bytes, bytes]]) -
                 time.sleep(0.1)
         else:
             raise SystemExit("metatrail serve did not become ready")
-        server_cpu = cpu_seconds(server.pid)
+        time.sleep(1.0 if args.workers > 1 else 0.0)  # every worker up, not only the first
+        processes = [server.pid, *worker_pids(server.pid)]
+        server_cpu = sum(cpu_seconds(p) for p in processes)
         result = http_phase(url, messages, args.http_batch, None, args.clients)
-        server_us = (cpu_seconds(server.pid) - server_cpu) / len(messages) * 1e6
+        server_us = (sum(cpu_seconds(p) for p in processes) - server_cpu) / len(messages) * 1e6
+        result["workers"] = args.workers
         pg_us = sum(cpu_seconds(p) for p in backend_pids(admin, db) if Path(f"/proc/{p}").exists()) / len(messages) * 1e6
         result["cpu"] = {"server_cpu_us_per_event": round(server_us, 1), "postgres_cpu_us_per_event": round(pg_us, 1),
                          "two_core_capacity_events_per_s": round(2e6 / (server_us + pg_us))}
@@ -238,6 +254,7 @@ def main() -> None:
     parser.add_argument("--token", help="With --via http: a bearer token with write scope.")
     parser.add_argument("--http-batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=1, help="With --via http: concurrent clients.")
+    parser.add_argument("--workers", type=int, default=1, help="With --via http: `serve --workers`.")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--role", default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--settings-json", help=argparse.SUPPRESS)
@@ -258,6 +275,7 @@ def main() -> None:
         else:
             http = serve_phase(args, messages)
         print(f"  {http['events_per_s']} events/s through /api/v1/lineage/batch ({http['clients']} clients, "
+              f"{http.get('workers', 'external')} server workers, "
               f"{http['batch']} events a request, load average {os.getloadavg()[0]:.1f})", flush=True)
         if "cpu" in http:
             print(f"  CPU per event: server {http['cpu']['server_cpu_us_per_event']} µs, PostgreSQL "
@@ -267,7 +285,8 @@ def main() -> None:
             "via": "http",
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                         "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
-            "settings": {"copies": args.copies},
+            "settings": {"copies": args.copies, "clients": args.clients, "workers": args.workers,
+                         "batch": args.http_batch},
             "http": http, "mapping_only": mapping,
             "targets": {"events_per_s": 3000}, "met": {"events_per_s": http["events_per_s"] >= 3000},
         }, HTTP_RESULTS)
@@ -291,7 +310,8 @@ def main() -> None:
         started_cpu = {p.pid: cpu_seconds(p.pid) for p in procs}
         kp = kafka_phase(settings, messages)
         print(f"  {kp['events']} OpenLineage events ({kp['bytes'] / 1e6:.1f} MB) end to end in {kp['end_to_end_s']} s:"
-              f" {kp['events_per_s']} events/s (load average {os.getloadavg()[0]:.1f})", flush=True)
+              f" {kp['events_per_s']} events/s (load average {os.getloadavg()[0]:.1f}); produced in {kp['produce_s']} s,"
+              f" the {kp['backlog_events']} left then drained at {kp['backlog_events_per_s']} events/s", flush=True)
         cpu = cpu_per_event(started_cpu, backend_pids(admin, db), len(messages))
         print(f"  CPU per event: consumers {cpu['consumer_cpu_us_per_event']} µs, PostgreSQL "
               f"{cpu['postgres_cpu_us_per_event']} µs: {cpu['two_core_capacity_events_per_s']} events/s on two "

@@ -168,7 +168,13 @@ def test_workers_share_the_port_apply_concurrent_writes_once_and_drain_on_sigter
         assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
                        for pid in workers)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        if proc.poll() is None:  # the test failed: stop the workers too, not only their parent
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                for pid in _workers_of(proc.pid, log.read_text()):
+                    os.kill(pid, signal.SIGKILL)
+                proc.kill()
+                proc.wait(10)
     assert "Traceback" not in log.read_text()
