@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import String, Table, bindparam, cast, false, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import JSON
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from metatrail.consumer.store.batching import chunks
@@ -47,34 +48,53 @@ def _locks(session: Session) -> bool:
     return session.get_bind().dialect.name != "sqlite"
 
 
-def load_rows(session: Session, table: Table, key: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Rows whose ``key`` is in ``ids``, locked for update where the backend locks rows.
-    Ids are sorted so concurrent appliers lock in the same order (fewer deadlocks)."""
+def load_rows(session: Session, table: Table, key: str, ids: Iterable[str], *,
+              nowait: bool = False) -> dict[str, dict[str, Any]]:
+    """Rows whose ``key`` is in ``ids``, locked for update where the backend locks rows
+    (``nowait``: failing at once if another transaction holds one). Ids are sorted so
+    concurrent appliers lock in the same order (fewer deadlocks)."""
     ordered = sorted(set(ids))
     found: dict[str, dict[str, Any]] = {}
     column = table.c[key]
     for part in _parts(session, ordered):
         stmt = select(table).where(_member_of(session, column, part)).order_by(column)
         if _locks(session):
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update(nowait=nowait)
         for row in session.execute(stmt).mappings():
             found[row[key]] = dict(row)
     return found
 
 
 def load_rows_to_merge(session: Session, table: Table, key: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``load_rows``, and where the backend locks rows, the ids it did not find read once
-    more. Why: a concurrent applier holding one of these rows may insert others of them
-    and commit while the first read waits for its lock; that read's snapshot predates the
-    commit, so it misses them, and inserting them would fail on their keys and retry the
-    whole batch. A second statement sees them (and locks them): the batch merges into them.
+    """``load_rows``; on PostgreSQL, when the read had to wait for a lock, the ids it did
+    not find are read once more. Why: a concurrent applier holding one of these rows may
+    insert others of them and commit while the read waits; the read's snapshot predates
+    that commit, so it misses them, and inserting them would fail on their keys and retry
+    the whole batch. A second statement sees them (and locks them): the batch merges into
+    them. (MariaDB's locking reads see the latest committed rows: no second read.)
     Concurrent appliers share rows all the time (a pipeline's datasets, an OpenLineage
-    job's context, the parent run every task of a DAG run names)."""
+    job's context, the parent run every task of a DAG run names).
+
+    Whether the read waited: it first runs with NOWAIT inside a savepoint; only when a
+    row is locked by someone else does it wait, and then read again. Uncontended, that
+    costs a savepoint, where reading every missing id again cost 4-7% of apply."""
     wanted = set(ids)
+    if session.get_bind().dialect.name != "postgresql" or not wanted:
+        return load_rows(session, table, key, wanted)
+    try:
+        with session.begin_nested():
+            return load_rows(session, table, key, wanted, nowait=True)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
     found = load_rows(session, table, key, wanted)
-    if _locks(session) and len(found) < len(wanted):
+    if len(found) < len(wanted):
         found.update(load_rows(session, table, key, wanted - found.keys()))
     return found
+
+
+#: PostgreSQL's SQLSTATE for a NOWAIT read that met a row locked by another transaction.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def load_rows_by(
