@@ -95,18 +95,19 @@ def _apply_fresh(session: Session, events: Sequence[Event]) -> ApplyReport:
     applied = [
         {"event_id": key, "kind": e.kind, "occurred_at": e.occurred_at, "applied_at": now} for key, e in unique.items()
     ]
-    claims = can_claim(session)
-    if claims:
+    if can_claim(session):
         # Claimed first: an event a concurrent apply is applying (the same OpenLineage run
         # described in two requests at once) waits for it and is a duplicate here, rather
         # than a key conflict at the end that retries the whole batch.
         claimed = claim(session, AppliedEventRow.__table__, applied)
         fresh = [e for key, e in unique.items() if key in claimed]
+        unwritten: list[dict[str, Any]] = []
     else:
         # Written at the end (SQLite writes one transaction at a time; on MySQL a key
         # conflict there is a concurrent apply: transient, and the retry finds it).
         done = existing_keys(session, AppliedEventRow.__table__, "event_id", unique)
         fresh = [e for key, e in unique.items() if key not in done]
+        unwritten = [row for row in applied if row["event_id"] not in done]
     report.duplicates = len(events) - len(fresh)
     report.applied = len(fresh)
     if not fresh:
@@ -114,8 +115,7 @@ def _apply_fresh(session: Session, events: Sequence[Event]) -> ApplyReport:
     plan = build_plan(fresh)
     writes = WriteQueue()
     _merge_plan(session, plan, report, writes)
-    if not claims:
-        writes.add(AppliedEventRow.__table__, [row for row in applied if row["event_id"] not in done])
+    writes.add(AppliedEventRow.__table__, unwritten)
     writes.send(session)
     report.triggers_requested = evaluate_triggers(session, report)  # trigger evaluation
     return report

@@ -15,7 +15,7 @@ already exist are written back).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from operator import itemgetter
@@ -205,13 +205,18 @@ def write(
         one_row = "(" + ", ".join(["?"] * len(columns)) + ")"
         connection.exec_driver_sql(head + one_row + tail, values)
         return
-    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    per_statement = max(1, MAX_PARAMS // len(columns))
+    for sql, flat in _multirow_statements(head, tail, values, len(columns)):
+        connection.exec_driver_sql(sql, flat)
+
+
+def _multirow_statements(head: str, tail: str, values: list[Any], width: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """MySQL/MariaDB: ``head (...), (...) tail`` statements with their flat parameters,
+    as many rows each as stay under ``MAX_PARAMS``."""
+    one_row = "(" + ", ".join(["%s"] * width) + ")"
+    per_statement = max(1, MAX_PARAMS // width)
     for start in range(0, len(values), per_statement):
         part = values[start : start + per_statement]
-        sql = head + ", ".join([one_row] * len(part)) + tail
-        flat = tuple(v for row in part for v in row)
-        connection.exec_driver_sql(sql, flat)
+        yield head + ", ".join([one_row] * len(part)) + tail, tuple(v for row in part for v in row)
 
 
 def _recordset_insert(table: Table, rows: Sequence[dict[str, Any]], columns: tuple[str, ...], head: str,
@@ -266,12 +271,8 @@ def claim(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> set
     head, _, converters = _plan(table, columns, dialect, "insert", None)
     head = head.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
     values = _tuples(ordered, columns, converters)
-    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    per_statement = max(1, MAX_PARAMS // len(columns))
-    for start in range(0, len(values), per_statement):
-        part = values[start : start + per_statement]
-        sql = head + ", ".join([one_row] * len(part)) + f" RETURNING `{key}`"
-        claimed.update(connection.exec_driver_sql(sql, tuple(v for row in part for v in row)).scalars())
+    for sql, flat in _multirow_statements(head, f" RETURNING `{key}`", values, len(columns)):
+        claimed.update(connection.exec_driver_sql(sql, flat).scalars())
     return claimed
 
 

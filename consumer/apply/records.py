@@ -23,8 +23,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 from uuid import UUID
 
