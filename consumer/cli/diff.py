@@ -79,8 +79,13 @@ def impact(
         applied = 0
         if not dry_run and changes:
             from metatrail.consumer.apply import apply_events
+            from metatrail.consumer.store.engine import write_engine
 
-            applied = apply_events(store.engine, retire_events(found, changes, reason=why, requested_by=who)).applied
+            writer = write_engine(store.engine)
+            try:
+                applied = apply_events(writer, retire_events(found, changes, reason=why, requested_by=who)).applied
+            finally:
+                writer.dispose()
     finally:
         store.close()
     if as_json:

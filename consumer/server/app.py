@@ -30,7 +30,7 @@ from metatrail.consumer.server.routers import (
     status,
     tokens,
 )
-from metatrail.consumer.store.engine import open_engine
+from metatrail.consumer.store.engine import write_engine
 from metatrail.schemas.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -68,7 +68,7 @@ def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = 
     ``--insecure``). The app owns the write engine; the caller keeps owning ``store``
     unless ``owns_store`` (a worker process's app closes it at shutdown).
     """
-    engine = open_engine(store.engine.url.render_as_string(hide_password=False))
+    engine = write_engine(store.engine)
     state = ServerState(settings, store, engine, EventSink(settings, engine), open_without_tokens)
 
     @asynccontextmanager

@@ -69,6 +69,14 @@ _PG_NO_DATABASE = "3D000"
 _MYSQL_NO_DATABASE = 1049
 
 
+def write_engine(read_engine: Engine) -> Engine:
+    """An engine for writes on the database ``read_engine`` reads. A store's read engine
+    runs without transactions on database servers (each statement sees committed data);
+    apply needs one transaction per batch, with its row locks and savepoints. The caller
+    disposes it."""
+    return open_engine(read_engine.url.render_as_string(hide_password=False))
+
+
 def open_existing(url: str, **kwargs: Any) -> Engine:
     """An engine on a store that already exists, for reads (``Store.open``, the CLI's read
     commands), which must create nothing: no SQLite file or folder, no tables.
