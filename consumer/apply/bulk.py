@@ -259,18 +259,16 @@ def claim(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> set
     connection = session.connection()
     dialect = connection.dialect.name
     columns = tuple(ordered[0])
-    claimed: set[Any] = set()
     if dialect == "postgresql":
         head, tail, _ = _plan(table, columns, dialect, "ignore", None)
-        for start in range(0, len(ordered), 10_000):
-            sql, params = _recordset_insert(table, ordered[start : start + 10_000], columns, head, tail)
-            claimed.update(connection.exec_driver_sql(f'{sql} RETURNING "{key}"', params).scalars())
-        return claimed
+        sql, params = _recordset_insert(table, ordered, columns, head, tail)
+        return set(connection.exec_driver_sql(f'{sql} RETURNING "{key}"', params).scalars())
     # MariaDB: INSERT IGNORE, which also turns a value the column cannot hold into a
     # warning; claimed rows are made by apply itself (ids, kinds, times), never by input.
     head, _, converters = _plan(table, columns, dialect, "insert", None)
     head = head.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
     values = _tuples(ordered, columns, converters)
+    claimed: set[Any] = set()
     for sql, flat in _multirow_statements(head, f" RETURNING `{key}`", values, len(columns)):
         claimed.update(connection.exec_driver_sql(sql, flat).scalars())
     return claimed
