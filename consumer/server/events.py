@@ -19,13 +19,13 @@ import threading
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine
 
-from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records, retry_transient
+from metatrail.consumer.apply import ApplyReport, RawRecord, apply_records
+from metatrail.consumer.apply.records import record_options
 from metatrail.consumer.openlineage.parsed import ParsedJson
 from metatrail.consumer.server.errors import ApiError
 from metatrail.schemas.errors import EventValidationError
@@ -160,8 +160,7 @@ class EventSink:
         return result
 
     def _apply(self, records: list[RawRecord]) -> ApplyReport:
-        return apply_records(self.engine, records, max_event_bytes=self.settings.kafka_max_message_bytes,
-                             attempts=partial(retry_transient, settings=self.settings))
+        return apply_records(self.engine, records, **record_options(self.settings))
 
     def _publish(self, records: list[RawRecord], result: SubmitResult) -> list[RawRecord]:
         """Publish the valid records; returns the invalid ones (to dead-letter)."""
