@@ -378,7 +378,8 @@ def test_a_retried_batch_redoes_its_transaction_not_its_mapping(engine: Engine, 
 @requires_shared
 def test_concurrent_appliers_of_the_same_new_nodes_give_one_graph(engine: Engine) -> None:
     """Appliers that race to insert the same new contexts and artifacts (the events of one
-    run split across requests, a DAG's datasets): the loser retries its transaction."""
+    run split across requests, a DAG's datasets): the later one merges into what the other
+    inserted or, where neither waited for the other, retries its transaction."""
     payloads = [p for _, p in all_payloads()]
     apply_ol(engine, payloads)
     expected = canonical_dump(engine)

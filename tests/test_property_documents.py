@@ -15,8 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, text
 
 from metatrail import Store
-from metatrail.consumer.query import Artifact, Execution
 from metatrail.consumer.apply import apply_events
+from metatrail.consumer.query import Artifact, Execution
 from metatrail.consumer.store.migrate import MIGRATIONS, upgrade
 from metatrail.consumer.store.property_document import encode
 from metatrail.schemas.events import ArtifactRecorded
