@@ -72,17 +72,18 @@ class ProducerInfo(_Model):
 
     @classmethod
     def current(cls) -> ProducerInfo:
-        """This process (cached per pid, so a forked child reports its own pid)."""
-        pid = os.getpid()
-        cached = _PRODUCER_INFO.get(pid)
-        if cached is None:
-            cached = cls(host=socket.gethostname(), pid=pid, sdk_version=sdk_version())
-            _PRODUCER_INFO.clear()
-            _PRODUCER_INFO[pid] = cached
-        return cached
+        """This process (cached until a fork, so a forked child reports its own pid;
+        not asked of the kernel per event: ``getpid`` is a system call, and the mapping
+        builds several events per OpenLineage event)."""
+        if _PRODUCER_INFO:
+            return _PRODUCER_INFO[0]
+        current = cls(host=socket.gethostname(), pid=os.getpid(), sdk_version=sdk_version())
+        _PRODUCER_INFO.append(current)
+        return current
 
 
-_PRODUCER_INFO: dict[int, ProducerInfo] = {}
+_PRODUCER_INFO: list[ProducerInfo] = []
+os.register_at_fork(after_in_child=_PRODUCER_INFO.clear)
 
 
 class ArtifactRef(_Model):

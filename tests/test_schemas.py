@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import uuid
 
 import pytest
@@ -15,6 +16,7 @@ from metatrail.schemas import (
     ExecutionStarted,
     MetricPoint,
     MetricsLogged,
+    ProducerInfo,
     PropertyValue,
     dump_event,
     load_settings,
@@ -123,3 +125,20 @@ def test_defaults_are_the_embedded_zero_configuration() -> None:
     assert settings.transport == "embedded"
     assert settings.store_url == "sqlite:///.metatrail/metadata.db"
     assert "METATRAIL_STORE_URL" in known_env_vars()
+
+
+def test_a_forked_child_reports_its_own_pid() -> None:
+    """The producer of an event is the process that made it, in a forked child too
+    (``current`` is cached until a fork)."""
+    assert ProducerInfo.current().pid == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, str(ProducerInfo.current().pid).encode())
+        os._exit(0)
+    os.close(write)
+    reported = int(os.read(read, 32))
+    os.waitpid(child, 0)
+    os.close(read)
+    assert reported == child != os.getpid()
+    assert ProducerInfo.current().pid == os.getpid()
