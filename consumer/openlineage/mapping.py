@@ -38,6 +38,7 @@ canonical JSON (``naming.event_digest``), so a retried event is a duplicate.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
@@ -197,35 +198,19 @@ class _RunEventMapper:
         lineage = [naming.run_context_id(r) for r in (parent_run, root_run) if r and r != self.run_id]
         lineage = list(dict.fromkeys(lineage))
         root = naming.run_context_id(root_run or parent_run or self.run_id)
-        identity = {
-            "ol_job_namespace": string_value(self.job_namespace),
-            "ol_job_name": string_value(self.job_name),
-        }
-        job_parents = [naming.job_context_id(*parent_job)] if parent_job and parent_job != (
-            self.job_namespace, self.job_name) else []
-        run_parents = [job_ctx, *lineage]
+        identity = _job_identity(self.job_namespace, self.job_name)
+        job_parents = (naming.job_context_id(*parent_job),) if parent_job and parent_job != (
+            self.job_namespace, self.job_name) else ()
+        run_parents = (job_ctx, *lineage)
         # The contexts' descriptions are the same in every event of a run: with a UUIDv7
         # run id they are stamped with the time it carries and named by their content,
-        # so a run's events describe them once (the rest are duplicates); else per event.
-        described_at = naming.run_id_time(self.run_id)
-        if described_at is None:
-            described_at, job_part, run_part = self.when, self.digest, self.digest
+        # so a run's events describe them once (the rest are duplicates, made once per
+        # process: a pure function of the run); else per event.
+        if naming.run_id_time(self.run_id) is not None:
+            events = list(_run_contexts(self.run_id, self.job_namespace, self.job_name, job_parents, run_parents, root))
         else:
-            job_part = naming.description_digest(self.run_id, self.job_namespace, self.job_name, *job_parents)
-            run_part = naming.description_digest(self.run_id, self.job_namespace, self.job_name, *run_parents)
-        events: list[Event] = [
-            built(
-                ContextUpserted, event_id=naming.part_id(job_part, "job"), occurred_at=described_at,
-                run_id=root, context_id=job_ctx, type=naming.JOB_CONTEXT_TYPE,
-                name=naming.node_name(self.job_name), parent_ids=job_parents, properties=identity,
-            ),
-            built(
-                ContextUpserted, event_id=naming.part_id(run_part, "run"), occurred_at=described_at,
-                run_id=root, context_id=run_ctx, type=naming.RUN_CONTEXT_TYPE,
-                name=naming.node_name(f"{self.job_name}:{self.run_id}"),
-                parent_ids=run_parents, properties={"ol_run_id": string_value(self.run_id), **identity},
-            ),
-        ]
+            events = list(_contexts(self.run_id, self.job_namespace, self.job_name, job_parents, run_parents, root,
+                                    self.when, self.digest, self.digest))
         datasets = Datasets(self.max_facet_bytes, self.redactor)
         inputs, outputs = self._edges(datasets)
         events.extend(datasets.records(self.digest, self.when, root))
@@ -299,6 +284,43 @@ class _RunEventMapper:
             message=facet["message"],
             traceback=trace if isinstance(trace, str) else None,
         )
+
+
+@lru_cache(maxsize=1 << 12)
+def _run_contexts(run_id: str, job_namespace: str, job_name: str, job_parents: tuple[UUID, ...],
+                  run_parents: tuple[UUID, ...], root: UUID) -> tuple[Event, Event]:
+    """The job and run contexts of a run with a UUIDv7 id, described at the time it
+    carries and named by their content (see ``_RunEventMapper.events``)."""
+    described_at = naming.run_id_time(run_id)
+    assert described_at is not None
+    job_part = naming.description_digest(run_id, job_namespace, job_name, *job_parents)
+    run_part = naming.description_digest(run_id, job_namespace, job_name, *run_parents)
+    return _contexts(run_id, job_namespace, job_name, job_parents, run_parents, root, described_at, job_part, run_part)
+
+
+def _contexts(run_id: str, job_namespace: str, job_name: str, job_parents: tuple[UUID, ...],
+              run_parents: tuple[UUID, ...], root: UUID, described_at: datetime, job_part: str,
+              run_part: str) -> tuple[Event, Event]:
+    """A run's job context and run context, described at ``described_at``, their event ids
+    made from ``job_part`` and ``run_part``."""
+    identity = _job_identity(job_namespace, job_name)
+    return (
+        built(
+            ContextUpserted, event_id=naming.part_id(job_part, "job"), occurred_at=described_at,
+            run_id=root, context_id=naming.job_context_id(job_namespace, job_name), type=naming.JOB_CONTEXT_TYPE,
+            name=naming.node_name(job_name), parent_ids=list(job_parents), properties=identity,
+        ),
+        built(
+            ContextUpserted, event_id=naming.part_id(run_part, "run"), occurred_at=described_at,
+            run_id=root, context_id=naming.run_context_id(run_id), type=naming.RUN_CONTEXT_TYPE,
+            name=naming.node_name(f"{job_name}:{run_id}"),
+            parent_ids=list(run_parents), properties={"ol_run_id": string_value(run_id), **identity},
+        ),
+    )
+
+
+def _job_identity(job_namespace: str, job_name: str) -> dict[str, PropertyValue]:
+    return {"ol_job_namespace": string_value(job_namespace), "ol_job_name": string_value(job_name)}
 
 
 @lru_cache(maxsize=1 << 14)
