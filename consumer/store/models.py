@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -258,11 +259,23 @@ class _PropertyColumns:
 
 
 def _property_indexes() -> tuple[Index, ...]:
+    """The value indexes filters search. A row holds one kind of value, so the number and
+    bool indexes cover only rows that hold one (partial, where the backend has partial
+    indexes: PostgreSQL and SQLite); whole, they took an entry for every JSON and string
+    row too (an OpenLineage facet is a JSON row), 6-9% of PostgreSQL's ingest work. A
+    comparison on the column implies it is not NULL, so filters still use them. The
+    string index stays whole: it is also the (name, is_custom) index that existence
+    filters (``IS NOT NULL``, ``!=``) search."""
     return (
-        Index(None, "name", "is_custom", "double_value"),
+        Index(None, "name", "is_custom", "double_value", **_where_not_null("double_value")),
         Index(None, "name", "is_custom", "string_key"),
-        Index(None, "name", "is_custom", "bool_value"),
+        Index(None, "name", "is_custom", "bool_value", **_where_not_null("bool_value")),
     )
+
+
+def _where_not_null(column: str) -> dict[str, Any]:
+    predicate = text(f"{column} IS NOT NULL")
+    return {"postgresql_where": predicate, "sqlite_where": predicate}
 
 
 class ArtifactPropertyRow(_PropertyColumns, Base):
