@@ -89,3 +89,29 @@ def test_an_event_the_first_applier_is_applying_is_a_duplicate_for_the_second(se
     with Store(server_engine) as store:
         assert store.get(str(event.context_id)).properties == {"attempt": 1}
         assert store.get(str(other.context_id)).name == "other"
+
+
+def test_a_read_that_met_a_lock_leaves_no_reference_cycle(server_databases: dict[str, Any], tmp_path: Path) -> None:
+    """PostgreSQL's NOWAIT read that met the first applier's lock drops its error's
+    traceback: kept, it held every frame of the batch's stack, and so the whole batch, in a
+    reference cycle until the cyclic collector ran (and that collection traversed it all)."""
+    import gc
+
+    engine = open_engine(backend_url("postgresql", server_databases, tmp_path))
+    shared = new_id()
+    apply_events(engine, [_context(shared, "dag", 0)])
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        _while_first_is_open(engine, [_context(shared, "dag", 1)], [_context(shared, "dag", 2)])
+        gc.collect()
+        held = sorted({f"{o.f_code.co_name} ({o.f_code.co_filename})" for o in gc.garbage
+                       if type(o).__name__ == "frame" and "consumer/apply" in o.f_code.co_filename})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable() if was else gc.disable()
+        engine.dispose()
+    assert held == []

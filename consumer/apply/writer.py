@@ -87,6 +87,7 @@ def load_rows_to_merge(session: Session, table: Table, key: str, ids: Iterable[s
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
             raise
+        _drop_tracebacks(exc)
     found = load_rows(session, table, key, wanted)
     if len(found) < len(wanted):
         found.update(load_rows(session, table, key, wanted - found.keys()))
@@ -95,6 +96,24 @@ def load_rows_to_merge(session: Session, table: Table, key: str, ids: Iterable[s
 
 #: PostgreSQL's SQLSTATE for a NOWAIT read that met a row locked by another transaction.
 _LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Forget the tracebacks of a handled error and of the errors it chains. Why: a
+    traceback holds the frames the error passed through, one of which (SQLAlchemy's
+    error handler) holds the error: a reference cycle, through which every frame of the
+    stack kept its locals, the whole batch (~50,000 objects), alive until the cyclic
+    collector ran, and that collection then traversed them all (~8% of a contended
+    server's CPU)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        pending += [error.__cause__, error.__context__, getattr(error, "orig", None)]
 
 
 def load_rows_by(
