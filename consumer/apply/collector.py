@@ -10,15 +10,21 @@ the batch leaves nothing for it to do on their account.
 
 The pause is the span of one batch and nests (concurrent appliers in threads share it):
 the collector is re-enabled when the last pause ends, and only if it was enabled when the
-first began, so a program that disabled it keeps it disabled.
+first began, so a program that disabled it keeps it disabled. Pauses that overlap without
+a gap for more than ``MAX_PAUSE_S`` (a server under steady load) run one collection as one
+of them ends, so cyclic garbage cannot build up while the collector never resumes.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+#: Longest the collector stays paused by overlapping pauses before one collection runs.
+MAX_PAUSE_S = 30.0
 
 
 class _CollectorPause:
@@ -26,19 +32,28 @@ class _CollectorPause:
         self._lock = threading.Lock()
         self._depth = 0
         self._resume = False
+        self._since = 0.0
 
     def enter(self) -> None:
         with self._lock:
             if self._depth == 0:
                 self._resume = gc.isenabled()
+                self._since = time.monotonic()
                 gc.disable()
             self._depth += 1
 
     def exit(self) -> None:
         with self._lock:
             self._depth -= 1
-            if self._depth == 0 and self._resume:
-                gc.enable()
+            if self._depth == 0:
+                if self._resume:
+                    gc.enable()
+                return
+            overdue = self._resume and time.monotonic() - self._since > MAX_PAUSE_S
+            if overdue:
+                self._since = time.monotonic()
+        if overdue:
+            gc.collect()
 
 
 _PAUSE = _CollectorPause()
