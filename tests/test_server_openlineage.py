@@ -138,7 +138,7 @@ def test_a_batch_body_splits_into_events_that_carry_what_its_parse_made() -> Non
     body = orjson.dumps([one, "not an event"])
     items = decode_body(body, None, "application/json", 1 << 20, keep_values=True)
     assert [type(i) for i in items] == [ParsedJson, ParsedJson]
-    assert (items[0].value, bytes(items[0])) == (one, orjson.dumps(one))
+    assert (items[0].value, bytes(items[0])) == (one, orjson.dumps(one, option=orjson.OPT_SORT_KEYS))
     assert type(decode_body(body, None, "application/json", 1 << 20)[0]) is bytes  # POST /events: bytes only
     # a body orjson refuses (NaN) is split by the standard library: its items carry no value,
     # so the mapping parses them and refuses the NaN event alone

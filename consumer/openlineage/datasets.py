@@ -108,24 +108,26 @@ def version_of(item: dict[str, Any]) -> str | None:
     return version if isinstance(version, str) and version else None
 
 
-def map_dataset_event(data: dict[str, Any], max_facet_bytes: int, redactor: Redactor) -> list[Event]:
+def map_dataset_event(data: dict[str, Any], max_facet_bytes: int, redactor: Redactor,
+                      canonical: bytes | None = None) -> list[Event]:
     dataset = data.get("dataset")
     if not isinstance(dataset, dict):
         raise EventValidationError("dataset must be an object")
     text(dataset, "namespace", "dataset")
     text(dataset, "name", "dataset")
-    when, (digest, canonical) = event_time(data), naming.event_digest(data)
+    when, (digest, canonical) = event_time(data), naming.event_digest(data, canonical)
     datasets = Datasets(max_facet_bytes, redactor if redactor.applies_to(canonical) else None)
     add_static(datasets, dataset)
     return datasets.records(digest, when, None)
 
 
-def map_job_event(data: dict[str, Any], max_facet_bytes: int, redactor: Redactor) -> list[Event]:
+def map_job_event(data: dict[str, Any], max_facet_bytes: int, redactor: Redactor,
+                  canonical: bytes | None = None) -> list[Event]:
     job = data.get("job")
     if not isinstance(job, dict):
         raise EventValidationError("job must be an object")
     namespace, name = text(job, "namespace", "job"), text(job, "name", "job")
-    when, (digest, canonical) = event_time(data), naming.event_digest(data)
+    when, (digest, canonical) = event_time(data), naming.event_digest(data, canonical)
     secrets = redactor if redactor.applies_to(canonical) else None
     redacted: list[str] = []
     props = {"ol_job_namespace": string_value(namespace), "ol_job_name": string_value(name)}

@@ -61,7 +61,7 @@ from metatrail.consumer.openlineage.facets import (
     redacted_flag,
 )
 from metatrail.consumer.openlineage.fields import event_time, object_at, string_value, text
-from metatrail.consumer.openlineage.parsed import load_json
+from metatrail.consumer.openlineage.parsed import known_canonical, load_json
 from metatrail.consumer.openlineage.secrets import MARK, Redactor, default_words
 from metatrail.schemas.errors import EventValidationError
 from metatrail.schemas.events import ArtifactRef, ContextUpserted, ErrorInfo, Event, ExecutionRecorded
@@ -99,7 +99,8 @@ def decode_openlineage(
     """
     data = _load(payload, max_bytes)
     try:
-        return map_event(data, max_facet_bytes=max_facet_bytes, redactor=redactor_for(redact_words))
+        return map_event(data, max_facet_bytes=max_facet_bytes, redactor=redactor_for(redact_words),
+                         canonical=known_canonical(payload))
     except EventValidationError:
         raise
     except (ValueError, TypeError, RecursionError) as exc:  # pydantic's, or a facet JSON cannot hold
@@ -128,15 +129,16 @@ def redactor_for(words: tuple[str, ...] | None) -> Redactor:
 
 
 def map_event(data: dict[str, Any], *, max_facet_bytes: int = DEFAULT_MAX_FACET_BYTES,
-              redactor: Redactor | None = None) -> list[Event]:
-    """Map an already-parsed OpenLineage event. Raises ``EventValidationError``."""
+              redactor: Redactor | None = None, canonical: bytes | None = None) -> list[Event]:
+    """Map an already-parsed OpenLineage event (``canonical``: its canonical JSON, when
+    known). Raises ``EventValidationError``."""
     redactor = redactor if redactor is not None else redactor_for(None)
     if "run" in data or "eventType" in data:
-        return _RunEventMapper(data, max_facet_bytes, redactor).events()
+        return _RunEventMapper(data, max_facet_bytes, redactor, canonical).events()
     if "dataset" in data:
-        return map_dataset_event(data, max_facet_bytes, redactor)
+        return map_dataset_event(data, max_facet_bytes, redactor, canonical)
     if "job" in data:
-        return map_job_event(data, max_facet_bytes, redactor)
+        return map_job_event(data, max_facet_bytes, redactor, canonical)
     raise EventValidationError("not an OpenLineage event: it has no 'run', 'job' or 'dataset'")
 
 
@@ -163,7 +165,8 @@ def _parent_ids(facet: Any) -> tuple[str | None, tuple[str, str] | None, str | N
 class _RunEventMapper:
     """The mapping of one RunEvent (see module doc)."""
 
-    def __init__(self, data: dict[str, Any], max_facet_bytes: int, redactor: Redactor) -> None:
+    def __init__(self, data: dict[str, Any], max_facet_bytes: int, redactor: Redactor,
+                 canonical: bytes | None = None) -> None:
         self.data = data
         run = data.get("run")
         if not isinstance(run, dict):
@@ -184,7 +187,7 @@ class _RunEventMapper:
         self.when = event_time(data)
         self.inputs = datasets_of(data, "inputs")
         self.outputs = datasets_of(data, "outputs")
-        self.digest, canonical = naming.event_digest(data)
+        self.digest, canonical = naming.event_digest(data, canonical)
         # No facet can be over the cap when the whole event is not: skip measuring each.
         self.max_facet_bytes: int | None = max_facet_bytes if len(canonical) > max_facet_bytes else None
         # Most events name no secret word anywhere: those are not walked.

@@ -48,11 +48,11 @@ def canonical_json(data: Any) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
-def event_digest(data: Any) -> tuple[str, bytes]:
+def event_digest(data: Any, canonical: bytes | None = None) -> tuple[str, bytes]:
     """(sha256 of the canonical JSON of an OpenLineage event, that JSON). The digest is the
     event's identity: a retried or re-consumed event (same content, any key order or
-    spacing) has the same."""
-    text = canonical_json(data)
+    spacing) has the same. ``canonical``: that JSON when the caller has it already."""
+    text = canonical_json(data) if canonical is None else canonical
     return hashlib.sha256(text).hexdigest(), text
 
 

@@ -5,7 +5,9 @@ each event on as bytes that the mapping parsed again: a second ``orjson.loads`` 
 event (~25 µs of a ~5 KB one), the largest part of what the HTTP path spent beyond the
 Kafka consumer's. A ``ParsedJson`` is still the event's bytes (its digest names a dead
 letter, a dead letter stores them, the size limit measures them), and also carries the
-value they were dumped from, which the mapping takes instead of parsing them.
+value they were dumped from, which the mapping takes instead of parsing them. They are
+the value's canonical JSON (keys sorted), which names the event (``naming.event_digest``):
+the mapping takes them as that too, instead of dumping the value once more.
 """
 
 from __future__ import annotations
@@ -16,19 +18,25 @@ import orjson
 
 
 class ParsedJson(bytes):
-    """``orjson.dumps(value)`` that keeps ``value``. Only for values orjson itself parsed
-    (strict JSON), whose dump parses back to an equal value: reading ``value`` is then
-    the same as parsing the bytes."""
+    """The canonical JSON of ``value`` (``naming.canonical_json``) that keeps ``value``.
+    Only for values orjson itself parsed (strict JSON), whose dump parses back to an equal
+    value: reading ``value`` is then the same as parsing the bytes."""
 
     value: Any
 
     @classmethod
     def of(cls, value: Any) -> ParsedJson:
-        """``value`` dumped by orjson, kept beside its bytes. Raises ``TypeError`` for what
-        orjson cannot dump (it parsed nothing like it)."""
-        parsed = cls(orjson.dumps(value))
+        """``value``'s canonical JSON, kept beside its bytes. Raises ``TypeError`` for
+        what orjson cannot dump (it parsed nothing like it)."""
+        parsed = cls(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
         parsed.value = value
         return parsed
+
+
+def known_canonical(payload: bytes | str | dict[str, Any]) -> bytes | None:
+    """The canonical JSON of the value ``payload`` holds when that is known without
+    dumping it (a ``ParsedJson``), else ``None``."""
+    return payload if isinstance(payload, ParsedJson) else None
 
 
 def load_json(payload: bytes | str) -> Any:
