@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.orm import Session
 
 from metatrail.consumer.apply.bulk import WriteQueue, can_claim, claim
-from metatrail.consumer.apply.collector import collector_paused
+from metatrail.consumer.apply.collector import call_paused
 from metatrail.consumer.apply.documents import node_documents
 from metatrail.consumer.apply.merge import merge_node, merge_step, new_node, property_row, property_wins
 from metatrail.consumer.apply.plan import (
@@ -82,8 +82,7 @@ def apply_events(engine: Engine, events: Sequence[Event]) -> ApplyReport:
 def apply_in_session(session: Session, events: Sequence[Event]) -> ApplyReport:
     """Apply events inside the caller's transaction (the caller commits). The cyclic
     collector is paused meanwhile (``metatrail.consumer.apply.collector``)."""
-    with collector_paused():
-        return _apply_fresh(session, events)
+    return call_paused(_apply_fresh, session, events)
 
 
 def _apply_fresh(session: Session, events: Sequence[Event]) -> ApplyReport:

@@ -20,8 +20,11 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: Longest the collector stays paused by overlapping pauses before one collection runs.
 MAX_PAUSE_S = 30.0
@@ -68,3 +71,13 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         _PAUSE.exit()
+
+
+def call_paused(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` with the collector paused. The pause ends after ``fn``'s frame is
+    gone, so what ``fn`` made and dropped (a batch's parsed events, its plan) is freed by
+    reference counting while the collector is still paused. Alive at resumption, it was
+    all traversed by the collection the resumed collector ran at once (~8% of an
+    OpenLineage batch's CPU)."""
+    with collector_paused():
+        return fn(*args)

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from metatrail.consumer.apply.applier import apply_in_session
 from metatrail.consumer.apply.bulk import write
-from metatrail.consumer.apply.collector import collector_paused
+from metatrail.consumer.apply.collector import call_paused
 from metatrail.consumer.apply.report import ApplyReport, DeadLetter, RawRecord
 from metatrail.consumer.apply.retry import retry_transient
 from metatrail.consumer.openlineage.facets import DEFAULT_MAX_FACET_BYTES
@@ -92,9 +92,8 @@ def apply_records(
     concurrent applier inserted the same new node first) redoes the transaction, not the
     validation and OpenLineage mapping, which cost more than the transaction's own work.
     """
-    with collector_paused():
-        return _decode_and_apply(engine, records, max_event_bytes, max_openlineage_bytes, max_facet_bytes,
-                                 redact_words, attempts)
+    return call_paused(_decode_and_apply, engine, records, max_event_bytes, max_openlineage_bytes, max_facet_bytes,
+                       redact_words, attempts)
 
 
 def _decode_and_apply(
@@ -106,9 +105,6 @@ def _decode_and_apply(
     redact_words: tuple[str, ...] | None,
     attempts: Attempts,
 ) -> ApplyReport:
-    """A frame of its own, so the batch's parsed events die when it returns, while the
-    collector is still paused: alive at resumption, they were all traversed by the young
-    collection the resumed collector ran at once (~8% of an OpenLineage batch's CPU)."""
     valid, invalid = _decode(records, max_event_bytes, max_openlineage_bytes, max_facet_bytes, redact_words)
     return attempts(lambda: _apply_split(engine, valid, invalid))
 
