@@ -209,8 +209,10 @@ class _RunEventMapper:
         # run id they are stamped with the time it carries and named by their content,
         # so a run's events describe them once (the rest are duplicates, made once per
         # process: a pure function of the run); else per event.
-        if naming.run_id_time(self.run_id) is not None:
-            events = list(_run_contexts(self.run_id, self.job_namespace, self.job_name, job_parents, run_parents, root))
+        described_at = naming.run_id_time(self.run_id)
+        if described_at is not None:
+            events = list(_run_contexts(self.run_id, self.job_namespace, self.job_name, job_parents, run_parents, root,
+                                        described_at))
         else:
             events = list(_contexts(self.run_id, self.job_namespace, self.job_name, job_parents, run_parents, root,
                                     self.when, self.digest, self.digest))
@@ -291,11 +293,9 @@ class _RunEventMapper:
 
 @lru_cache(maxsize=1 << 12)
 def _run_contexts(run_id: str, job_namespace: str, job_name: str, job_parents: tuple[UUID, ...],
-                  run_parents: tuple[UUID, ...], root: UUID) -> tuple[Event, Event]:
+                  run_parents: tuple[UUID, ...], root: UUID, described_at: datetime) -> tuple[Event, Event]:
     """The job and run contexts of a run with a UUIDv7 id, described at the time it
-    carries and named by their content (see ``_RunEventMapper.events``)."""
-    described_at = naming.run_id_time(run_id)
-    assert described_at is not None
+    carries (``described_at``) and named by their content (see ``_RunEventMapper.events``)."""
     job_part = naming.description_digest(run_id, job_namespace, job_name, *job_parents)
     run_part = naming.description_digest(run_id, job_namespace, job_name, *run_parents)
     return _contexts(run_id, job_namespace, job_name, job_parents, run_parents, root, described_at, job_part, run_part)

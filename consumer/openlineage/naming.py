@@ -75,7 +75,6 @@ def _part_bits(part: str) -> int:
     return int.from_bytes(hashlib.blake2b(part.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
 
 
-@lru_cache(maxsize=1 << 12)
 def run_id_time(run_id: str) -> datetime | None:
     """The creation time (ms) a UUIDv7 run id carries, or ``None`` for any other id."""
     try:
