@@ -79,13 +79,10 @@ def impact(
         applied = 0
         if not dry_run and changes:
             from metatrail.consumer.apply import apply_events
-            from metatrail.consumer.store.engine import write_engine
+            from metatrail.consumer.store.engine import writing
 
-            writer = write_engine(store.engine)
-            try:
+            with writing(store.engine) as writer:
                 applied = apply_events(writer, retire_events(found, changes, reason=why, requested_by=who)).applied
-            finally:
-                writer.dispose()
     finally:
         store.close()
     if as_json:

@@ -212,7 +212,7 @@ def retire(
     """Retire an artifact by applying an artifact.state_changed event to the store; queries
     then leave it out unless --all."""
     from metatrail.consumer.apply import apply_events
-    from metatrail.consumer.store.engine import write_engine
+    from metatrail.consumer.store.engine import writing
     from metatrail.schemas.events import ArtifactStateChanged
 
     if state not in ("DELETED", "ABANDONED", "MARKED_FOR_DELETION", "LIVE"):
@@ -221,11 +221,8 @@ def retire(
     try:
         full_id = store.artifact(artifact_id).id  # NotFoundError for an unknown id or prefix
         event = ArtifactStateChanged(artifact_id=uuid.UUID(full_id), state=state, reason=reason)  # type: ignore[arg-type]
-        writer = write_engine(store.engine)
-        try:
+        with writing(store.engine) as writer:
             report = apply_events(writer, [event])
-        finally:
-            writer.dispose()
         node = store.artifact(full_id)
         short = store.short_ids([full_id])[full_id] if not as_json else full_id
     finally:

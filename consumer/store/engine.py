@@ -77,6 +77,16 @@ def write_engine(read_engine: Engine) -> Engine:
     return open_engine(read_engine.url.render_as_string(hide_password=False))
 
 
+@contextmanager
+def writing(read_engine: Engine) -> Iterator[Engine]:
+    """``write_engine`` for one block of writes (a CLI command's apply), disposed after."""
+    engine = write_engine(read_engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def open_existing(url: str, **kwargs: Any) -> Engine:
     """An engine on a store that already exists, for reads (``Store.open``, the CLI's read
     commands), which must create nothing: no SQLite file or folder, no tables.
