@@ -17,7 +17,9 @@ mapping alone (no store) is timed in the driver, for the share it takes.
 ``--http-batch`` by ``--clients`` concurrent clients, into a ``metatrail serve
 --workers`` the bench starts on a fresh PostgreSQL database (or ``--url`` of a running
 one, with ``--token``); events/s = OpenLineage events / (first request → last answer,
-each answer after its DB commit). Writes bench/results/openlineage_http.json.
+each answer after its DB commit). ``--servers N`` starts N such servers on the database
+and gives client k the k-th (mod N): what a least-connections balancer in front of N
+servers does with N clients. Writes bench/results/openlineage_http.json.
 
 Broker, PostgreSQL and the consumer processes as in ``bench/e2e_bench.py``. Writes
 bench/results/openlineage.json (unless ``--no-write``). Needs ``../shared/fixtures``.
@@ -159,26 +161,35 @@ def cpu_per_event(consumers: dict[int, float], backends: list[int], events: int)
             "two_core_capacity_events_per_s": round(2e6 / (consumer_us + server_us))}
 
 
-def http_phase(url: str, messages: list[tuple[bytes, bytes]], batch: int, token: str | None,
+def http_phase(urls: list[str], messages: list[tuple[bytes, bytes]], batch: int, token: str | None,
                clients: int) -> dict[str, Any]:
-    """POST the workload to ``url``/api/v1/lineage/batch, ``batch`` events a request, from
-    ``clients`` threads (each request is answered after its transaction commits)."""
+    """POST the workload to /api/v1/lineage/batch, ``batch`` events a request, from
+    ``clients`` threads, client k to ``urls[k % len(urls)]``, each taking the next request
+    when its last is answered (after its transaction committed)."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    bodies = [b"[" + b",".join(v for _, v in messages[i : i + batch]) + b"]" for i in range(0, len(messages), batch)]
+    bodies = iter([b"[" + b",".join(v for _, v in messages[i : i + batch]) + b"]"
+                   for i in range(0, len(messages), batch)])
+    taking = threading.Lock()
 
-    def post(body: bytes) -> dict[str, Any]:
-        request = urllib.request.Request(url.rstrip("/") + "/api/v1/lineage/batch", data=body, headers=headers)
-        with urllib.request.urlopen(request, timeout=300) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-            return answer
+    def client(url: str) -> list[dict[str, Any]]:
+        answers = []
+        while True:
+            with taking:
+                body = next(bodies, None)
+            if body is None:
+                return answers
+            request = urllib.request.Request(url.rstrip("/") + "/api/v1/lineage/batch", data=body, headers=headers)
+            with urllib.request.urlopen(request, timeout=300) as response:
+                answers.append(json.loads(response.read()))
 
     started = time.time()
     with ThreadPoolExecutor(clients) as pool:
-        answers = list(pool.map(post, bodies))
+        answers = [a for part in pool.map(client, [urls[k % len(urls)] for k in range(clients)]) for a in part]
     done = time.time()
     return {"events": len(messages), "batch": batch, "clients": clients, "end_to_end_s": round(done - started, 3),
             "events_per_s": round(len(messages) / (done - started)),
@@ -187,37 +198,45 @@ def http_phase(url: str, messages: list[tuple[bytes, bytes]], batch: int, token:
 
 
 def serve_phase(args: argparse.Namespace, messages: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """``metatrail serve`` on a fresh PostgreSQL database, the workload posted to it."""
+    """``--servers`` ``metatrail serve`` on a fresh PostgreSQL database, the workload
+    posted to them."""
     import socket
 
     admin, db, store_url = fresh_postgres_store("mt_olhttp")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "metatrail", "serve", "--port", str(port), "--store", store_url,
-                               "--workers", str(args.workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    servers, urls = [], []
+    for _ in range(args.servers):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        servers.append(subprocess.Popen([sys.executable, "-m", "metatrail", "serve", "--port", str(port), "--store",
+                                         store_url, "--workers", str(args.workers)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        urls.append(f"http://127.0.0.1:{port}")
     try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(url + "/api/v1/readyz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("metatrail serve did not become ready")
+        for url in urls:
+            for _ in range(300):
+                try:
+                    with urllib.request.urlopen(url + "/api/v1/readyz", timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise SystemExit("metatrail serve did not become ready")
         time.sleep(1.0 if args.workers > 1 else 0.0)  # every worker up, not only the first
-        processes = [server.pid, *worker_pids(server.pid)]
+        processes = [p for server in servers for p in (server.pid, *worker_pids(server.pid))]
         server_cpu = sum(cpu_seconds(p) for p in processes)
-        result = http_phase(url, messages, args.http_batch, None, args.clients)
+        result = http_phase(urls, messages, args.http_batch, None, args.clients)
         server_us = (sum(cpu_seconds(p) for p in processes) - server_cpu) / len(messages) * 1e6
         result["workers"] = args.workers
+        result["servers"] = args.servers
         pg_us = sum(cpu_seconds(p) for p in backend_pids(admin, db) if Path(f"/proc/{p}").exists()) / len(messages) * 1e6
         result["cpu"] = {"server_cpu_us_per_event": round(server_us, 1), "postgres_cpu_us_per_event": round(pg_us, 1),
                          "two_core_capacity_events_per_s": round(2e6 / (server_us + pg_us))}
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            server.wait(timeout=60)
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         admin.dispose()
@@ -255,6 +274,8 @@ def main() -> None:
     parser.add_argument("--http-batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=1, help="With --via http: concurrent clients.")
     parser.add_argument("--workers", type=int, default=1, help="With --via http: `serve --workers`.")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="With --via http: servers started, client k posting to the k-th (mod N).")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--role", default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--settings-json", help=argparse.SUPPRESS)
@@ -271,11 +292,11 @@ def main() -> None:
     if args.via == "http":
         print("http phase ...", flush=True)
         if args.url:
-            http = http_phase(args.url, messages, args.http_batch, args.token, args.clients)
+            http = http_phase([args.url], messages, args.http_batch, args.token, args.clients)
         else:
             http = serve_phase(args, messages)
         print(f"  {http['events_per_s']} events/s through /api/v1/lineage/batch ({http['clients']} clients, "
-              f"{http.get('workers', 'external')} server workers, "
+              f"{http.get('servers', 'external')} server(s) of {http.get('workers', '?')} workers, "
               f"{http['batch']} events a request, load average {os.getloadavg()[0]:.1f})", flush=True)
         if "cpu" in http:
             print(f"  CPU per event: server {http['cpu']['server_cpu_us_per_event']} µs, PostgreSQL "
@@ -285,8 +306,8 @@ def main() -> None:
             "via": "http",
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                         "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
-            "settings": {"copies": args.copies, "clients": args.clients, "workers": args.workers,
-                         "batch": args.http_batch},
+            "settings": {"copies": args.copies, "clients": args.clients, "servers": args.servers,
+                         "workers": args.workers, "batch": args.http_batch},
             "http": http, "mapping_only": mapping,
             "targets": {"events_per_s": 3000}, "met": {"events_per_s": http["events_per_s"] >= 3000},
         }, HTTP_RESULTS)
