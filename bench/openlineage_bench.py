@@ -138,9 +138,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_pids(parent: int) -> list[int]:
-    """The processes ``parent`` started (``serve --workers``' workers)."""
-    return [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+def descendants(parent: int) -> list[int]:
+    """The processes ``parent`` started, and theirs (``serve``'s workers and the processes
+    they apply OpenLineage batches in)."""
+    found = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+def settled(pids: list[int], quiet_s: float = 0.5, timeout_s: float = 60.0) -> None:
+    """Wait until ``pids`` (a server starting its workers and their apply processes) use
+    almost no CPU for ``quiet_s``: start-up is over, so it is not measured."""
+    deadline = time.monotonic() + timeout_s
+    before = sum(cpu_seconds(p) for p in pids)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = sum(cpu_seconds(p) for p in pids)
+        if now - before < 0.05 * quiet_s:
+            return
+        before = now
 
 
 def backend_pids(admin: Any, db: str) -> list[int]:
@@ -223,7 +241,9 @@ def serve_phase(args: argparse.Namespace, messages: list[tuple[bytes, bytes]]) -
             else:
                 raise SystemExit("metatrail serve did not become ready")
         time.sleep(1.0 if args.workers > 1 else 0.0)  # every worker up, not only the first
-        processes = [p for server in servers for p in (server.pid, *worker_pids(server.pid))]
+        processes = [p for server in servers for p in (server.pid, *descendants(server.pid))]
+        settled(processes)
+        processes = [p for server in servers for p in (server.pid, *descendants(server.pid))]
         server_cpu = sum(cpu_seconds(p) for p in processes)
         result = http_phase(urls, messages, args.http_batch, None, args.clients)
         server_us = (sum(cpu_seconds(p) for p in processes) - server_cpu) / len(messages) * 1e6
