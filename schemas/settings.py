@@ -161,6 +161,15 @@ class Settings(BaseSettings):
         "lets ingest (`POST /events`, `/lineage/batch`) use every core. Each worker holds its "
         "own connection pools.",
     )
+    server_apply_processes: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Processes each server worker maps and applies OpenLineage batches in, on "
+        "PostgreSQL or MariaDB (default: the cores shared among the workers, two at least; "
+        "`metatrail serve` starts them with the server; 0: in the worker's threads). Batches that "
+        "land in one worker then run side by side.",
+    )
     server_max_request_bytes: int = Field(
         64 * 1024 * 1024,
         gt=0,

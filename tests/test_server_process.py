@@ -4,6 +4,7 @@ or in the store in clear."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pytest
 from metatrail.schemas.events import ArtifactRecorded
 from metatrail.schemas.ids import new_id
 from metatrail.schemas.parse import dump_event
+from tests.fixtures.backends import ServerDatabase, backend_url
 
 
 def free_port() -> int:
@@ -53,6 +56,28 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"the server did not start:\n{log.read_text()}")
 
 
+def post_signalled_midway(proc: subprocess.Popen[bytes], port: int, path: str, media: str, body: bytes,
+                          signal_server: Callable[[], None]) -> bytes:
+    """POST ``body``, signalling the server once the headers and half the body are in: the
+    request is in flight. Asserts the server is still up a second later and answers 200;
+    returns the answer's body."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {media}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+        conn.sendall(head + body[: len(body) // 2])
+        time.sleep(0.5)
+        signal_server()
+        time.sleep(1.0)
+        assert proc.poll() is None, "the server exited with a request in flight"
+        conn.sendall(body[len(body) // 2:])
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 200"), answer[:500]
+    return rest
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
@@ -75,20 +100,8 @@ def test_sigterm_lets_the_request_in_flight_finish(store: str, tmp_path: Path) -
         wait_ready(f"http://127.0.0.1:{port}", proc, log)
         body = b"\n".join(dump_event(ArtifactRecorded(artifact_id=new_id(), type="Data", uri=f"s3://{i}"))
                           for i in range(200))
-        head = (f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
-            conn.sendall(head + body[: len(body) // 2])
-            time.sleep(0.5)  # the request is in flight: headers and half the body received
-            proc.send_signal(signal.SIGTERM)
-            time.sleep(1.0)
-            assert proc.poll() is None, "the server exited with a request in flight"
-            conn.sendall(body[len(body) // 2:])
-            answer = b""
-            while chunk := conn.recv(65536):
-                answer += chunk
-        status, _, rest = answer.partition(b"\r\n")
-        assert status.startswith(b"HTTP/1.1 200"), answer[:500]
+        rest = post_signalled_midway(proc, port, "/api/v1/events", "application/x-ndjson", body,
+                                     lambda: proc.send_signal(signal.SIGTERM))
         assert b'"applied":200' in rest
         assert proc.wait(60) == 0
     finally:
@@ -177,4 +190,84 @@ def test_workers_share_the_port_apply_concurrent_writes_once_and_drain_on_sigter
                     os.kill(pid, signal.SIGKILL)
                 proc.kill()
                 proc.wait(10)
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def database_store(request: pytest.FixtureRequest, server_databases: dict[str, ServerDatabase], tmp_path: Path) -> str:
+    return backend_url(request.param, server_databases, tmp_path)
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found |= {child} | descendants(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def started(pid: int) -> set[int]:
+    """The processes of server ``pid`` once they have all started (their CPU time at rest)."""
+    deadline = time.monotonic() + 60
+    family, spent = descendants(pid), -1.0
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = descendants(pid)
+        used = sum(cpu_seconds(p) for p in now)
+        if now == family and used - spent < 0.05:
+            return now
+        family, spent = now, used
+    raise AssertionError("the server's processes did not settle")
+
+
+def test_a_lineage_batch_in_flight_finishes_in_its_apply_process_when_the_group_is_signalled(
+    database_store: str, tmp_path: Path
+) -> None:
+    """A service manager (or a terminal's Ctrl-C) signals every process of the group: the
+    apply processes leave it to their worker, which lets the batch in flight finish."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "metatrail", "serve", "--port", str(port), "--workers", "2"],
+                                env=env_for(database_store), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        runs = [str(uuid.uuid4()) for _ in range(300)]
+        body = json.dumps([{"eventType": "COMPLETE", "eventTime": "2026-11-30T10:00:00Z", "run": {"runId": run},
+                            "job": {"namespace": "tests", "name": "drain"}, "producer": "https://example.com/tests",
+                            "outputs": [{"namespace": "tests", "name": f"out-{i}"}]}
+                           for i, run in enumerate(runs)]).encode()
+        family = started(proc.pid)
+        rest = post_signalled_midway(proc, port, "/api/v1/lineage/batch", "application/json", body,
+                                     lambda: os.killpg(proc.pid, signal.SIGTERM))
+        assert b'"accepted":300' in rest and b'"rejected":0' in rest, rest[-300:]
+        assert proc.wait(60) == 0
+        deadline = time.monotonic() + 10  # multiprocessing's resource tracker ends on its own, just after
+        while (left := {p for p in family if alive(p)}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, "processes outlived the server"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
     assert "Traceback" not in log.read_text()

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from metatrail.consumer.query.store import Store
 from metatrail.consumer.server import http_models as hm
+from metatrail.consumer.server.appliers import Appliers
 from metatrail.consumer.server.dependencies import ServerState
 from metatrail.consumer.server.docs import DOCS_URL, install_docs
 from metatrail.consumer.server.errors import install_error_handlers
@@ -59,7 +60,7 @@ Errors are always `{"error": {"code": ..., "message": ...}}`."""
 
 
 def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = False,
-               owns_store: bool = False) -> FastAPI:
+               owns_store: bool = False, start_appliers: bool = False) -> FastAPI:
     """The API on ``store`` (its engine serves reads; a second engine on the same URL
     serves writes: apply needs transactions, which the read engine skips on servers).
 
@@ -67,12 +68,17 @@ def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = 
     active token (``metatrail serve`` sets it only on a loopback address or with
     ``--insecure``). The app owns the write engine; the caller keeps owning ``store``
     unless ``owns_store`` (a worker process's app closes it at shutdown).
+    ``start_appliers``: start the processes that apply OpenLineage batches when the app
+    starts (``metatrail serve``), rather than with the first batch.
     """
     engine = write_engine(store.engine)
-    state = ServerState(settings, store, engine, EventSink(settings, engine), open_without_tokens)
+    state = ServerState(settings, store, engine, EventSink(settings, engine), open_without_tokens,
+                        Appliers(engine, settings, preload=(openlineage.__name__,)))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start_appliers:
+            state.appliers.start()
         yield
         state.close()
         if owns_store:

@@ -1,5 +1,6 @@
 """What every route shares, injected (never imported as globals): the server's state
-(settings, the read ``Store``, the write engine, the events sink) and the caller's scope.
+(settings, the read ``Store``, the write engine, the events sink, where OpenLineage batches
+are applied) and the caller's scope.
 
 Authentication: a request that carries ``Authorization: Bearer <token>`` must carry an
 active token whose scope covers the route (401 unknown or revoked, 403 too narrow),
@@ -19,6 +20,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from metatrail.consumer.query.store import Store
+from metatrail.consumer.server.appliers import Appliers
 from metatrail.consumer.server.errors import ApiError
 from metatrail.consumer.server.events import EventSink
 from metatrail.consumer.server.tokens import TokenInfo, active_token_count, allows, lookup
@@ -38,8 +40,10 @@ class ServerState:
     sink: EventSink
     #: Whether a request without a token is served when the store holds no active token.
     open_without_tokens: bool
+    appliers: Appliers
 
     def close(self) -> None:
+        self.appliers.close()
         self.sink.close()
         self.engine.dispose()
 

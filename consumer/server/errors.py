@@ -46,6 +46,15 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.headers, self.extra = status, code, message, headers, extra
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt whole when it crosses processes (an apply process's answer to a bad body).
+        return (_api_error, (self.status, self.code, self.message, self.headers, self.extra))
+
+
+def _api_error(status: int, code: str, message: str, headers: dict[str, str] | None,
+               extra: dict[str, Any]) -> ApiError:
+    return ApiError(status, code, message, headers, **extra)
+
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
                    **extra: Any) -> JSONResponse:

@@ -61,7 +61,7 @@ def check_exposure(host: str, active_tokens: int, insecure: bool) -> None:
 def build(settings: Settings, store_url: str, host: str, insecure: bool) -> tuple[Store, object]:
     """The migrated store and the app for ``host`` (after the exposure check)."""
     store = prepare(store_url, host, insecure)
-    return store, create_app(settings, store, open_without_tokens=is_loopback(host) or insecure)
+    return store, create_app(settings, store, open_without_tokens=is_loopback(host) or insecure, start_appliers=True)
 
 
 def prepare(store_url: str, host: str, insecure: bool) -> Store:
@@ -97,7 +97,8 @@ class WorkerApp:
         logging.getLogger("metatrail").setLevel(logging.INFO)
         tune_for_batches()  # as the parent's CLI did for itself: a worker applies batches
         store = Store.open(self.store_url)
-        return create_app(self.settings, store, open_without_tokens=self.open_without_tokens, owns_store=True)
+        return create_app(self.settings, store, open_without_tokens=self.open_without_tokens, owns_store=True,
+                          start_appliers=True)
 
 
 def _server_class(uvicorn: Any) -> Any:

@@ -16,16 +16,16 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy import Engine
 
-from metatrail.consumer.apply.collector import call_paused
 from metatrail.consumer.openlineage.ingest import LineageReport, apply_openlineage
 from metatrail.consumer.openlineage.parsed import ParsedJson, load_json
 from metatrail.consumer.server import http_models as hm
-from metatrail.consumer.server.dependencies import ServerState, State, require
+from metatrail.consumer.server.dependencies import State, require
 from metatrail.consumer.server.errors import ApiError
 from metatrail.consumer.server.events import decode_body, read_body, unpack_body
 from metatrail.consumer.server.responses import JSONBody, json_body
+from metatrail.schemas.settings import Settings
 
 router = APIRouter(dependencies=[Depends(require("write"))])
 
@@ -60,7 +60,7 @@ async def post_lineage(request: Request, state: State) -> JSONBody:
     letter too); 503 while the store is unavailable (retry)."""
     limit = state.settings.server_max_request_bytes
     body = unpack_body(await _body(request, limit), request.headers.get("content-encoding"), limit)
-    report = await run_in_threadpool(apply_openlineage, state.engine, [body], state.settings)
+    report = await state.appliers.run(_apply_one, body)
     if report.rejected:
         raise ApiError(400, "bad_event", f"not a valid OpenLineage event: {report.rejected[0].reason}")
     return json_body(report.to_json(), status_code=201)
@@ -74,21 +74,25 @@ async def post_lineage_batch(request: Request, state: State) -> JSONBody:
     applied. 400 only when the body holds no events at all."""
     limit = state.settings.server_max_request_bytes
     body = await _body(request, limit)
-    # Parsed in the worker thread, inside the collector pause of its apply: parsed
+    # Parsed where it is applied, inside the collector pause of its apply: parsed
     # outside it, a batch's events (hundreds of thousands of objects) were alive when the
     # pause of another request's apply ended, and the collection that followed traversed
     # them all (~10% of the server's CPU with two clients).
-    report = await run_in_threadpool(call_paused, _apply_body, state, body, request.headers.get("content-encoding"),
-                                     request.headers.get("content-type"), limit)
+    report = await state.appliers.run(_apply_body, body, request.headers.get("content-encoding"),
+                                      request.headers.get("content-type"), limit)
     return json_body(report.to_json())
 
 
-def _apply_body(state: ServerState, body: bytes, encoding: str | None, media: str | None,
+def _apply_one(engine: Engine, settings: Settings, body: bytes) -> LineageReport:
+    return apply_openlineage(engine, [body], settings)
+
+
+def _apply_body(engine: Engine, settings: Settings, body: bytes, encoding: str | None, media: str | None,
                 limit: int) -> LineageReport:
     payloads = decode_body(body, encoding, media, limit, keep_values=True)
     if len(payloads) == 1 and payloads[0].lstrip().startswith(b"{"):
         payloads = _unwrap(payloads[0])
-    return apply_openlineage(state.engine, payloads, state.settings)
+    return apply_openlineage(engine, payloads, settings)
 
 
 def _unwrap(payload: bytes) -> list[bytes]:
