@@ -69,7 +69,10 @@ def create_app(settings: Settings, store: Store, *, open_without_tokens: bool = 
     ``--insecure``). The app owns the write engine; the caller keeps owning ``store``
     unless ``owns_store`` (a worker process's app closes it at shutdown).
     ``start_appliers``: start the processes that apply OpenLineage batches when the app
-    starts (``metatrail serve``), rather than with the first batch.
+    starts (``metatrail serve``), rather than with the first batch. They are spawned, and a
+    spawned process imports the program's main module: a program that builds and runs the
+    app itself (not ``metatrail serve``, not an ASGI server's command line) guards its
+    entry with ``if __name__ == "__main__":``, as for any spawned process.
     """
     engine = write_engine(store.engine)
     state = ServerState(settings, store, engine, EventSink(settings, engine), open_without_tokens,
