@@ -15,36 +15,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from metatrail.consumer.openlineage import naming
 from metatrail.schemas.settings import load_settings
-from tests.fixtures.backends import ServerDatabase, backend_url
+from tests.fixtures.processes import alive, children
 from tests.fixtures.server import LiveServer
-
-
-@pytest.fixture(params=["postgresql", "mariadb"])
-def server_store_url(request: pytest.FixtureRequest, server_databases: dict[str, ServerDatabase],
-                     tmp_path: Path) -> str:
-    return backend_url(request.param, server_databases, tmp_path)
 
 
 def apply_processes() -> set[int]:
     """The living processes multiprocessing spawned from this one (any of its threads)."""
     found = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+    for pid in children(os.getpid()):
         try:
-            children = (task / "children").read_text().split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        for pid in children:
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if b"multiprocessing" in command and b"spawn_main" in command and state != "Z":
-                found.add(int(pid))
+        if b"multiprocessing" in command and b"spawn_main" in command and alive(pid):
+            found.add(pid)
     return found
 
 

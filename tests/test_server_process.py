@@ -23,7 +23,7 @@ import pytest
 from metatrail.schemas.events import ArtifactRecorded
 from metatrail.schemas.ids import new_id
 from metatrail.schemas.parse import dump_event
-from tests.fixtures.backends import ServerDatabase, backend_url
+from tests.fixtures.processes import alive, children, descendants
 
 
 def free_port() -> int:
@@ -140,8 +140,8 @@ def test_the_token_never_reaches_logs_or_the_store_in_clear(store: str, tmp_path
 
 def _workers_of(parent: int, log: str) -> list[int]:
     """Pids of the worker processes ``parent`` spawned and that started serving."""
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log) if pid in children]
+    started = children(parent)
+    return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log) if int(pid) in started]
 
 
 def test_workers_share_the_port_apply_concurrent_writes_once_and_drain_on_sigterm(store_url: str,
@@ -178,8 +178,7 @@ def test_workers_share_the_port_apply_concurrent_writes_once_and_drain_on_sigter
         assert listed["total"] == 900
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-        assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
-                       for pid in workers)
+        assert not any(alive(pid) for pid in workers)
     finally:
         if proc.poll() is None:  # the test failed: stop the workers too, not only their parent
             proc.send_signal(signal.SIGTERM)
@@ -191,30 +190,6 @@ def test_workers_share_the_port_apply_concurrent_writes_once_and_drain_on_sigter
                 proc.kill()
                 proc.wait(10)
     assert "Traceback" not in log.read_text()
-
-
-@pytest.fixture(params=["postgresql", "mariadb"])
-def database_store(request: pytest.FixtureRequest, server_databases: dict[str, ServerDatabase], tmp_path: Path) -> str:
-    return backend_url(request.param, server_databases, tmp_path)
-
-
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            found |= {child} | descendants(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
 
 
 def cpu_seconds(pid: int) -> float:
@@ -240,7 +215,7 @@ def started(pid: int) -> set[int]:
 
 
 def test_a_lineage_batch_in_flight_finishes_in_its_apply_process_when_the_group_is_signalled(
-    database_store: str, tmp_path: Path
+    server_store_url: str, tmp_path: Path
 ) -> None:
     """A service manager (or a terminal's Ctrl-C) signals every process of the group: the
     apply processes leave it to their worker, which lets the batch in flight finish."""
@@ -248,7 +223,7 @@ def test_a_lineage_batch_in_flight_finishes_in_its_apply_process_when_the_group_
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "metatrail", "serve", "--port", str(port), "--workers", "2"],
-                                env=env_for(database_store), stdout=out, stderr=subprocess.STDOUT,
+                                env=env_for(server_store_url), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc, log)
